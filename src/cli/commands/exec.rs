@@ -1,0 +1,90 @@
+//! `swamp exec -- CMD ARGS...`: runs any command inside the guard, with
+//! `SWAMP_DATASTORE_DIR` naming the datastore directory. The child's exit code
+//! passes through. If the lock is lost the child is killed at once (it must not
+//! write without the lock); on SIGINT/SIGTERM/SIGHUP the signal is forwarded and
+//! the child gets a short grace period before it is killed.
+
+use crate::cli::commands::with_guard;
+use crate::cli::context::RepoContext;
+use crate::cli::error::CliError;
+use crate::cli::output::Render;
+use crate::infrastructure::coordinator::StopReason;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use std::io::{self, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+/// How long a signalled child may take to exit before it is killed.
+const CHILD_GRACE: Duration = Duration::from_millis(2000);
+
+/// Result of `exec`.
+pub struct ExecResult {
+    /// The child's exit code (128+N if killed by signal N).
+    pub exit_code: i32,
+}
+
+/// Runs `argv` inside the guard.
+pub async fn exec(ctx: &RepoContext, argv: &[String]) -> Result<ExecResult, CliError> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| CliError::Validation("exec needs a command to run".into()))?;
+    let datastore_dir = ctx.resolver.datastore_root().to_path_buf();
+    with_guard(ctx, |_fence, mut stop| async move {
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .env("SWAMP_DATASTORE_DIR", &datastore_dir)
+            .env("SWAMP_REPO_DIR", &ctx.repo_dir)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| CliError::Spawn {
+                program: program.clone(),
+                code: if e.kind() == io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                },
+                reason: e.to_string(),
+            })?;
+        let status = tokio::select! {
+            status = child.wait() => status,
+            reason = stop.wait() => {
+                match reason {
+                    StopReason::Lost(_) => {
+                        let _ = child.kill().await;
+                    }
+                    StopReason::Signal(sig) => {
+                        if let (Some(pid), Ok(signal)) = (child.id(), Signal::try_from(sig)) {
+                            let _ = kill(Pid::from_raw(pid as i32), signal);
+                        }
+                        if tokio::time::timeout(CHILD_GRACE, child.wait()).await.is_err() {
+                            let _ = child.kill().await;
+                        }
+                    }
+                }
+                return Err(crate::infrastructure::coordinator::stop_error(&reason).into());
+            }
+        };
+        let status = status.map_err(|source| CliError::Io {
+            context: format!("waiting for '{program}'"),
+            source,
+        })?;
+        let exit_code = status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(1);
+        Ok(ExecResult { exit_code })
+    })
+    .await
+}
+
+impl Render for ExecResult {
+    fn to_json(&self) -> Value {
+        json!({ "exitCode": self.exit_code })
+    }
+
+    fn write_text(&self, _out: &mut dyn Write) -> io::Result<()> {
+        Ok(())
+    }
+}

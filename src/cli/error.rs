@@ -1,0 +1,139 @@
+//! The one place where failures become exit codes, JSON error codes and
+//! one-line messages.
+//!
+//! Exit codes (as upstream swamp documents them): 0 ok, 1 failure, 2 usage or
+//! configuration error, 75 (EX_TEMPFAIL) lock not acquired in time or lost —
+//! retry with backoff —, 128+N stopped by signal N; `exec` passes its child's
+//! code through (127/126 when the command cannot be found/run).
+
+use crate::domain::config::ConfigError;
+use crate::domain::item_name::ItemNameError;
+use crate::domain::lock::LockError;
+use crate::infrastructure::data_store::DataError;
+use crate::infrastructure::migration::MigrationError;
+use thiserror::Error;
+
+/// Any failure of a command.
+#[derive(Debug, Error)]
+pub enum CliError {
+    /// Configuration problems.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Bad user input that is not configuration.
+    #[error("{0}")]
+    Validation(String),
+    /// Lock problems.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Data-item problems.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Migration problems.
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+    /// A command that refuses without an explicit flag.
+    #[error("{0}")]
+    Refused(String),
+    /// `exec` could not start its command.
+    #[error("cannot run '{program}': {reason}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        reason: String,
+        /// 127 not found, 126 not executable.
+        code: i32,
+    },
+    /// Other I/O failures.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl From<ItemNameError> for CliError {
+    fn from(e: ItemNameError) -> Self {
+        CliError::Validation(e.to_string())
+    }
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Config(_) | CliError::Validation(_) | CliError::Refused(_) => 2,
+            CliError::Lock(e)
+            | CliError::Data(DataError::Lock(e))
+            | CliError::Migration(MigrationError::Lock(e)) => lock_exit_code(e),
+            CliError::Spawn { code, .. } => *code,
+            CliError::Data(_) | CliError::Migration(_) | CliError::Io { .. } => 1,
+        }
+    }
+
+    /// The snake_case code in `{"error": {"code": ...}}`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CliError::Config(ConfigError::NotARepo(_)) => "not_a_repo",
+            CliError::Config(_) => "config_invalid",
+            CliError::Validation(_) => "validation_failed",
+            CliError::Refused(_) => "refused",
+            CliError::Lock(e)
+            | CliError::Data(DataError::Lock(e))
+            | CliError::Migration(MigrationError::Lock(e)) => lock_code(e),
+            CliError::Data(DataError::NotFound(_))
+            | CliError::Data(DataError::VersionNotFound { .. }) => "not_found",
+            CliError::Data(DataError::Corrupt { .. }) => "corrupt_data",
+            CliError::Data(DataError::Io { .. }) | CliError::Io { .. } => "io_error",
+            CliError::Migration(MigrationError::Conflicts(_)) => "migration_conflict",
+            CliError::Migration(_) => "migration_failed",
+            CliError::Spawn { .. } => "spawn_failed",
+        }
+    }
+}
+
+fn lock_exit_code(e: &LockError) -> i32 {
+    match e {
+        LockError::Timeout { .. } | LockError::Lost(_) => 75,
+        LockError::Interrupted { signal } => 128 + signal,
+        LockError::Store { .. } => 1,
+    }
+}
+
+fn lock_code(e: &LockError) -> &'static str {
+    match e {
+        LockError::Timeout { .. } => "lock_timeout",
+        LockError::Lost(_) => "lock_lost",
+        LockError::Interrupted { .. } => "interrupted",
+        LockError::Store { .. } => "lock_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn lock_failures_map_to_tempfail() {
+        let t = CliError::Lock(LockError::Timeout {
+            waited: Duration::from_secs(1),
+            holder: "x".into(),
+        });
+        assert_eq!((t.exit_code(), t.code()), (75, "lock_timeout"));
+        let l = CliError::Data(DataError::Lock(LockError::Lost("gone".into())));
+        assert_eq!((l.exit_code(), l.code()), (75, "lock_lost"));
+        let i = CliError::Lock(LockError::Interrupted { signal: 2 });
+        assert_eq!(i.exit_code(), 130);
+    }
+
+    #[test]
+    fn config_and_not_found_codes() {
+        let e = CliError::Config(ConfigError::NotARepo("/x".into()));
+        assert_eq!((e.exit_code(), e.code()), (2, "not_a_repo"));
+        let e = CliError::Data(DataError::NotFound("a".into()));
+        assert_eq!((e.exit_code(), e.code()), (1, "not_found"));
+    }
+}

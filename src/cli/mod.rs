@@ -1,0 +1,256 @@
+//! The command-line edge: clap structs that only parse, a dispatcher that calls
+//! plain command functions, and rendering of results and errors.
+
+pub mod commands;
+pub mod context;
+pub mod error;
+pub mod output;
+
+use crate::cli::context::{GlobalOptions, RepoContext};
+use crate::cli::error::CliError;
+use crate::cli::output::{emit, emit_error, Render};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// swamp: runtime data for automation repos, stored on a filesystem or in S3.
+#[derive(Debug, Parser)]
+#[command(name = "swamp", version, about)]
+pub struct Cli {
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The repo directory (default: the current directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub repo_dir: Option<PathBuf>,
+    /// Use this datastore ('filesystem:/abs/path' or 's3:bucket[/prefix]'); SWAMP_DATASTORE wins over it.
+    #[arg(long, global = true, value_name = "SPEC")]
+    pub datastore: Option<String>,
+    /// Seconds to wait for the datastore lock before giving up (exit 75).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60.0)]
+    pub lock_timeout: f64,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the repository.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Read and write versioned data items.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Run a command inside the datastore lock (SWAMP_DATASTORE_DIR names the datastore).
+    Exec {
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Inspect and configure the datastore.
+    #[command(subcommand)]
+    Datastore(DatastoreCommand),
+}
+
+/// `swamp repo ...`
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create .swamp.yaml and .swamp/ (safe to rerun: keeps the repoId and data).
+    Init,
+}
+
+/// `swamp data ...`
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Store a new version of a data item.
+    Put {
+        /// Item name, e.g. app/config.
+        name: String,
+        /// File to read ('-' for standard input).
+        #[arg(long, short, default_value = "-")]
+        file: String,
+    },
+    /// Print a data item (the newest version by default).
+    Get {
+        /// Item name.
+        name: String,
+        /// Version to print.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// List data items with their newest version.
+    List,
+    /// List every version of a data item.
+    Versions {
+        /// Item name.
+        name: String,
+    },
+    /// Remove a data item with all its versions.
+    Rm {
+        /// Item name.
+        name: String,
+    },
+}
+
+/// `swamp datastore ...`
+#[derive(Debug, Subcommand)]
+pub enum DatastoreCommand {
+    /// Show the datastore in use, its health and its lock.
+    Status,
+    /// Move the datastore to another backend.
+    #[command(subcommand)]
+    Setup(SetupCommand),
+    /// Inspect or break the datastore lock.
+    #[command(subcommand)]
+    Lock(LockCommand),
+}
+
+/// `swamp datastore setup ...`
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Use a directory (e.g. a shared mount) as the datastore.
+    Filesystem(SetupFilesystemArgs),
+}
+
+/// Arguments of `setup filesystem`.
+#[derive(Debug, Args)]
+pub struct SetupFilesystemArgs {
+    /// Target directory.
+    #[arg(long)]
+    pub path: PathBuf,
+    /// Only switch .swamp.yaml; do not move data.
+    #[arg(long)]
+    pub skip_migration: bool,
+}
+
+/// `swamp datastore lock ...`
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Show who holds the lock.
+    Status,
+    /// Remove the lock whoever holds it (breakglass).
+    Release {
+        /// Required: releasing a live lock lets two commands write at once.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Parses the arguments, runs the command and returns the exit code.
+pub async fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let informational = matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if !informational && std::env::args().any(|a| a == "--json") {
+                let first = e.to_string();
+                let line = first
+                    .lines()
+                    .next()
+                    .unwrap_or("usage error")
+                    .trim_start_matches("error: ");
+                emit_error(true, &CliError::Validation(line.to_string()));
+                return 2;
+            }
+            let _ = e.print();
+            return if informational { 0 } else { 2 };
+        }
+    };
+    let json = cli.json;
+    match dispatch(cli).await {
+        Ok((result, code)) => match emit(json, result.as_ref()) {
+            Ok(()) => code,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+            Err(e) => {
+                eprintln!("error: writing output: {e}");
+                1
+            }
+        },
+        Err(error) => {
+            emit_error(json, &error);
+            error.exit_code()
+        }
+    }
+}
+
+fn globals(cli: &Cli) -> Result<GlobalOptions, CliError> {
+    let repo_dir = match &cli.repo_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().map_err(|source| CliError::Io {
+            context: "reading the current directory".into(),
+            source,
+        })?,
+    };
+    if !(cli.lock_timeout.is_finite() && cli.lock_timeout >= 0.0) {
+        return Err(CliError::Validation(format!(
+            "--lock-timeout must be a non-negative number of seconds, not {}",
+            cli.lock_timeout
+        )));
+    }
+    Ok(GlobalOptions {
+        json: cli.json,
+        repo_dir,
+        datastore: cli.datastore.clone(),
+        lock_timeout: Duration::from_secs_f64(cli.lock_timeout),
+    })
+}
+
+type Outcome = (Box<dyn Render>, i32);
+
+fn ok<R: Render + 'static>(r: R) -> Result<Outcome, CliError> {
+    Ok((Box::new(r), 0))
+}
+
+async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
+    use commands::*;
+    let g = globals(&cli)?;
+    if let Command::Repo(RepoCommand::Init) = cli.command {
+        return ok(repo::init(&g.repo_dir)?);
+    }
+    let ctx = RepoContext::open(&g)?;
+    match cli.command {
+        Command::Repo(RepoCommand::Init) => unreachable!("handled above"),
+        Command::Data(cmd) => match cmd {
+            DataCommand::Put { name, file } => {
+                let source = if file == "-" {
+                    data::PutSource::Stdin
+                } else {
+                    data::PutSource::File(std::path::Path::new(&file))
+                };
+                ok(data::put(&ctx, &name, source).await?)
+            }
+            DataCommand::Get { name, version } => ok(data::get(&ctx, &name, version)?),
+            DataCommand::List => ok(data::list(&ctx)?),
+            DataCommand::Versions { name } => ok(data::versions(&ctx, &name)?),
+            DataCommand::Rm { name } => ok(data::remove(&ctx, &name).await?),
+        },
+        Command::Exec { command } => {
+            let result = exec::exec(&ctx, &command).await?;
+            let code = result.exit_code;
+            Ok((Box::new(result), code))
+        }
+        Command::Datastore(cmd) => match cmd {
+            DatastoreCommand::Status => ok(status::status(&ctx).await?),
+            DatastoreCommand::Setup(SetupCommand::Filesystem(args)) => ok(setup::setup_filesystem(
+                &ctx,
+                setup::SetupFilesystem {
+                    path: args.path,
+                    skip_migration: args.skip_migration,
+                },
+            )
+            .await?),
+            DatastoreCommand::Lock(LockCommand::Status) => ok(lock::status(&ctx).await?),
+            DatastoreCommand::Lock(LockCommand::Release { force }) => {
+                ok(lock::release(&ctx, force).await?)
+            }
+        },
+    }
+}

@@ -1,0 +1,111 @@
+//! Safe relative paths: the only form in which a file name from outside (an S3
+//! key, a data-item name, an index entry) may reach the disk. A `SafeRelativePath`
+//! cannot name anything outside the directory it is joined to.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Why a relative path was rejected.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("unsafe path '{path}': {reason}")]
+pub struct UnsafePathError {
+    /// The path as given (control characters escaped).
+    pub path: String,
+    /// The rule it breaks.
+    pub reason: &'static str,
+}
+
+/// A `/`-separated relative path with no `.`/`..`/empty segments, no absolute
+/// root, no backslashes and no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SafeRelativePath(String);
+
+impl SafeRelativePath {
+    /// Validates `raw` and wraps it.
+    pub fn parse(raw: &str) -> Result<Self, UnsafePathError> {
+        let fail = |reason| {
+            Err(UnsafePathError {
+                path: raw.escape_debug().to_string(),
+                reason,
+            })
+        };
+        if raw.is_empty() {
+            return fail("empty path");
+        }
+        if raw.starts_with('/') {
+            return fail("absolute paths are not allowed");
+        }
+        if raw.contains('\\') {
+            return fail("backslashes are not allowed");
+        }
+        if raw.chars().any(|c| c.is_control()) {
+            return fail("control characters are not allowed");
+        }
+        for segment in raw.split('/') {
+            match segment {
+                "" => return fail("empty path segments are not allowed"),
+                "." | ".." => return fail("'.' and '..' segments are not allowed"),
+                _ => {}
+            }
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    /// The path as a `/`-separated string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first segment (the datastore directory a path belongs to).
+    pub fn top_dir(&self) -> &str {
+        self.0.split('/').next().unwrap_or("")
+    }
+
+    /// Joins this path under `root`.
+    pub fn under(&self, root: &Path) -> PathBuf {
+        let mut out = root.to_path_buf();
+        out.extend(self.0.split('/'));
+        out
+    }
+}
+
+impl fmt::Display for SafeRelativePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_nested_relative_paths() {
+        let p = SafeRelativePath::parse("data/app/.hidden/x.json").unwrap();
+        assert_eq!(p.top_dir(), "data");
+        assert_eq!(
+            p.under(Path::new("/root")),
+            PathBuf::from("/root/data/app/.hidden/x.json")
+        );
+    }
+
+    #[test]
+    fn rejects_escapes() {
+        for bad in [
+            "",
+            "/abs",
+            "../escape",
+            "a/../../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+            "..",
+        ] {
+            assert!(SafeRelativePath::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

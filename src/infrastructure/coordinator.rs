@@ -1,0 +1,371 @@
+//! The guard every command that touches runtime data runs inside:
+//! acquire lock → (pull) → run → (push) → release — on success, on error, on
+//! SIGINT/SIGTERM/SIGHUP, and when the lock is lost.
+//!
+//! Model: a `StopSignal` says why a command must stop (a signal arrived, or the
+//! lock was lost). The heartbeat renews the lease every TTL/3 and judges it by
+//! `lease_clock` (which keeps counting through SIGSTOP and suspend): a lease not
+//! renewed within 90 % of its TTL is treated as lost without touching the store,
+//! because a taker may already hold it. Writers call `LeaseFence::check` right
+//! before each write; the heartbeat holds the lease mutex while it renews, so a
+//! release can never race an in-flight renewal.
+
+use crate::domain::lease_clock;
+use crate::domain::lock::{Attempt, DistributedLock, Lease, LockError};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long a command may take to wind down after a signal before it is dropped.
+const SIGNAL_GRACE: Duration = Duration::from_millis(2500);
+/// How long a command may take to stop after its lock was lost.
+const LOST_GRACE: Duration = Duration::from_millis(1000);
+/// Upper bound on a release, so an unreachable store cannot hold up exit.
+const RELEASE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Why a running command must stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The process received this signal.
+    Signal(i32),
+    /// The lock is no longer ours.
+    Lost(String),
+}
+
+/// A receiver of the stop reason; clone it into anything that must react.
+#[derive(Debug, Clone)]
+pub struct StopSignal {
+    rx: watch::Receiver<Option<StopReason>>,
+}
+
+impl StopSignal {
+    /// Waits until a stop is requested.
+    pub async fn wait(&mut self) -> StopReason {
+        loop {
+            if let Some(reason) = self.rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if self.rx.changed().await.is_err() {
+                // Sender gone: nothing will ever stop us.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The stop reason, if one was requested.
+    pub fn current(&self) -> Option<StopReason> {
+        self.rx.borrow().clone()
+    }
+}
+
+/// Owns the stop channel and the signal listener of one command.
+pub struct StopController {
+    tx: Arc<watch::Sender<Option<StopReason>>>,
+    listener: JoinHandle<()>,
+}
+
+impl StopController {
+    /// Starts listening for SIGINT, SIGTERM and SIGHUP. A second signal exits at once.
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (tx, _) = watch::channel(None);
+        let tx = Arc::new(tx);
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let sender = tx.clone();
+        let listener = tokio::spawn(async move {
+            let mut seen = false;
+            loop {
+                let sig = tokio::select! {
+                    _ = int.recv() => libc_sig::SIGINT,
+                    _ = term.recv() => libc_sig::SIGTERM,
+                    _ = hup.recv() => libc_sig::SIGHUP,
+                };
+                if seen {
+                    eprintln!("swamp: second signal, exiting now");
+                    std::process::exit(128 + sig);
+                }
+                seen = true;
+                request_stop(&sender, StopReason::Signal(sig));
+            }
+        });
+        Ok(Self { tx, listener })
+    }
+
+    /// A receiver of stop requests.
+    pub fn signal(&self) -> StopSignal {
+        StopSignal {
+            rx: self.tx.subscribe(),
+        }
+    }
+
+    fn sender(&self) -> Arc<watch::Sender<Option<StopReason>>> {
+        self.tx.clone()
+    }
+}
+
+impl Drop for StopController {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+mod libc_sig {
+    pub const SIGHUP: i32 = nix::sys::signal::Signal::SIGHUP as i32;
+    pub const SIGINT: i32 = nix::sys::signal::Signal::SIGINT as i32;
+    pub const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
+}
+
+fn request_stop(tx: &watch::Sender<Option<StopReason>>, reason: StopReason) {
+    tx.send_if_modified(|current| {
+        if current.is_none() {
+            *current = Some(reason);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// A synchronous check a writer makes right before each write.
+#[derive(Debug)]
+pub struct LeaseFence {
+    valid_for: Duration,
+    renewed_at_nanos: AtomicU64,
+    lost: Mutex<Option<String>>,
+    is_lost: AtomicBool,
+}
+
+impl LeaseFence {
+    fn new(ttl: Duration, renewed_at: Duration) -> Self {
+        Self {
+            valid_for: ttl.mul_f64(0.9),
+            renewed_at_nanos: AtomicU64::new(renewed_at.as_nanos() as u64),
+            lost: Mutex::new(None),
+            is_lost: AtomicBool::new(false),
+        }
+    }
+
+    fn renewed(&self, at: Duration) {
+        self.renewed_at_nanos
+            .store(at.as_nanos() as u64, Ordering::SeqCst);
+    }
+
+    fn lose(&self, why: String) {
+        if let Ok(mut lost) = self.lost.lock() {
+            lost.get_or_insert(why);
+        }
+        self.is_lost.store(true, Ordering::SeqCst);
+    }
+
+    /// `Err(LockError::Lost)` when the lease is gone or may have expired.
+    pub fn check(&self) -> Result<(), LockError> {
+        let since = lease_clock::now().saturating_sub(Duration::from_nanos(
+            self.renewed_at_nanos.load(Ordering::SeqCst),
+        ));
+        if since >= self.valid_for {
+            self.lose(format!(
+                "the lease was not renewed for {:.1}s (process paused or store unreachable), so another process may hold it",
+                since.as_secs_f64()
+            ));
+        }
+        if self.is_lost.load(Ordering::SeqCst) {
+            let why = self
+                .lost
+                .lock()
+                .ok()
+                .and_then(|l| l.clone())
+                .unwrap_or_else(|| "unknown reason".into());
+            return Err(LockError::Lost(why));
+        }
+        Ok(())
+    }
+}
+
+struct LeaseState {
+    lease: Lease,
+    released: bool,
+}
+
+/// Timing of the lock: TTL and how long to wait for it.
+#[derive(Debug, Clone, Copy)]
+pub struct LockTiming {
+    /// Lease time-to-live.
+    pub ttl: Duration,
+    /// Longest wait for a busy lock.
+    pub timeout: Duration,
+}
+
+/// A held lock with its heartbeat.
+pub struct LockGuard {
+    lock: Arc<dyn DistributedLock>,
+    state: Arc<tokio::sync::Mutex<LeaseState>>,
+    fence: Arc<LeaseFence>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl LockGuard {
+    /// Waits (with jittered backoff) until the lock is ours, a deadline passes,
+    /// or a stop is requested; then starts the heartbeat.
+    pub async fn acquire(
+        lock: Arc<dyn DistributedLock>,
+        timing: LockTiming,
+        stop: &StopController,
+    ) -> Result<Self, LockError> {
+        let started = lease_clock::now();
+        let mut backoff = Duration::from_millis(25);
+        let mut signal = stop.signal();
+        let lease = loop {
+            let attempt_at = lease_clock::now();
+            match lock.try_acquire(timing.ttl).await? {
+                Attempt::Acquired(lease) => break (lease, attempt_at),
+                Attempt::Busy(obs) => {
+                    let waited = lease_clock::now().saturating_sub(started);
+                    if waited >= timing.timeout {
+                        return Err(LockError::Timeout {
+                            waited,
+                            holder: obs.describe(),
+                        });
+                    }
+                    tracing::debug!(holder = %obs.describe(), "lock busy, waiting");
+                    let jitter = rand::random::<f64>() + 0.5;
+                    let pause = backoff.mul_f64(jitter).min(timing.timeout - waited);
+                    backoff = (backoff * 3 / 2).min(Duration::from_millis(500));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        reason = signal.wait() => return Err(stop_error(&reason)),
+                    }
+                }
+            }
+        };
+        let (lease, attempt_at) = lease;
+        let fence = Arc::new(LeaseFence::new(timing.ttl, attempt_at));
+        let state = Arc::new(tokio::sync::Mutex::new(LeaseState {
+            lease,
+            released: false,
+        }));
+        let heartbeat = tokio::spawn(heartbeat(
+            lock.clone(),
+            state.clone(),
+            fence.clone(),
+            stop.sender(),
+            timing.ttl,
+        ));
+        Ok(Self {
+            lock,
+            state,
+            fence,
+            heartbeat,
+        })
+    }
+
+    /// The check writers make before each write.
+    pub fn fence(&self) -> Arc<LeaseFence> {
+        self.fence.clone()
+    }
+
+    /// Releases the lock (bounded in time); a lock that is no longer ours is left alone.
+    pub async fn release(self) -> Result<(), LockError> {
+        let work = async {
+            let mut state = self.state.lock().await;
+            state.released = true;
+            self.heartbeat.abort();
+            self.lock.release(&state.lease).await
+        };
+        match tokio::time::timeout(RELEASE_TIMEOUT, work).await {
+            Ok(result) => result,
+            Err(_) => Err(LockError::Store {
+                location: self.lock.location(),
+                message: format!(
+                    "release did not finish within {}ms; the lock expires after its TTL",
+                    RELEASE_TIMEOUT.as_millis()
+                ),
+            }),
+        }
+    }
+}
+
+async fn heartbeat(
+    lock: Arc<dyn DistributedLock>,
+    state: Arc<tokio::sync::Mutex<LeaseState>>,
+    fence: Arc<LeaseFence>,
+    stop: Arc<watch::Sender<Option<StopReason>>>,
+    ttl: Duration,
+) {
+    let mut interval = ttl / 3;
+    loop {
+        tokio::time::sleep(interval).await;
+        let mut st = state.lock().await;
+        if st.released {
+            return;
+        }
+        // Never renew a lease that may already have expired: a taker may own it.
+        if let Err(LockError::Lost(why)) = fence.check() {
+            request_stop(&stop, StopReason::Lost(why));
+            return;
+        }
+        let attempt_at = lease_clock::now();
+        match lock.renew(&st.lease).await {
+            Ok(lease) => {
+                st.lease = lease;
+                fence.renewed(attempt_at);
+                interval = ttl / 3;
+            }
+            Err(LockError::Lost(why)) => {
+                fence.lose(why.clone());
+                request_stop(&stop, StopReason::Lost(why));
+                return;
+            }
+            Err(other) => {
+                // Transient store trouble: retry sooner; the fence turns it
+                // into "lost" if it lasts too long.
+                tracing::warn!(error = %other, "lock renewal failed; retrying");
+                interval = ttl / 10;
+            }
+        }
+    }
+}
+
+/// Runs `op` while `guard` holds the lock, then releases it.
+///
+/// A stop request (signal or lost lock) gives `op` a grace period to wind
+/// down (it sees the same `StopSignal`), then drops it. The result is `op`'s,
+/// unless a stop cut it short.
+pub async fn run_guarded<T, E, Fut>(guard: LockGuard, stop: StopSignal, op: Fut) -> Result<T, E>
+where
+    E: From<LockError>,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut op = std::pin::pin!(op);
+    let mut watcher = stop.clone();
+    let result = tokio::select! {
+        biased;
+        r = &mut op => r,
+        reason = watcher.wait() => {
+            let grace = match reason { StopReason::Signal(_) => SIGNAL_GRACE, StopReason::Lost(_) => LOST_GRACE };
+            let _ = tokio::time::timeout(grace, &mut op).await;
+            Err(stop_error(&reason).into())
+        }
+    };
+    let released = guard.release().await;
+    match (result, released) {
+        (r, Err(release_err)) => {
+            // The work is done; a lock we could not delete expires after its TTL.
+            eprintln!("warning: {release_err}");
+            r
+        }
+        (r, Ok(())) => r,
+    }
+}
+
+/// The error a stop turns into.
+pub fn stop_error(reason: &StopReason) -> LockError {
+    match reason {
+        StopReason::Signal(sig) => LockError::Interrupted { signal: *sig },
+        StopReason::Lost(why) => LockError::Lost(why.clone()),
+    }
+}

@@ -1,0 +1,376 @@
+//! `FileLock`: the lock of a filesystem datastore, the file
+//! `{datastore}/.datastore.lock`.
+//!
+//! Model: the record is written to a temp file and hard-linked to the lock path,
+//! which is an atomic create-if-absent that never exposes a half-written record.
+//! Every change to an existing record goes through `move_aside_if`: rename the
+//! file at the lock path to a unique name (atomic; only one renamer gets a given
+//! file), check that what was moved is the record we meant (its version — inode,
+//! mtime and content hash — or its token), and otherwise link it straight back.
+//! So a stale takeover can only ever remove the exact stale record it judged, a
+//! release only our own record, and two takers cannot both win: after removal
+//! they race on the same create-if-absent. See design/datastores.md for the
+//! residual windows.
+
+use crate::domain::lock::{
+    is_stale, Attempt, DistributedLock, Lease, LockError, LockInfo, LockObservation, LockVersion,
+};
+use crate::infrastructure::atomic_file::{sync_dir, TEMP_MARKER};
+use crate::infrastructure::hashing::sha256_bytes;
+use async_trait::async_trait;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// The lock file name inside the datastore directory.
+pub const LOCK_FILE: &str = ".datastore.lock";
+
+/// What `move_aside_if` found.
+enum MoveOutcome {
+    /// The expected record was removed.
+    Removed(LockObservation),
+    /// Another record was there; it was put back (or its owner will find it gone).
+    Mismatch(LockObservation),
+    /// No record was there.
+    Absent,
+}
+
+/// The lock of a filesystem datastore.
+#[derive(Debug, Clone)]
+pub struct FileLock {
+    dir: PathBuf,
+    default_ttl: Duration,
+}
+
+impl FileLock {
+    /// The lock of the datastore at `dir`; `default_ttl` judges unreadable records.
+    pub fn new(dir: &Path, default_ttl: Duration) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            default_ttl,
+        }
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(LOCK_FILE)
+    }
+
+    fn side_path(&self, tag: &str) -> PathBuf {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        self.dir
+            .join(format!("{LOCK_FILE}.{tag}{TEMP_MARKER}{}", &unique[..12]))
+    }
+
+    fn store_err(&self, e: io::Error) -> LockError {
+        LockError::Store {
+            location: self.lock_path().display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Reads the record at `path`, if any.
+    fn observe(&self, path: &Path) -> io::Result<Option<LockObservation>> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(self.observation_from(&bytes, &meta)))
+    }
+
+    fn observation_from(&self, bytes: &[u8], meta: &fs::Metadata) -> LockObservation {
+        let version = LockVersion(format!(
+            "{}:{}:{}.{}:{}",
+            meta.dev(),
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            &sha256_bytes(bytes)[..16]
+        ));
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or(Duration::ZERO);
+        let (info, corrupt) = match LockInfo::from_json(bytes) {
+            Ok(info) => (Some(info), None),
+            Err(why) => (None, Some(why)),
+        };
+        let ttl = info.as_ref().map(|i| i.ttl()).unwrap_or(self.default_ttl);
+        LockObservation {
+            info,
+            corrupt,
+            age,
+            stale: is_stale(age, ttl),
+            version,
+        }
+    }
+
+    /// Writes `info` to a temp file; returns its path.
+    fn write_temp(&self, info: &LockInfo) -> io::Result<PathBuf> {
+        let temp = self.side_path("new");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(&info.to_json())?;
+        file.sync_all()?;
+        Ok(temp)
+    }
+
+    /// Atomically creates the lock file with `info` if no lock file exists.
+    fn create(&self, info: &LockInfo) -> io::Result<bool> {
+        fs::create_dir_all(&self.dir)?;
+        let temp = self.write_temp(info)?;
+        let linked = fs::hard_link(&temp, self.lock_path());
+        let _ = fs::remove_file(&temp);
+        match linked {
+            Ok(()) => {
+                sync_dir(&self.dir);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Renames the lock file aside, keeps it removed if `expected` holds for
+    /// it, and links it back otherwise.
+    fn move_aside_if(
+        &self,
+        tag: &str,
+        expected: impl Fn(&LockObservation) -> bool,
+    ) -> io::Result<MoveOutcome> {
+        let aside = self.side_path(tag);
+        match fs::rename(self.lock_path(), &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(MoveOutcome::Absent),
+            Err(e) => return Err(e),
+        }
+        let Some(moved) = self.observe(&aside)? else {
+            return Ok(MoveOutcome::Absent);
+        };
+        if expected(&moved) {
+            fs::remove_file(&aside)?;
+            sync_dir(&self.dir);
+            return Ok(MoveOutcome::Removed(moved));
+        }
+        // Not what we meant to remove: put it back unless someone already
+        // created a new lock, in which case its owner finds its token gone.
+        let _ = fs::hard_link(&aside, self.lock_path());
+        fs::remove_file(&aside)?;
+        Ok(MoveOutcome::Mismatch(moved))
+    }
+
+    fn try_acquire_sync(&self, ttl: Duration) -> io::Result<Attempt> {
+        let mut last = None;
+        for _ in 0..4 {
+            let info = LockInfo::for_this_process(ttl);
+            if self.create(&info)? {
+                let version = self
+                    .observe(&self.lock_path())?
+                    .map(|o| o.version)
+                    .unwrap_or_else(|| LockVersion(String::new()));
+                return Ok(Attempt::Acquired(Lease { info, version }));
+            }
+            let Some(current) = self.observe(&self.lock_path())? else {
+                continue;
+            };
+            if !current.stale {
+                return Ok(Attempt::Busy(current));
+            }
+            let stale_version = current.version.clone();
+            tracing::info!(holder = %current.describe(), "taking over a stale lock");
+            self.move_aside_if("stale", |moved| moved.version == stale_version)?;
+            last = Some(current);
+        }
+        match self.observe(&self.lock_path())? {
+            Some(obs) => Ok(Attempt::Busy(obs)),
+            None => Ok(Attempt::Busy(last.unwrap_or_else(|| LockObservation {
+                info: None,
+                corrupt: Some("contended".into()),
+                age: Duration::ZERO,
+                stale: false,
+                version: LockVersion(String::new()),
+            }))),
+        }
+    }
+
+    fn renew_sync(&self, lease: &Lease) -> Result<Option<Lease>, LockError> {
+        let current = self
+            .observe(&self.lock_path())
+            .map_err(|e| self.store_err(e))?;
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        if current.info.as_ref().map(|i| i.token.as_str()) != Some(lease.info.token.as_str()) {
+            return Err(LockError::Lost(format!(
+                "the lock is now held by {}",
+                current.describe()
+            )));
+        }
+        let mut info = lease.info.clone();
+        info.renewed_at = Some(chrono::Utc::now());
+        let temp = self.write_temp(&info).map_err(|e| self.store_err(e))?;
+        let result = fs::rename(&temp, self.lock_path());
+        if let Err(e) = result {
+            let _ = fs::remove_file(&temp);
+            return Err(self.store_err(e));
+        }
+        let version = self
+            .observe(&self.lock_path())
+            .map_err(|e| self.store_err(e))?
+            .map(|o| o.version)
+            .unwrap_or_else(|| lease.version.clone());
+        Ok(Some(Lease { info, version }))
+    }
+}
+
+#[async_trait]
+impl DistributedLock for FileLock {
+    fn location(&self) -> String {
+        self.lock_path().display().to_string()
+    }
+
+    async fn try_acquire(&self, ttl: Duration) -> Result<Attempt, LockError> {
+        self.try_acquire_sync(ttl).map_err(|e| self.store_err(e))
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Lease, LockError> {
+        // A racer's move-aside empties the lock path for a moment; look again
+        // before concluding the record is gone.
+        for _ in 0..5 {
+            if let Some(renewed) = self.renew_sync(lease)? {
+                return Ok(renewed);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(LockError::Lost(
+            "the lock file was removed (force-released?)".into(),
+        ))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LockError> {
+        let token = lease.info.token.clone();
+        self.move_aside_if("release", |moved| {
+            moved.info.as_ref().map(|i| &i.token) == Some(&token)
+        })
+        .map(|_| ())
+        .map_err(|e| self.store_err(e))
+    }
+
+    async fn inspect(&self) -> Result<Option<LockObservation>, LockError> {
+        self.observe(&self.lock_path())
+            .map_err(|e| self.store_err(e))
+    }
+
+    async fn force_release(&self) -> Result<Option<LockObservation>, LockError> {
+        match self
+            .move_aside_if("forced", |_| true)
+            .map_err(|e| self.store_err(e))?
+        {
+            MoveOutcome::Removed(obs) | MoveOutcome::Mismatch(obs) => Ok(Some(obs)),
+            MoveOutcome::Absent => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acquire(lock: &FileLock, ttl: Duration) -> Attempt {
+        lock.try_acquire_sync(ttl).unwrap()
+    }
+
+    #[tokio::test]
+    async fn second_acquirer_is_busy_until_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = FileLock::new(dir.path(), Duration::from_secs(30));
+        let Attempt::Acquired(lease) = acquire(&lock, Duration::from_secs(30)) else {
+            panic!("first acquire failed")
+        };
+        let Attempt::Busy(obs) = acquire(&lock, Duration::from_secs(30)) else {
+            panic!("second acquire succeeded")
+        };
+        assert_eq!(obs.info.unwrap().token, lease.info.token);
+        lock.release(&lease).await.unwrap();
+        assert!(matches!(
+            acquire(&lock, Duration::from_secs(30)),
+            Attempt::Acquired(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn renew_after_takeover_reports_lost_and_release_leaves_successor() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = FileLock::new(dir.path(), Duration::from_millis(50));
+        let Attempt::Acquired(old) = acquire(&lock, Duration::from_millis(50)) else {
+            panic!()
+        };
+        // Wait (on a condition) until the record is stale, then take it over.
+        while !lock.inspect().await.unwrap().unwrap().stale {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let Attempt::Acquired(new) = acquire(&lock, Duration::from_secs(30)) else {
+            panic!("stale lock was not taken over")
+        };
+        assert!(matches!(lock.renew(&old).await, Err(LockError::Lost(_))));
+        lock.release(&old).await.unwrap();
+        let still = lock.inspect().await.unwrap().unwrap();
+        assert_eq!(still.info.unwrap().token, new.info.token);
+    }
+
+    #[tokio::test]
+    async fn takeover_never_removes_a_record_other_than_the_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = FileLock::new(dir.path(), Duration::from_secs(30));
+        let Attempt::Acquired(fresh) = acquire(&lock, Duration::from_secs(30)) else {
+            panic!()
+        };
+        let stale_version = LockVersion("some-other-record".into());
+        let outcome = lock
+            .move_aside_if("stale", |moved| moved.version == stale_version)
+            .unwrap();
+        assert!(matches!(outcome, MoveOutcome::Mismatch(_)));
+        let now = lock.inspect().await.unwrap().unwrap();
+        assert_eq!(now.info.unwrap().token, fresh.info.token);
+        assert!(lock.renew(&fresh).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn corrupt_record_is_busy_while_fresh_and_taken_over_when_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(LOCK_FILE), b"garbage").unwrap();
+        let lock = FileLock::new(dir.path(), Duration::from_millis(50));
+        let obs = lock.inspect().await.unwrap().unwrap();
+        assert!(obs.info.is_none() && obs.corrupt.is_some());
+        while !lock.inspect().await.unwrap().unwrap().stale {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(matches!(
+            acquire(&lock, Duration::from_secs(1)),
+            Attempt::Acquired(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn force_release_returns_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = FileLock::new(dir.path(), Duration::from_secs(30));
+        let Attempt::Acquired(lease) = acquire(&lock, Duration::from_secs(30)) else {
+            panic!()
+        };
+        let removed = lock.force_release().await.unwrap().unwrap();
+        assert_eq!(removed.info.unwrap().token, lease.info.token);
+        assert!(lock.inspect().await.unwrap().is_none());
+        assert!(lock.force_release().await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,284 @@
+//! Moving a datastore's files to a filesystem target.
+//!
+//! Model: plan, copy, verify, then (after the caller has switched
+//! `.swamp.yaml`) clean up. Planning hashes every source file and compares it
+//! with what the target already has: an identical file is reused (so a rerun
+//! after a crash resumes), a different one is a conflict and stops the migration
+//! before anything changes. Copies are atomic (temp + rename) and verified by
+//! re-reading size and SHA-256. The source is removed only after the config
+//! points at the verified target, so at every instant one complete copy is the
+//! one the config names.
+
+use crate::domain::path_resolver::DatastorePathResolver;
+use crate::domain::relative_path::SafeRelativePath;
+use crate::infrastructure::atomic_file::{is_temp_name, write_atomic_from};
+use crate::infrastructure::coordinator::LeaseFence;
+use crate::infrastructure::data_store::prune_empty_parents;
+use crate::infrastructure::file_lock::LOCK_FILE;
+use crate::infrastructure::hashing::{sha256_file, HashingReader};
+use serde::Serialize;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Migration failures.
+#[derive(Debug, Error)]
+pub enum MigrationError {
+    /// The target cannot be used.
+    #[error("target {path} is not usable: {reason}")]
+    Target {
+        /// The target.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The target holds different files at the same paths.
+    #[error("migration stopped before changing anything: the target already holds different files at {}{}", .0.iter().take(10).cloned().collect::<Vec<_>>().join(", "), if .0.len() > 10 { format!(" and {} more", .0.len() - 10) } else { String::new() })]
+    Conflicts(Vec<String>),
+    /// A copied file did not verify.
+    #[error("verification failed for {path}: {reason}")]
+    Verify {
+        /// The target file.
+        path: PathBuf,
+        /// What differed.
+        reason: String,
+    },
+    /// A source file cannot be migrated.
+    #[error("cannot migrate {path}: {reason}")]
+    Source {
+        /// The source file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The lock was lost mid-migration.
+    #[error(transparent)]
+    Lock(#[from] crate::domain::lock::LockError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MigrationError + '_ {
+    move |source| MigrationError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One file to migrate.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path relative to the datastore root.
+    pub rel: SafeRelativePath,
+    /// Absolute source path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+}
+
+/// What a migration did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationReport {
+    /// Files copied (or found identical) and verified.
+    pub files: u64,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// Files that were already identical in the target.
+    pub already_present: u64,
+    /// Datastore directories that held files.
+    pub directories: Vec<String>,
+    /// The source files, for cleanup.
+    #[serde(skip)]
+    pub migrated: Vec<SourceFile>,
+}
+
+/// Every file a datastore holds under `resolver` (excluded files, the lock and
+/// temp files are not part of it).
+pub fn datastore_files(
+    resolver: &DatastorePathResolver,
+) -> Result<Vec<SourceFile>, MigrationError> {
+    let root = resolver.datastore_root();
+    let mut files = Vec::new();
+    for dir in resolver.directories() {
+        let top = root.join(dir);
+        if !top.exists() {
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&top)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
+            let entry = entry.map_err(|e| MigrationError::Io {
+                path: top.clone(),
+                source: e.into(),
+            })?;
+            let name = entry.file_name().to_string_lossy();
+            if entry.file_type().is_dir() || is_temp_name(&name) || name == LOCK_FILE {
+                continue;
+            }
+            let path = entry.path().to_path_buf();
+            if entry.path_is_symlink() || !entry.file_type().is_file() {
+                return Err(MigrationError::Source {
+                    path,
+                    reason:
+                        "not a regular file (symlinks are not migrated); move it away and retry"
+                            .into(),
+                });
+            }
+            let rel_text = path
+                .strip_prefix(root)
+                .map(|r| {
+                    r.components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .unwrap_or_default();
+            let rel = SafeRelativePath::parse(&rel_text).map_err(|e| MigrationError::Source {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            if !resolver.is_datastore_path(&rel) {
+                continue;
+            }
+            let (sha256, size) = sha256_file(&path).map_err(io_err(&path))?;
+            files.push(SourceFile {
+                rel,
+                path,
+                size,
+                sha256,
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Checks that `target` exists or can be created, is a directory, and is writable.
+pub fn prepare_target(target: &Path) -> Result<(), MigrationError> {
+    let fail = |reason: String| MigrationError::Target {
+        path: target.to_path_buf(),
+        reason,
+    };
+    if target.exists() && !target.is_dir() {
+        return Err(fail("it exists and is not a directory".into()));
+    }
+    fs::create_dir_all(target).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    let probe = target.join(format!(
+        ".swamp-tmp-probe-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    fs::write(&probe, b"probe").map_err(|e| fail(format!("not writable: {e}")))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Copies `files` under `target`, verifying each; stops before any copy when
+/// the target holds a different file at any of their paths.
+pub fn copy_verified(
+    files: Vec<SourceFile>,
+    target: &Path,
+    fence: &LeaseFence,
+) -> Result<MigrationReport, MigrationError> {
+    let mut conflicts = Vec::new();
+    let mut to_copy = Vec::new();
+    let mut report = MigrationReport::default();
+    for file in files {
+        let dest = file.rel.under(target);
+        match fs::symlink_metadata(&dest) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => to_copy.push(file),
+            Err(e) => return Err(io_err(&dest)(e)),
+            Ok(meta) if meta.is_file() => {
+                let (sha, size) = sha256_file(&dest).map_err(io_err(&dest))?;
+                if sha == file.sha256 && size == file.size {
+                    report.already_present += 1;
+                    report.record(file);
+                } else {
+                    conflicts.push(file.rel.to_string());
+                }
+            }
+            Ok(_) => conflicts.push(file.rel.to_string()),
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(MigrationError::Conflicts(conflicts));
+    }
+    for file in to_copy {
+        fence.check()?;
+        let dest = file.rel.under(target);
+        let mut source = File::open(&file.path).map_err(io_err(&file.path))?;
+        let mtime = source.metadata().and_then(|m| m.modified()).ok();
+        let mut reader = HashingReader::new(&mut source);
+        write_atomic_from(&dest, &mut reader).map_err(io_err(&dest))?;
+        let (read_sha, _) = reader.finish();
+        if read_sha != file.sha256 {
+            return Err(MigrationError::Source {
+                path: file.path.clone(),
+                reason: "changed while it was being copied".into(),
+            });
+        }
+        if let Some(mtime) = mtime {
+            // Keep mtimes so change detection does not see every file as new.
+            let _ = File::options()
+                .write(true)
+                .open(&dest)
+                .and_then(|f| f.set_modified(mtime));
+        }
+        let (sha, size) = sha256_file(&dest).map_err(io_err(&dest))?;
+        if sha != file.sha256 || size != file.size {
+            return Err(MigrationError::Verify {
+                path: dest,
+                reason: format!(
+                    "expected {} bytes sha256 {}, found {size} bytes sha256 {sha}",
+                    file.size, file.sha256
+                ),
+            });
+        }
+        report.record(file);
+    }
+    Ok(report)
+}
+
+impl MigrationReport {
+    fn record(&mut self, file: SourceFile) {
+        self.files += 1;
+        self.bytes += file.size;
+        let dir = file.rel.top_dir().to_string();
+        if !self.directories.contains(&dir) {
+            self.directories.push(dir);
+            self.directories.sort();
+        }
+        self.migrated.push(file);
+    }
+}
+
+/// Removes the migrated source files (unchanged since they were hashed) and
+/// the directories they leave empty.
+pub fn remove_sources(report: &MigrationReport, source_root: &Path) -> Result<(), MigrationError> {
+    let tops: Vec<PathBuf> = report
+        .directories
+        .iter()
+        .map(|d| source_root.join(d))
+        .collect();
+    for file in &report.migrated {
+        match fs::remove_file(&file.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&file.path)(e)),
+        }
+        prune_empty_parents(&file.path, &tops);
+    }
+    for top in &tops {
+        let _ = fs::remove_dir(top);
+    }
+    Ok(())
+}
