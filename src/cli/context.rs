@@ -8,15 +8,23 @@ use crate::domain::config::{
 use crate::domain::lock::{DistributedLock, DEFAULT_TTL};
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::pattern_matcher::ExcludeMatcher;
+use crate::domain::sync_index::{object_key, LOCK_KEY};
 use crate::infrastructure::coordinator::LockTiming;
 use crate::infrastructure::file_lock::FileLock;
 use crate::infrastructure::repo_files::load_config;
+use crate::infrastructure::s3::cache::cache_dir;
+use crate::infrastructure::s3::client::S3Store;
+use crate::infrastructure::s3::lock::S3Lock;
+use crate::infrastructure::s3::store::ObjectStore;
+use crate::infrastructure::s3::sync::{CacheSync, DEFAULT_CONCURRENCY};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Environment variable overriding the lock TTL in milliseconds.
 pub const LOCK_TTL_ENV: &str = "SWAMP_LOCK_TTL_MS";
+/// Environment variable setting the number of concurrent S3 transfers.
+pub const CONCURRENCY_ENV: &str = "SWAMP_SYNC_CONCURRENCY";
 
 /// Options every command takes.
 #[derive(Debug, Clone)]
@@ -45,11 +53,15 @@ pub struct RepoContext {
     pub resolver: DatastorePathResolver,
     /// Lock TTL and wait.
     pub timing: LockTiming,
+    /// The backend, connected (one S3 client per command, shared by lock and sync).
+    pub connected: Connected,
+    /// Concurrent transfers for S3 sync.
+    pub concurrency: usize,
 }
 
 impl RepoContext {
     /// Opens the repo named by `globals` and resolves its datastore.
-    pub fn open(globals: &GlobalOptions) -> Result<Self, CliError> {
+    pub async fn open(globals: &GlobalOptions) -> Result<Self, CliError> {
         let repo_dir = globals.repo_dir.clone();
         let config = load_config(&repo_dir)?;
         for warning in &config.warnings {
@@ -66,7 +78,8 @@ impl RepoContext {
             ttl: lock_ttl()?,
             timeout: globals.lock_timeout,
         };
-        let resolver = resolver_for(&datastore, &repo_dir)?;
+        let resolver = resolver_for(&datastore, &repo_dir, &config.repo_id)?;
+        let connected = Connected::connect(&datastore.backend).await;
         Ok(Self {
             globals: globals.clone(),
             repo_dir,
@@ -74,12 +87,27 @@ impl RepoContext {
             datastore,
             resolver,
             timing,
+            connected,
+            concurrency: concurrency()?,
         })
     }
 
     /// The lock of the datastore in use.
-    pub fn lock(&self) -> Result<Arc<dyn DistributedLock>, CliError> {
-        lock_for(&self.datastore.backend, self.timing.ttl)
+    pub fn lock(&self) -> Arc<dyn DistributedLock> {
+        self.connected.lock(self.timing.ttl)
+    }
+
+    /// The cache sync of an S3 datastore (`None` for a filesystem one).
+    pub fn sync(&self) -> Option<CacheSync> {
+        let Connected::S3 { config, store } = &self.connected else {
+            return None;
+        };
+        Some(CacheSync::new(
+            store.clone(),
+            config.prefix.clone(),
+            self.resolver.clone(),
+            self.concurrency,
+        ))
     }
 
     /// `user@host` for audit entries.
@@ -88,15 +116,61 @@ impl RepoContext {
     }
 }
 
+/// A backend ready for use: a directory, or a bucket with its client.
+#[derive(Clone)]
+pub enum Connected {
+    /// A filesystem datastore directory.
+    Filesystem(PathBuf),
+    /// An S3 datastore with its client.
+    S3 {
+        /// Bucket settings.
+        config: crate::domain::config::S3Config,
+        /// The client.
+        store: Arc<dyn ObjectStore>,
+    },
+}
+
+impl Connected {
+    /// Connects to `backend` (builds the S3 client; no request is made).
+    pub async fn connect(backend: &Backend) -> Self {
+        match backend {
+            Backend::Filesystem { path } => Connected::Filesystem(path.clone()),
+            Backend::S3(s3) => Connected::S3 {
+                config: s3.clone(),
+                store: Arc::new(S3Store::connect(s3).await),
+            },
+        }
+    }
+
+    /// The backend's lock.
+    pub fn lock(&self, ttl: Duration) -> Arc<dyn DistributedLock> {
+        match self {
+            Connected::Filesystem(path) => Arc::new(FileLock::new(path, ttl)),
+            Connected::S3 { config, store } => Arc::new(S3Lock::new(
+                store.clone(),
+                object_key(&config.prefix, LOCK_KEY),
+                ttl,
+            )),
+        }
+    }
+}
+
+/// The directory that holds a backend's files locally: the datastore itself,
+/// or the S3 cache.
+pub fn local_root(backend: &Backend, repo_id: &uuid::Uuid) -> PathBuf {
+    match backend {
+        Backend::Filesystem { path } => path.clone(),
+        Backend::S3(_) => cache_dir(repo_id),
+    }
+}
+
 /// The path resolver of a datastore.
 pub fn resolver_for(
     datastore: &ResolvedDatastore,
     repo_dir: &std::path::Path,
+    repo_id: &uuid::Uuid,
 ) -> Result<DatastorePathResolver, CliError> {
-    let root = match &datastore.backend {
-        Backend::Filesystem { path } => path.clone(),
-        Backend::S3(_) => return Err(s3_unavailable()),
-    };
+    let root = local_root(&datastore.backend, repo_id);
     Ok(DatastorePathResolver::new(
         root,
         repo_dir.join(LOCAL_DIR),
@@ -106,18 +180,17 @@ pub fn resolver_for(
     ))
 }
 
-/// The lock of a backend.
-pub fn lock_for(backend: &Backend, ttl: Duration) -> Result<Arc<dyn DistributedLock>, CliError> {
-    match backend {
-        Backend::Filesystem { path } => Ok(Arc::new(FileLock::new(path, ttl))),
-        Backend::S3(_) => Err(s3_unavailable()),
+/// Concurrent S3 transfers: `SWAMP_SYNC_CONCURRENCY` or 32.
+pub fn concurrency() -> Result<usize, CliError> {
+    match std::env::var(CONCURRENCY_ENV) {
+        Err(_) => Ok(DEFAULT_CONCURRENCY),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            _ => Err(CliError::Validation(format!(
+                "invalid {CONCURRENCY_ENV} '{v}': expected a number from 1 to 1024"
+            ))),
+        },
     }
-}
-
-fn s3_unavailable() -> CliError {
-    CliError::Validation(
-        "S3 datastores are configured but this build supports only filesystem datastores".into(),
-    )
 }
 
 /// The lock TTL: `SWAMP_LOCK_TTL_MS` or 30 s.

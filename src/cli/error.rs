@@ -11,6 +11,8 @@ use crate::domain::item_name::ItemNameError;
 use crate::domain::lock::LockError;
 use crate::infrastructure::data_store::DataError;
 use crate::infrastructure::migration::MigrationError;
+use crate::infrastructure::s3::store::StoreError;
+use crate::infrastructure::s3::sync::SyncError;
 use thiserror::Error;
 
 /// Any failure of a command.
@@ -31,6 +33,9 @@ pub enum CliError {
     /// Migration problems.
     #[error(transparent)]
     Migration(#[from] MigrationError),
+    /// S3 sync problems.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
     /// A command that refuses without an explicit flag.
     #[error("{0}")]
     Refused(String),
@@ -54,6 +59,12 @@ pub enum CliError {
     },
 }
 
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        CliError::Sync(SyncError::Store(e))
+    }
+}
+
 impl From<ItemNameError> for CliError {
     fn from(e: ItemNameError) -> Self {
         CliError::Validation(e.to_string())
@@ -67,9 +78,13 @@ impl CliError {
             CliError::Config(_) | CliError::Validation(_) | CliError::Refused(_) => 2,
             CliError::Lock(e)
             | CliError::Data(DataError::Lock(e))
-            | CliError::Migration(MigrationError::Lock(e)) => lock_exit_code(e),
+            | CliError::Migration(MigrationError::Lock(e))
+            | CliError::Sync(SyncError::Lock(e)) => lock_exit_code(e),
             CliError::Spawn { code, .. } => *code,
-            CliError::Data(_) | CliError::Migration(_) | CliError::Io { .. } => 1,
+            CliError::Data(_)
+            | CliError::Migration(_)
+            | CliError::Sync(_)
+            | CliError::Io { .. } => 1,
         }
     }
 
@@ -82,7 +97,8 @@ impl CliError {
             CliError::Refused(_) => "refused",
             CliError::Lock(e)
             | CliError::Data(DataError::Lock(e))
-            | CliError::Migration(MigrationError::Lock(e)) => lock_code(e),
+            | CliError::Migration(MigrationError::Lock(e))
+            | CliError::Sync(SyncError::Lock(e)) => lock_code(e),
             CliError::Data(DataError::NotFound(_))
             | CliError::Data(DataError::VersionNotFound { .. }) => "not_found",
             CliError::Data(DataError::Corrupt { .. }) => "corrupt_data",
@@ -90,6 +106,9 @@ impl CliError {
             CliError::Migration(MigrationError::Conflicts(_)) => "migration_conflict",
             CliError::Migration(_) => "migration_failed",
             CliError::Spawn { .. } => "spawn_failed",
+            CliError::Sync(SyncError::Index(_)) => "remote_index_invalid",
+            CliError::Sync(SyncError::Store(_)) => "s3_error",
+            CliError::Sync(_) => "sync_failed",
         }
     }
 }

@@ -9,6 +9,8 @@ pub mod output;
 use crate::cli::context::{GlobalOptions, RepoContext};
 use crate::cli::error::CliError;
 use crate::cli::output::{emit, emit_error, Render};
+use crate::domain::bucket_name::validate_bucket_name;
+use crate::domain::config::{normalize_prefix, Backend, ConfigError, S3Config};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -105,6 +107,18 @@ pub enum DatastoreCommand {
     /// Inspect or break the datastore lock.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Pull and push an S3 datastore's cache now (both by default).
+    Sync {
+        /// Only download remote changes.
+        #[arg(long, conflicts_with = "push")]
+        pull: bool,
+        /// Only upload local changes.
+        #[arg(long)]
+        push: bool,
+        /// Concurrent transfers (default 32, or SWAMP_SYNC_CONCURRENCY).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        concurrency: Option<u16>,
+    },
 }
 
 /// `swamp datastore setup ...`
@@ -112,6 +126,28 @@ pub enum DatastoreCommand {
 pub enum SetupCommand {
     /// Use a directory (e.g. a shared mount) as the datastore.
     Filesystem(SetupFilesystemArgs),
+    /// Use an S3 bucket (with a local cache) as the datastore.
+    S3(SetupS3Args),
+}
+
+/// Arguments of `setup s3`.
+#[derive(Debug, Args)]
+pub struct SetupS3Args {
+    /// Bucket name.
+    #[arg(long)]
+    pub bucket: String,
+    /// Key prefix inside the bucket.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Region (default: from the AWS config chain, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible store (path-style addressing).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Only switch .swamp.yaml; do not move data.
+    #[arg(long)]
+    pub skip_migration: bool,
 }
 
 /// Arguments of `setup filesystem`.
@@ -183,7 +219,7 @@ pub async fn run() -> i32 {
 
 fn globals(cli: &Cli) -> Result<GlobalOptions, CliError> {
     let repo_dir = match &cli.repo_dir {
-        Some(dir) => dir.clone(),
+        Some(dir) => commands::setup::absolute(dir)?,
         None => std::env::current_dir().map_err(|source| CliError::Io {
             context: "reading the current directory".into(),
             source,
@@ -215,7 +251,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
     if let Command::Repo(RepoCommand::Init) = cli.command {
         return ok(repo::init(&g.repo_dir)?);
     }
-    let ctx = RepoContext::open(&g)?;
+    let mut ctx = RepoContext::open(&g).await?;
     match cli.command {
         Command::Repo(RepoCommand::Init) => unreachable!("handled above"),
         Command::Data(cmd) => match cmd {
@@ -227,9 +263,9 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 };
                 ok(data::put(&ctx, &name, source).await?)
             }
-            DataCommand::Get { name, version } => ok(data::get(&ctx, &name, version)?),
-            DataCommand::List => ok(data::list(&ctx)?),
-            DataCommand::Versions { name } => ok(data::versions(&ctx, &name)?),
+            DataCommand::Get { name, version } => ok(data::get(&ctx, &name, version).await?),
+            DataCommand::List => ok(data::list(&ctx).await?),
+            DataCommand::Versions { name } => ok(data::versions(&ctx, &name).await?),
             DataCommand::Rm { name } => ok(data::remove(&ctx, &name).await?),
         },
         Command::Exec { command } => {
@@ -239,14 +275,38 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
         }
         Command::Datastore(cmd) => match cmd {
             DatastoreCommand::Status => ok(status::status(&ctx).await?),
-            DatastoreCommand::Setup(SetupCommand::Filesystem(args)) => ok(setup::setup_filesystem(
-                &ctx,
-                setup::SetupFilesystem {
-                    path: args.path,
-                    skip_migration: args.skip_migration,
-                },
-            )
-            .await?),
+            DatastoreCommand::Setup(SetupCommand::Filesystem(args)) => {
+                let target = Backend::Filesystem {
+                    path: setup::absolute(&args.path)?,
+                };
+                ok(setup::setup(&ctx, target, args.skip_migration).await?)
+            }
+            DatastoreCommand::Setup(SetupCommand::S3(args)) => {
+                validate_bucket_name(&args.bucket).map_err(ConfigError::from)?;
+                let target = Backend::S3(S3Config {
+                    bucket: args.bucket,
+                    prefix: normalize_prefix(&args.prefix)
+                        .map_err(|e| CliError::Validation(format!("invalid --prefix: {e}")))?,
+                    region: args.region,
+                    endpoint: args.endpoint_url,
+                });
+                ok(setup::setup(&ctx, target, args.skip_migration).await?)
+            }
+            DatastoreCommand::Sync {
+                pull,
+                push,
+                concurrency,
+            } => {
+                if let Some(n) = concurrency {
+                    ctx.concurrency = n as usize;
+                }
+                let direction = match (pull, push) {
+                    (true, _) => sync::Direction::Pull,
+                    (_, true) => sync::Direction::Push,
+                    _ => sync::Direction::Both,
+                };
+                ok(sync::sync(&ctx, direction).await?)
+            }
             DatastoreCommand::Lock(LockCommand::Status) => ok(lock::status(&ctx).await?),
             DatastoreCommand::Lock(LockCommand::Release { force }) => {
                 ok(lock::release(&ctx, force).await?)

@@ -10,3 +10,4 @@ pub mod lock;
 pub mod path_resolver;
 pub mod pattern_matcher;
 pub mod relative_path;
+pub mod sync_index;

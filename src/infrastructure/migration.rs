@@ -60,6 +60,9 @@ pub enum MigrationError {
         /// The I/O error.
         source: io::Error,
     },
+    /// The target bucket failed.
+    #[error("{0}")]
+    Remote(String),
     /// The lock was lost mid-migration.
     #[error(transparent)]
     Lock(#[from] crate::domain::lock::LockError),
@@ -249,7 +252,8 @@ pub fn copy_verified(
 }
 
 impl MigrationReport {
-    fn record(&mut self, file: SourceFile) {
+    /// Counts `file` as migrated.
+    pub fn record(&mut self, file: SourceFile) {
         self.files += 1;
         self.bytes += file.size;
         let dir = file.rel.top_dir().to_string();

@@ -10,3 +10,4 @@ pub mod file_lock;
 pub mod hashing;
 pub mod migration;
 pub mod repo_files;
+pub mod s3;

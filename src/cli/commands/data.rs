@@ -1,8 +1,9 @@
 //! `swamp data put|get|list|versions|rm`. Writers run inside the guard; readers
 //! do not lock on a filesystem datastore, because versions are immutable and
 //! committed by an atomic rename, so a reader sees a version whole or not at all.
+//! On S3, readers run in the guard too: refreshing the shared cache is a write.
 
-use crate::cli::commands::with_guard;
+use crate::cli::commands::{with_guard, with_reader};
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
@@ -84,14 +85,21 @@ pub struct GetResult {
 }
 
 /// Reads a version of `name` (the newest by default).
-pub fn get(ctx: &RepoContext, name: &str, version: Option<u64>) -> Result<GetResult, CliError> {
+pub async fn get(
+    ctx: &RepoContext,
+    name: &str,
+    version: Option<u64>,
+) -> Result<GetResult, CliError> {
     let name = ItemName::parse(name)?;
-    let (meta, path) = DataStore::new(&ctx.resolver).get(&name, version)?;
-    let content = std::fs::read(&path).map_err(|source| CliError::Io {
-        context: format!("cannot read {}", path.display()),
-        source,
-    })?;
-    Ok(GetResult { meta, content })
+    with_reader(ctx, || async {
+        let (meta, path) = DataStore::new(&ctx.resolver).get(&name, version)?;
+        let content = std::fs::read(&path).map_err(|source| CliError::Io {
+            context: format!("cannot read {}", path.display()),
+            source,
+        })?;
+        Ok(GetResult { meta, content })
+    })
+    .await
 }
 
 impl Render for GetResult {
@@ -113,8 +121,11 @@ impl Render for GetResult {
 pub struct ListResult(Vec<ItemSummary>);
 
 /// Lists every item with its newest version.
-pub fn list(ctx: &RepoContext) -> Result<ListResult, CliError> {
-    Ok(ListResult(DataStore::new(&ctx.resolver).list()?))
+pub async fn list(ctx: &RepoContext) -> Result<ListResult, CliError> {
+    with_reader(ctx, || async {
+        Ok(ListResult(DataStore::new(&ctx.resolver).list()?))
+    })
+    .await
 }
 
 impl Render for ListResult {
@@ -152,12 +163,15 @@ pub struct VersionsResult {
 }
 
 /// Lists every version of `name`.
-pub fn versions(ctx: &RepoContext, name: &str) -> Result<VersionsResult, CliError> {
+pub async fn versions(ctx: &RepoContext, name: &str) -> Result<VersionsResult, CliError> {
     let item = ItemName::parse(name)?;
-    Ok(VersionsResult {
-        name: item.to_string(),
-        versions: DataStore::new(&ctx.resolver).versions(&item)?,
+    with_reader(ctx, || async {
+        Ok(VersionsResult {
+            name: item.to_string(),
+            versions: DataStore::new(&ctx.resolver).versions(&item)?,
+        })
     })
+    .await
 }
 
 impl Render for VersionsResult {

@@ -7,6 +7,7 @@ pub mod lock;
 pub mod repo;
 pub mod setup;
 pub mod status;
+pub mod sync;
 
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
@@ -16,9 +17,37 @@ use crate::infrastructure::coordinator::{
 use std::future::Future;
 use std::sync::Arc;
 
-/// Runs `op` inside the datastore guard: acquire the lock, run, release — on
-/// success, on error, on signals and when the lock is lost.
+/// Runs `op` inside the datastore guard: acquire the lock → pull (S3) → run →
+/// push (S3) → release — on success, on error, on signals and when the lock is
+/// lost. The push also runs after a failed `op` (its partial writes are real
+/// files in the cache), but never once the lock is lost.
 pub async fn with_guard<T, F, Fut>(ctx: &RepoContext, op: F) -> Result<T, CliError>
+where
+    F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
+    Fut: Future<Output = Result<T, CliError>>,
+{
+    let sync = ctx.sync();
+    with_lock(ctx, |fence, signal| async move {
+        if let Some(sync) = &sync {
+            sync.pull(&fence).await?;
+        }
+        let result = op(fence.clone(), signal).await;
+        if let Some(sync) = &sync {
+            if fence.check().is_ok() {
+                let pushed = sync.push(&fence).await;
+                if let (Ok(_), Err(e)) = (&result, pushed) {
+                    return Err(e.into());
+                }
+            }
+        }
+        result
+    })
+    .await
+}
+
+/// Runs `op` under the datastore lock only (no automatic pull/push): acquire,
+/// run, release — on success, on error, on signals and when the lock is lost.
+pub async fn with_lock<T, F, Fut>(ctx: &RepoContext, op: F) -> Result<T, CliError>
 where
     F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
     Fut: Future<Output = Result<T, CliError>>,
@@ -27,8 +56,22 @@ where
         context: "installing signal handlers".into(),
         source,
     })?;
-    let lock = ctx.lock()?;
-    let guard = LockGuard::acquire(lock, ctx.timing, &stop).await?;
+    let guard = LockGuard::acquire(ctx.lock(), ctx.timing, &stop).await?;
     let fence = guard.fence();
     run_guarded(guard, stop.signal(), op(fence, stop.signal())).await
+}
+
+/// Runs a read-only `op`. On a filesystem datastore it runs without the lock
+/// (versions are immutable and committed atomically); on S3 it runs inside the
+/// guard, because refreshing the shared cache is a write.
+pub async fn with_reader<T, F, Fut>(ctx: &RepoContext, op: F) -> Result<T, CliError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, CliError>>,
+{
+    if ctx.sync().is_some() {
+        with_guard(ctx, |_, _| op()).await
+    } else {
+        op().await
+    }
 }

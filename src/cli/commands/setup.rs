@@ -1,27 +1,25 @@
-//! `swamp datastore setup filesystem --path P [--skip-migration]`: verify the
-//! target, copy and verify every datastore file under the source's lock,
-//! switch `.swamp.yaml` atomically, and only then remove the migrated source files.
+//! `swamp datastore setup filesystem|s3`: verify the target, copy and verify
+//! every datastore file under the source's lock, switch `.swamp.yaml`
+//! atomically, and only then remove the migrated source files. Works between
+//! any two backends (filesystem ↔ S3, S3 → another prefix); an S3 source is
+//! pulled into its cache first, so the files migrated are complete.
 
-use crate::cli::commands::with_guard;
-use crate::cli::context::RepoContext;
+use crate::cli::commands::with_lock;
+use crate::cli::context::{Connected, RepoContext};
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
 use crate::domain::config::{datastore_yaml, Backend};
+use crate::domain::sync_index::object_key;
 use crate::infrastructure::migration::{
-    copy_verified, datastore_files, prepare_target, remove_sources, MigrationReport,
+    copy_verified, datastore_files, prepare_target, remove_sources, MigrationError, MigrationReport,
 };
 use crate::infrastructure::repo_files::save_document;
+use crate::infrastructure::s3::cache::STATE_FILE;
+use crate::infrastructure::s3::migrate::{delete_remote_sources, upload_verified};
+use crate::infrastructure::s3::store::PutMode;
 use serde_json::{json, Value};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-/// Options of `setup filesystem`.
-pub struct SetupFilesystem {
-    /// Target directory (made absolute against the current directory).
-    pub path: PathBuf,
-    /// Only switch the config.
-    pub skip_migration: bool,
-}
 
 /// Result of a setup.
 pub struct SetupResult {
@@ -42,7 +40,8 @@ fn switch_config(ctx: &RepoContext, backend: &Backend) -> Result<(), CliError> {
     Ok(())
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, CliError> {
+/// Makes `path` absolute against the current directory, lexically cleaned.
+pub fn absolute(path: &Path) -> Result<PathBuf, CliError> {
     if path.as_os_str().is_empty() {
         return Err(CliError::Validation("--path is empty".into()));
     }
@@ -56,7 +55,6 @@ fn absolute(path: &Path) -> Result<PathBuf, CliError> {
             })?
             .join(path)
     };
-    // Lexically drop `.` and resolve `..` so the stored path is clean.
     let mut clean = PathBuf::new();
     for part in joined.components() {
         match part {
@@ -70,67 +68,115 @@ fn absolute(path: &Path) -> Result<PathBuf, CliError> {
     Ok(clean)
 }
 
-/// Moves the datastore to a filesystem directory.
-pub async fn setup_filesystem(
-    ctx: &RepoContext,
-    opts: SetupFilesystem,
-) -> Result<SetupResult, CliError> {
-    let target = absolute(&opts.path)?;
-    let to = Backend::Filesystem {
-        path: target.clone(),
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Checks that the target is usable and is not the source.
+async fn verify_target(ctx: &RepoContext, target: &Connected) -> Result<(), CliError> {
+    let same = match (&ctx.connected, target) {
+        (Connected::Filesystem(a), Connected::Filesystem(b)) => canonical(a) == canonical(b),
+        (Connected::S3 { config: a, .. }, Connected::S3 { config: b, .. }) => {
+            a.bucket == b.bucket && a.prefix == b.prefix
+        }
+        _ => false,
     };
-    let from = ctx.datastore.backend.clone();
-    let Backend::Filesystem { path: source_root } = &from else {
-        return Err(CliError::Validation(
-            "migrating from an S3 datastore is not supported by this build".into(),
-        ));
-    };
-    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    if canonical(source_root) == canonical(&target) {
+    if same {
         return Err(CliError::Validation(format!(
             "the datastore already is {}; nothing to do",
-            target.display()
+            ctx.datastore.backend.describe()
         )));
     }
-    prepare_target(&target)?;
-    let target_canonical = canonical(&target);
-    let source_canonical = canonical(source_root);
-    if ctx
-        .datastore
-        .directories
-        .iter()
-        .any(|d| target_canonical.starts_with(source_canonical.join(d)))
-    {
-        return Err(CliError::Validation(format!(
-            "target {} is inside the current datastore's directories",
-            target.display()
-        )));
+    match target {
+        Connected::Filesystem(path) => {
+            prepare_target(path)?;
+            let source_root = canonical(ctx.resolver.datastore_root());
+            let target = canonical(path);
+            if ctx
+                .datastore
+                .directories
+                .iter()
+                .any(|d| target.starts_with(source_root.join(d)))
+            {
+                return Err(CliError::Validation(format!(
+                    "target {} is inside the current datastore's directories",
+                    path.display()
+                )));
+            }
+            Ok(())
+        }
+        Connected::S3 { config, store } => {
+            store.head_bucket().await?;
+            // Prove we may write there before moving anything.
+            let probe = object_key(
+                &config.prefix,
+                &format!(".swamp-tmp-probe-{}", uuid::Uuid::new_v4().simple()),
+            );
+            store
+                .put_bytes(&probe, b"probe".to_vec(), PutMode::Overwrite)
+                .await?;
+            store.delete(&probe, None).await?;
+            Ok(())
+        }
     }
-    if opts.skip_migration {
-        switch_config(ctx, &to)?;
+}
+
+/// Moves the datastore to `target` (or only switches the config).
+pub async fn setup(
+    ctx: &RepoContext,
+    target: Backend,
+    skip_migration: bool,
+) -> Result<SetupResult, CliError> {
+    let from = ctx.datastore.backend.clone();
+    let target_conn = Connected::connect(&target).await;
+    verify_target(ctx, &target_conn).await?;
+    if skip_migration {
+        switch_config(ctx, &target)?;
         return Ok(SetupResult {
             from,
-            to,
+            to: target,
             migration: None,
         });
     }
-    let source_root = source_root.clone();
-    let report = with_guard(ctx, |fence, _stop| async move {
+    let concurrency = ctx.concurrency;
+    let new_backend = target.clone();
+    let report = with_lock(ctx, |fence, _stop| async move {
+        if let Some(sync) = ctx.sync() {
+            sync.pull(&fence).await?;
+        }
         let files = datastore_files(&ctx.resolver)?;
-        let report = copy_verified(files, &target, &fence)?;
+        let report = match &target_conn {
+            Connected::Filesystem(path) => copy_verified(files, path, &fence)?,
+            Connected::S3 { config, store } => {
+                upload_verified(files, store, &config.prefix, &fence, concurrency).await?
+            }
+        };
         fence.check()?;
-        switch_config(ctx, &to)?;
-        remove_sources(&report, &source_root)?;
-        Ok(report)
+        switch_config(ctx, &new_backend)?;
+        // The config now names the verified target: clean the source.
+        let cache = ctx.resolver.datastore_root();
+        match &ctx.connected {
+            Connected::Filesystem(root) => remove_sources(&report, root)?,
+            Connected::S3 { config, store } => {
+                delete_remote_sources(&report, store, &config.prefix, concurrency).await?;
+                remove_sources(&report, cache)?;
+                let _ = std::fs::remove_file(cache.join(STATE_FILE));
+            }
+        }
+        Ok::<_, CliError>(report)
     })
     .await?;
     Ok(SetupResult {
         from,
-        to: Backend::Filesystem {
-            path: absolute(&opts.path)?,
-        },
+        to: target,
         migration: Some(report),
     })
+}
+
+impl From<crate::infrastructure::s3::sync::SyncError> for MigrationError {
+    fn from(e: crate::infrastructure::s3::sync::SyncError) -> Self {
+        MigrationError::Remote(e.to_string())
+    }
 }
 
 impl Render for SetupResult {

@@ -3,11 +3,12 @@
 //! It never takes the lock.
 
 use crate::cli::commands::lock::{observation_json, observation_text};
-use crate::cli::context::RepoContext;
+use crate::cli::context::{Connected, RepoContext};
 use crate::cli::error::CliError;
 use crate::cli::output::Render;
 use crate::domain::config::{Backend, ConfigSource};
 use crate::domain::lock::LockObservation;
+use crate::infrastructure::s3::store::ObjectStore;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::{self, Write};
@@ -29,6 +30,7 @@ pub struct Health {
 /// Result of `datastore status`.
 pub struct StatusResult {
     backend: Backend,
+    local_root: std::path::PathBuf,
     source: ConfigSource,
     repo_id: uuid::Uuid,
     health: Health,
@@ -68,20 +70,40 @@ pub fn filesystem_health(path: &Path) -> Health {
     }
 }
 
+/// Checks an S3 datastore: HeadBucket, timed.
+pub async fn s3_health(store: &dyn ObjectStore) -> Health {
+    let started = Instant::now();
+    let outcome = store.head_bucket().await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Ok(()) => Health {
+            healthy: true,
+            latency_ms,
+            message: "bucket reachable".into(),
+        },
+        Err(e) => Health {
+            healthy: false,
+            latency_ms,
+            message: e.to_string(),
+        },
+    }
+}
+
 /// Reports the datastore in use.
 pub async fn status(ctx: &RepoContext) -> Result<StatusResult, CliError> {
-    let health = match &ctx.datastore.backend {
-        Backend::Filesystem { path } => filesystem_health(path),
-        Backend::S3(_) => {
-            return Err(ctx
-                .lock()
-                .err()
-                .unwrap_or(CliError::Validation("S3 is not available".into())))
-        }
+    let health = match &ctx.connected {
+        Connected::Filesystem(path) => filesystem_health(path),
+        Connected::S3 { store, .. } => s3_health(store.as_ref()).await,
     };
-    let lock = ctx.lock()?.inspect().await?;
+    // An unreachable store has no readable lock; the health line says why.
+    let lock = if health.healthy {
+        ctx.lock().inspect().await?
+    } else {
+        None
+    };
     Ok(StatusResult {
         backend: ctx.datastore.backend.clone(),
+        local_root: ctx.resolver.datastore_root().to_path_buf(),
         source: ctx.datastore.source,
         repo_id: ctx.config.repo_id,
         health,
@@ -105,7 +127,10 @@ impl Render for StatusResult {
         });
         match &self.backend {
             Backend::Filesystem { path } => doc["path"] = json!(path),
-            Backend::S3(s3) => doc["s3"] = json!(s3),
+            Backend::S3(s3) => {
+                doc["s3"] = json!(s3);
+                doc["cachePath"] = json!(self.local_root);
+            }
         }
         doc
     }
@@ -114,6 +139,9 @@ impl Render for StatusResult {
         writeln!(out, "Datastore:   {}", self.backend.describe())?;
         writeln!(out, "Type:        {}", self.backend.type_name())?;
         writeln!(out, "Source:      {}", self.source)?;
+        if let Backend::S3(_) = &self.backend {
+            writeln!(out, "Cache:       {}", self.local_root.display())?;
+        }
         writeln!(
             out,
             "Health:      {} ({}, {:.1} ms)",

@@ -1,0 +1,141 @@
+//! The local cache of an S3 datastore: `~/.swamp/repos/{repoId}/`
+//! (`SWAMP_HOME` moves `~/.swamp`), and the sync state kept in it — the
+//! remote index ETag last seen and, per file, what local and remote last agreed
+//! on (size, mtime, SHA-256). A file whose size and mtime still match needs no
+//! hashing; a file that differs from its agreed entry is dirty.
+
+use crate::domain::relative_path::SafeRelativePath;
+use crate::infrastructure::atomic_file::write_atomic;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The sync state file in the cache root (outside every datastore directory).
+pub const STATE_FILE: &str = ".swamp-sync-state.json";
+
+/// `$SWAMP_HOME` or `~/.swamp`.
+pub fn swamp_home() -> PathBuf {
+    match std::env::var_os("SWAMP_HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+            .join(".swamp"),
+    }
+}
+
+/// The cache directory of a repo.
+pub fn cache_dir(repo_id: &uuid::Uuid) -> PathBuf {
+    swamp_home().join("repos").join(repo_id.to_string())
+}
+
+/// What local and remote last agreed on for one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncedFile {
+    /// Size in bytes.
+    pub size: u64,
+    /// Local mtime in nanoseconds when agreed.
+    pub mtime_ns: i128,
+    /// Hex SHA-256.
+    pub sha256: String,
+}
+
+/// The cache's sync state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncState {
+    /// Bucket/prefix the state belongs to (a different one starts afresh).
+    pub remote: String,
+    /// ETag of the remote index last seen.
+    pub index_etag: Option<String>,
+    /// Agreed files by relative path.
+    pub files: BTreeMap<String, SyncedFile>,
+}
+
+impl SyncState {
+    /// Loads the state of `cache` for `remote`; a missing, corrupt or foreign
+    /// state starts afresh (which costs hashing, never data).
+    pub fn load(cache: &Path, remote: &str) -> Self {
+        let fresh = || SyncState {
+            remote: remote.to_string(),
+            ..Default::default()
+        };
+        match std::fs::read(cache.join(STATE_FILE)) {
+            Ok(bytes) => match serde_json::from_slice::<SyncState>(&bytes) {
+                Ok(state) if state.remote == remote => state,
+                Ok(_) => fresh(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sync state unreadable; rebuilding it");
+                    fresh()
+                }
+            },
+            Err(_) => fresh(),
+        }
+    }
+
+    /// Saves the state atomically.
+    pub fn save(&self, cache: &Path) -> io::Result<()> {
+        let bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
+        write_atomic(&cache.join(STATE_FILE), &bytes)
+    }
+}
+
+/// Modification time in nanoseconds.
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
+}
+
+/// The path of `rel` in the cache, refusing any existing symlink on the way,
+/// so a planted link can never redirect a write outside the cache.
+pub fn safe_cache_path(root: &Path, rel: &SafeRelativePath) -> io::Result<PathBuf> {
+    let mut current = root.to_path_buf();
+    for segment in rel.as_str().split('/') {
+        current.push(segment);
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("refusing to follow symlink {}", current.display()),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(rel.under(root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_in_the_way_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("data")).unwrap();
+        let rel = SafeRelativePath::parse("data/x").unwrap();
+        assert!(safe_cache_path(dir.path(), &rel).is_err());
+        let ok = SafeRelativePath::parse("outputs/x").unwrap();
+        assert_eq!(
+            safe_cache_path(dir.path(), &ok).unwrap(),
+            dir.path().join("outputs/x")
+        );
+    }
+
+    #[test]
+    fn state_round_trips_and_foreign_state_starts_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = SyncState::load(dir.path(), "s3://b/p");
+        state.index_etag = Some("e".into());
+        state.save(dir.path()).unwrap();
+        assert_eq!(SyncState::load(dir.path(), "s3://b/p"), state);
+        assert_eq!(SyncState::load(dir.path(), "s3://b/other").index_etag, None);
+        std::fs::write(dir.path().join(STATE_FILE), b"{garbage").unwrap();
+        assert_eq!(SyncState::load(dir.path(), "s3://b/p").index_etag, None);
+    }
+}

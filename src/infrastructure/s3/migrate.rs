@@ -1,0 +1,161 @@
+//! Migration into and out of a bucket.
+//!
+//! Into: list what the prefix already holds; an object with the same size and
+//! recorded SHA-256 is reused, any other object at a migrating path is a
+//! conflict that stops everything before the first upload. Each upload is
+//! verified by a HEAD (size and recorded SHA-256), and the index — merged with
+//! any index already there and written conditionally — lists only verified
+//! objects. Out of: delete the migrated objects and then the index, after the
+//! config names the new location.
+
+use crate::domain::sync_index::{object_key, IndexEntry, RemoteIndex, INDEX_KEY};
+use crate::infrastructure::coordinator::LeaseFence;
+use crate::infrastructure::migration::{MigrationError, MigrationReport, SourceFile};
+use crate::infrastructure::s3::store::{Fetched, ObjectStore, PutMode, StoreError};
+use futures::stream::{self, StreamExt};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+fn remote(e: StoreError) -> MigrationError {
+    MigrationError::Remote(e.to_string())
+}
+
+/// Uploads `files` under `prefix`, verifying each, then writes the index.
+pub async fn upload_verified(
+    files: Vec<SourceFile>,
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    fence: &LeaseFence,
+    concurrency: usize,
+) -> Result<MigrationReport, MigrationError> {
+    let index_key = object_key(prefix, INDEX_KEY);
+    let (mut index, index_etag) = match store.get_bytes(&index_key, None).await {
+        Ok(Fetched::Object(bytes, meta)) => (
+            RemoteIndex::parse(&bytes).map_err(|e| MigrationError::Remote(e.to_string()))?,
+            Some(meta.etag),
+        ),
+        Ok(Fetched::NotModified) | Err(StoreError::NotFound(_)) => (RemoteIndex::empty(), None),
+        Err(e) => return Err(remote(e)),
+    };
+    let list_prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let existing: HashSet<String> = store
+        .list(&list_prefix)
+        .await
+        .map_err(remote)?
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    let mut report = MigrationReport::default();
+    let mut conflicts = Vec::new();
+    let mut to_upload = Vec::new();
+    for file in files {
+        let key = object_key(prefix, file.rel.as_str());
+        let listed_differently = index
+            .files
+            .get(file.rel.as_str())
+            .is_some_and(|e| e.sha256 != file.sha256);
+        if !existing.contains(&key) && !listed_differently {
+            to_upload.push(file);
+            continue;
+        }
+        match store.head(&key).await.map_err(remote)? {
+            Some((size, Some(sha))) if size == file.size && sha == file.sha256 => {
+                report.already_present += 1;
+                report.record(file);
+            }
+            None if !listed_differently => to_upload.push(file),
+            _ => conflicts.push(file.rel.to_string()),
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(MigrationError::Conflicts(conflicts));
+    }
+    fence.check()?;
+    let uploads: Vec<_> = stream::iter(to_upload)
+        .map(|file| async move {
+            let key = object_key(prefix, file.rel.as_str());
+            let outcome = async {
+                store
+                    .put_file(&key, &file.path, file.size, &file.sha256)
+                    .await
+                    .map_err(remote)?;
+                match store.head(&key).await.map_err(remote)? {
+                    Some((size, Some(sha))) if size == file.size && sha == file.sha256 => Ok(()),
+                    other => Err(MigrationError::Verify {
+                        path: key.clone().into(),
+                        reason: format!(
+                            "expected {} bytes sha256 {}, the bucket reports {other:?}",
+                            file.size, file.sha256
+                        ),
+                    }),
+                }
+            }
+            .await;
+            (file, outcome)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut failure = None;
+    for (file, outcome) in uploads {
+        match outcome {
+            Ok(()) => report.record(file),
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    for file in &report.migrated {
+        index.files.insert(
+            file.rel.to_string(),
+            IndexEntry {
+                size: file.size,
+                sha256: file.sha256.clone(),
+            },
+        );
+    }
+    fence.check()?;
+    let mode = match index_etag {
+        Some(etag) => PutMode::Update(etag),
+        None => PutMode::Create,
+    };
+    store
+        .put_bytes(&index_key, index.to_json(), mode)
+        .await
+        .map_err(remote)?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// Deletes the migrated objects under `prefix`, then the index.
+pub async fn delete_remote_sources(
+    report: &MigrationReport,
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    concurrency: usize,
+) -> Result<(), MigrationError> {
+    let results: Vec<_> = stream::iter(&report.migrated)
+        .map(|file| async move {
+            match store
+                .delete(&object_key(prefix, file.rel.as_str()), None)
+                .await
+            {
+                Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+                Err(e) => Err(remote(e)),
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        return Err(e);
+    }
+    match store.delete(&object_key(prefix, INDEX_KEY), None).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(remote(e)),
+    }
+}

@@ -1,0 +1,106 @@
+//! One storage trait with conditional writes as data, in the shape of arrow-rs
+//! `object_store`: `PutMode::Create` (If-None-Match: *) and
+//! `PutMode::Update(etag)` (If-Match). The lock and the index are written only
+//! through these modes; a failed condition is `StoreError::Precondition`.
+
+use async_trait::async_trait;
+use std::path::Path;
+use std::time::SystemTime;
+use thiserror::Error;
+
+/// How a put treats an existing object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    /// Write whatever is there.
+    Overwrite,
+    /// Write only if no object exists.
+    Create,
+    /// Write only if the object's ETag is this one.
+    Update(String),
+}
+
+/// Storage failures.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A conditional request's condition did not hold (HTTP 412).
+    #[error("precondition failed for {0}")]
+    Precondition(String),
+    /// No such object.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// Anything else, with a message that names the fix.
+    #[error("{op} {target}: {message}")]
+    Failed {
+        /// The operation.
+        op: &'static str,
+        /// `s3://bucket/key`.
+        target: String,
+        /// What went wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// An object's metadata.
+#[derive(Debug, Clone)]
+pub struct ObjectMeta {
+    /// Entity tag (the version used in conditions).
+    pub etag: String,
+    /// Server time of the last write.
+    pub last_modified: Option<SystemTime>,
+}
+
+/// A conditional read's result.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The object still has the ETag we named.
+    NotModified,
+    /// The object and its metadata.
+    Object(Vec<u8>, ObjectMeta),
+}
+
+/// A listed object.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Full key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A bucket (or compatible store) holding a datastore.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// `s3://bucket/key` for messages.
+    fn url(&self, key: &str) -> String;
+    /// Checks that the bucket answers.
+    async fn head_bucket(&self) -> Result<(), StoreError>;
+    /// Writes a small object; returns its ETag.
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<String, StoreError>;
+    /// Uploads a file (streamed; multipart when large), tagging it with its SHA-256.
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        sha256: &str,
+    ) -> Result<String, StoreError>;
+    /// Reads a small object, or `NotModified` if its ETag is `if_none_match`.
+    async fn get_bytes(
+        &self,
+        key: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Fetched, StoreError>;
+    /// Streams an object into `dest` (a new file); returns its size and SHA-256.
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<(u64, String), StoreError>;
+    /// Size and recorded SHA-256 of an object, if it exists.
+    async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError>;
+    /// Deletes an object, only if its ETag is `if_match` when given.
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), StoreError>;
+    /// Every object under `prefix`.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError>;
+}

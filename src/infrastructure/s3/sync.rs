@@ -1,0 +1,502 @@
+//! Pull and push between the local cache and the bucket, driven by the remote
+//! index.
+//!
+//! Pull: one conditional GET of the index (`If-None-Match` on the ETag last
+//! seen); 304 means nothing to do. Otherwise download every file whose remote
+//! hash differs from what we last agreed on (content, not size), verify its
+//! SHA-256, rename it into place; delete local files the index no longer lists.
+//! Push: one stat walk; only files whose size or mtime moved are hashed; upload
+//! what changed, delete remote objects of deleted files, then write the index
+//! with `If-Match` on the ETag we pulled — listing only what really reached the
+//! bucket. A failed upload stays dirty and is retried on the next push.
+
+use crate::domain::path_resolver::DatastorePathResolver;
+use crate::domain::relative_path::SafeRelativePath;
+use crate::domain::sync_index::{object_key, IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
+use crate::infrastructure::atomic_file::{is_temp_name, temp_path_for};
+use crate::infrastructure::coordinator::LeaseFence;
+use crate::infrastructure::hashing::sha256_file;
+use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, SyncedFile};
+use crate::infrastructure::s3::store::{Fetched, ObjectStore, PutMode, StoreError};
+use futures::stream::{self, StreamExt};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Default number of concurrent transfers.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
+/// Sync failures.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The remote index is unusable.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A downloaded object does not match the index.
+    #[error("{key}: downloaded content does not match the index (expected sha256 {expected}, got {actual}); the object changed without the lock — retry")]
+    Integrity {
+        /// Object key.
+        key: String,
+        /// Hash in the index.
+        expected: String,
+        /// Hash of what arrived.
+        actual: String,
+    },
+    /// Local I/O failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Some transfers failed; the rest were recorded.
+    #[error("sync incomplete: {} of the transfers failed (they are retried next time): {}", .0.len(), .0.iter().take(3).cloned().collect::<Vec<_>>().join("; "))]
+    Incomplete(Vec<String>),
+    /// The remote index changed under us.
+    #[error("the remote index was changed by another writer during this command ({0}); run the command again")]
+    IndexConflict(String),
+    /// The lock was lost.
+    #[error(transparent)]
+    Lock(#[from] crate::domain::lock::LockError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SyncError + '_ {
+    move |e| SyncError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// What a pull or push did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    /// Files downloaded.
+    pub downloaded: u64,
+    /// Bytes downloaded.
+    pub downloaded_bytes: u64,
+    /// Local files deleted because the remote no longer has them.
+    pub deleted_local: u64,
+    /// Files uploaded.
+    pub uploaded: u64,
+    /// Bytes uploaded.
+    pub uploaded_bytes: u64,
+    /// Remote objects deleted.
+    pub deleted_remote: u64,
+}
+
+impl SyncReport {
+    fn add(&mut self, other: &SyncReport) {
+        self.downloaded += other.downloaded;
+        self.downloaded_bytes += other.downloaded_bytes;
+        self.deleted_local += other.deleted_local;
+        self.uploaded += other.uploaded;
+        self.uploaded_bytes += other.uploaded_bytes;
+        self.deleted_remote += other.deleted_remote;
+    }
+
+    /// Merges two reports.
+    pub fn merged(mut self, other: &SyncReport) -> Self {
+        self.add(other);
+        self
+    }
+}
+
+/// Syncs one cache directory with one bucket prefix.
+pub struct CacheSync {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    resolver: DatastorePathResolver,
+    concurrency: usize,
+    progress: Option<ProgressBar>,
+}
+
+impl CacheSync {
+    /// A sync of `resolver`'s datastore root (the cache) with `prefix` in `store`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+        resolver: DatastorePathResolver,
+        concurrency: usize,
+    ) -> Self {
+        Self {
+            store,
+            prefix,
+            resolver,
+            concurrency: concurrency.max(1),
+            progress: None,
+        }
+    }
+
+    /// Shows transfers on `bar`.
+    pub fn with_progress(mut self, bar: ProgressBar) -> Self {
+        self.progress = Some(bar);
+        self
+    }
+
+    fn cache(&self) -> &Path {
+        self.resolver.datastore_root()
+    }
+
+    fn remote_name(&self) -> String {
+        self.store.url(&self.prefix)
+    }
+
+    fn key(&self, rel: &str) -> String {
+        object_key(&self.prefix, rel)
+    }
+
+    fn save(&self, state: &SyncState) -> Result<(), SyncError> {
+        state.save(self.cache()).map_err(io_err(self.cache()))
+    }
+
+    fn start_progress(&self, what: &str, total: u64) {
+        if let Some(bar) = &self.progress {
+            bar.set_length(total);
+            bar.set_position(0);
+            bar.set_message(what.to_string());
+        }
+    }
+
+    fn tick(&self) {
+        if let Some(bar) = &self.progress {
+            bar.inc(1);
+        }
+    }
+
+    /// Brings the cache up to date with the bucket.
+    pub async fn pull(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
+        std::fs::create_dir_all(self.cache()).map_err(io_err(self.cache()))?;
+        let mut state = SyncState::load(self.cache(), &self.remote_name());
+        let index_key = self.key(INDEX_KEY);
+        let (remote, etag) = match self
+            .store
+            .get_bytes(&index_key, state.index_etag.as_deref())
+            .await
+        {
+            Ok(Fetched::NotModified) => return Ok(SyncReport::default()),
+            Ok(Fetched::Object(bytes, meta)) => (RemoteIndex::parse(&bytes)?, Some(meta.etag)),
+            Err(StoreError::NotFound(_)) => {
+                // No index: nothing remote. Keep local files; forgetting the
+                // agreed state makes the next push upload them again.
+                if state.index_etag.is_some() || !state.files.is_empty() {
+                    state.index_etag = None;
+                    state.files.clear();
+                    self.save(&state)?;
+                }
+                return Ok(SyncReport::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut report = SyncReport::default();
+        let mut wanted = Vec::new();
+        for (rel_text, entry) in &remote.files {
+            let rel = SafeRelativePath::parse(rel_text)
+                .map_err(|e| SyncError::Index(IndexError::UnsafeKey(e.to_string())))?;
+            if !self.resolver.is_datastore_path(&rel) {
+                continue;
+            }
+            if state.files.get(rel_text).map(|f| &f.sha256) == Some(&entry.sha256) {
+                continue;
+            }
+            let path = safe_cache_path(self.cache(), &rel).map_err(io_err(self.cache()))?;
+            // A local copy with the same content (e.g. left by a migration) needs no download.
+            if let Ok(meta) = std::fs::metadata(&path) {
+                if meta.len() == entry.size {
+                    if let Ok((sha, _)) = sha256_file(&path) {
+                        if sha == entry.sha256 {
+                            state.files.insert(
+                                rel_text.clone(),
+                                SyncedFile {
+                                    size: entry.size,
+                                    mtime_ns: mtime_ns(&meta),
+                                    sha256: sha,
+                                },
+                            );
+                            continue;
+                        }
+                    }
+                }
+            }
+            wanted.push((rel, path, entry.clone()));
+        }
+        let gone: Vec<String> = state
+            .files
+            .keys()
+            .filter(|k| !remote.files.contains_key(*k))
+            .cloned()
+            .collect();
+        fence.check()?;
+        for rel_text in gone {
+            if let Ok(rel) = SafeRelativePath::parse(&rel_text) {
+                let path = safe_cache_path(self.cache(), &rel).map_err(io_err(self.cache()))?;
+                match std::fs::remove_file(&path) {
+                    Ok(()) => report.deleted_local += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&path)(e)),
+                }
+                crate::infrastructure::data_store::prune_empty_parents(
+                    &path,
+                    &[self.cache().to_path_buf()],
+                );
+            }
+            state.files.remove(&rel_text);
+        }
+        self.start_progress("pull", wanted.len() as u64);
+        let results: Vec<_> = stream::iter(wanted)
+            .map(|(rel, path, entry)| async move {
+                let outcome = self.download(&rel, &path, &entry).await;
+                self.tick();
+                (rel, entry, outcome)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        for (rel, entry, outcome) in results {
+            match outcome {
+                Ok(mtime) => {
+                    report.downloaded += 1;
+                    report.downloaded_bytes += entry.size;
+                    state.files.insert(
+                        rel.to_string(),
+                        SyncedFile {
+                            size: entry.size,
+                            mtime_ns: mtime,
+                            sha256: entry.sha256,
+                        },
+                    );
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if let Some(first) = failures.into_iter().next() {
+            // Keep the old index ETag so the next pull fetches the index again.
+            self.save(&state)?;
+            return Err(first);
+        }
+        state.index_etag = etag;
+        self.save(&state)?;
+        Ok(report)
+    }
+
+    async fn download(
+        &self,
+        rel: &SafeRelativePath,
+        path: &Path,
+        entry: &IndexEntry,
+    ) -> Result<i128, SyncError> {
+        let parent = path.parent().unwrap_or(self.cache());
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        // Re-check after creating directories: a symlink may not sit in the way.
+        safe_cache_path(self.cache(), rel).map_err(io_err(path))?;
+        let temp = temp_path_for(path);
+        let key = self.key(rel.as_str());
+        let result = self.store.get_to_file(&key, &temp).await;
+        let (size, sha) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e.into());
+            }
+        };
+        if sha != entry.sha256 || size != entry.size {
+            let _ = std::fs::remove_file(&temp);
+            return Err(SyncError::Integrity {
+                key,
+                expected: entry.sha256.clone(),
+                actual: sha,
+            });
+        }
+        std::fs::rename(&temp, path).map_err(io_err(path))?;
+        let meta = std::fs::metadata(path).map_err(io_err(path))?;
+        Ok(mtime_ns(&meta))
+    }
+
+    /// Every datastore file in the cache with its metadata.
+    fn scan(&self) -> Result<BTreeMap<String, (PathBuf, std::fs::Metadata)>, SyncError> {
+        let mut files = BTreeMap::new();
+        for dir in self.resolver.directories() {
+            let top = self.cache().join(dir);
+            if !top.exists() {
+                continue;
+            }
+            for entry in walkdir::WalkDir::new(&top).follow_links(false) {
+                let entry = entry.map_err(|e| SyncError::Io {
+                    path: top.clone(),
+                    message: e.to_string(),
+                })?;
+                if !entry.file_type().is_file()
+                    || is_temp_name(&entry.file_name().to_string_lossy())
+                {
+                    continue;
+                }
+                let Ok(rel) = entry.path().strip_prefix(self.cache()) else {
+                    continue;
+                };
+                let rel_text = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let Ok(safe) = SafeRelativePath::parse(&rel_text) else {
+                    continue;
+                };
+                if !self.resolver.is_datastore_path(&safe) {
+                    continue;
+                }
+                let meta = entry.metadata().map_err(|e| SyncError::Io {
+                    path: entry.path().to_path_buf(),
+                    message: e.to_string(),
+                })?;
+                files.insert(rel_text, (entry.path().to_path_buf(), meta));
+            }
+        }
+        Ok(files)
+    }
+
+    /// Sends local changes to the bucket.
+    pub async fn push(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
+        let mut state = SyncState::load(self.cache(), &self.remote_name());
+        let local = self.scan()?;
+        let mut changed = Vec::new();
+        let mut state_dirty = false;
+        for (rel, (path, meta)) in &local {
+            let size = meta.len();
+            let mtime = mtime_ns(meta);
+            if let Some(agreed) = state.files.get(rel) {
+                if agreed.size == size && agreed.mtime_ns == mtime {
+                    continue;
+                }
+            }
+            let (sha, hashed_size) = sha256_file(path).map_err(io_err(path))?;
+            if let Some(agreed) = state.files.get_mut(rel) {
+                if agreed.sha256 == sha {
+                    // Touched but unchanged: remember the new mtime.
+                    agreed.mtime_ns = mtime;
+                    agreed.size = hashed_size;
+                    state_dirty = true;
+                    continue;
+                }
+            }
+            changed.push((rel.clone(), path.clone(), hashed_size, mtime, sha));
+        }
+        let deleted: Vec<String> = state
+            .files
+            .keys()
+            .filter(|k| !local.contains_key(*k))
+            .cloned()
+            .collect();
+        if changed.is_empty() && deleted.is_empty() {
+            if state_dirty {
+                self.save(&state)?;
+            }
+            return Ok(SyncReport::default());
+        }
+        fence.check()?;
+        self.start_progress("push", (changed.len() + deleted.len()) as u64);
+        let uploads: Vec<_> = stream::iter(changed)
+            .map(|(rel, path, size, mtime, sha)| async move {
+                let outcome = self
+                    .store
+                    .put_file(&self.key(&rel), &path, size, &sha)
+                    .await;
+                self.tick();
+                (rel, size, mtime, sha, outcome)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let deletions: Vec<_> = stream::iter(deleted)
+            .map(|rel| async move {
+                let outcome = match self.store.delete(&self.key(&rel), None).await {
+                    Err(StoreError::NotFound(_)) => Ok(()),
+                    other => other,
+                };
+                self.tick();
+                (rel, outcome)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut report = SyncReport::default();
+        let mut failures = Vec::new();
+        for (rel, size, mtime, sha, outcome) in uploads {
+            match outcome {
+                Ok(_) => {
+                    report.uploaded += 1;
+                    report.uploaded_bytes += size;
+                    state.files.insert(
+                        rel,
+                        SyncedFile {
+                            size,
+                            mtime_ns: mtime,
+                            sha256: sha,
+                        },
+                    );
+                }
+                Err(e) => failures.push(format!("{rel}: {e}")),
+            }
+        }
+        for (rel, outcome) in deletions {
+            match outcome {
+                Ok(()) => {
+                    report.deleted_remote += 1;
+                    state.files.remove(&rel);
+                }
+                Err(e) => failures.push(format!("{rel}: {e}")),
+            }
+        }
+        // The index lists exactly what the bucket holds: agreed files plus
+        // what just succeeded; failed uploads keep their previous entry.
+        let index = RemoteIndex {
+            format: crate::domain::sync_index::INDEX_FORMAT,
+            files: state
+                .files
+                .iter()
+                .map(|(k, f)| {
+                    (
+                        k.clone(),
+                        IndexEntry {
+                            size: f.size,
+                            sha256: f.sha256.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        fence.check()?;
+        let mode = match &state.index_etag {
+            Some(etag) => PutMode::Update(etag.clone()),
+            None => PutMode::Create,
+        };
+        let index_key = self.key(INDEX_KEY);
+        match self
+            .store
+            .put_bytes(&index_key, index.to_json(), mode)
+            .await
+        {
+            Ok(etag) => state.index_etag = Some(etag),
+            Err(StoreError::Precondition(target)) => {
+                // Objects went up but the index did not: forget the agreed
+                // state so the next pull+push reconciles from content.
+                state.index_etag = None;
+                self.save(&state)?;
+                return Err(SyncError::IndexConflict(target));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.save(&state)?;
+        if !failures.is_empty() {
+            return Err(SyncError::Incomplete(failures));
+        }
+        Ok(report)
+    }
+}
