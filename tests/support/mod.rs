@@ -2,6 +2,8 @@
 //! wait on conditions with generous deadlines, and signal process groups.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -75,6 +75,12 @@ impl SyncState {
         }
     }
 
+    /// The state file as stored, whatever remote it belongs to.
+    pub fn load_raw(cache: &Path) -> Option<Self> {
+        let bytes = std::fs::read(cache.join(STATE_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// Saves the state atomically.
     pub fn save(&self, cache: &Path) -> io::Result<()> {
         let bytes = serde_json::to_vec(self).map_err(io::Error::other)?;

@@ -19,6 +19,19 @@ use tokio::io::AsyncWriteExt;
 
 /// Files larger than this are uploaded in parts of this size.
 pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// Environment variable bounding one S3 request attempt, in seconds.
+pub const TIMEOUT_ENV: &str = "SWAMP_S3_TIMEOUT_SECS";
+
+/// The per-attempt request timeout: `SWAMP_S3_TIMEOUT_SECS` or 60 s.
+fn attempt_timeout() -> Duration {
+    std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(60))
+}
+
 /// Metadata key holding a file's SHA-256.
 const SHA_META: &str = "sha256";
 
@@ -49,8 +62,8 @@ impl S3Store {
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .connect_timeout(Duration::from_secs(5).min(attempt_timeout()))
+                    .operation_attempt_timeout(attempt_timeout())
                     .build(),
             )
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4));

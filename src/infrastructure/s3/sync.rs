@@ -59,6 +59,16 @@ pub enum SyncError {
     /// Some transfers failed; the rest were recorded.
     #[error("sync incomplete: {} of the transfers failed (they are retried next time): {}", .0.len(), .0.iter().take(3).cloned().collect::<Vec<_>>().join("; "))]
     Incomplete(Vec<String>),
+    /// The cache holds unpushed changes of another bucket/prefix.
+    #[error("the cache {cache} holds unpushed changes for {other}; push them first (SWAMP_DATASTORE={spec} swamp datastore sync --push) or delete the cache directory")]
+    ForeignCache {
+        /// The cache directory.
+        cache: PathBuf,
+        /// The remote the cache belongs to.
+        other: String,
+        /// That remote as a SWAMP_DATASTORE value.
+        spec: String,
+    },
     /// The remote index changed under us.
     #[error("the remote index was changed by another writer during this command ({0}); run the command again")]
     IndexConflict(String),
@@ -171,9 +181,45 @@ impl CacheSync {
         }
     }
 
+    /// A cache last synced with another remote is cleared before use, unless
+    /// it holds changes that never reached that remote.
+    fn adopt_cache(&self) -> Result<(), SyncError> {
+        let Some(previous) = SyncState::load_raw(self.cache()) else {
+            return Ok(());
+        };
+        if previous.remote == self.remote_name() {
+            return Ok(());
+        }
+        let local = self.scan()?;
+        let dirty = local.iter().any(|(rel, (_, meta))| {
+            previous
+                .files
+                .get(rel)
+                .is_none_or(|f| f.size != meta.len() || f.mtime_ns != mtime_ns(meta))
+        });
+        if dirty {
+            let spec = previous
+                .remote
+                .strip_prefix("s3://")
+                .map(|r| format!("s3:{}", r.trim_end_matches('/')))
+                .unwrap_or_else(|| previous.remote.clone());
+            return Err(SyncError::ForeignCache {
+                cache: self.cache().to_path_buf(),
+                other: previous.remote,
+                spec,
+            });
+        }
+        for (_, (path, _)) in local {
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+        let _ = std::fs::remove_file(self.cache().join(super::cache::STATE_FILE));
+        Ok(())
+    }
+
     /// Brings the cache up to date with the bucket.
     pub async fn pull(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
         std::fs::create_dir_all(self.cache()).map_err(io_err(self.cache()))?;
+        self.adopt_cache()?;
         let mut state = SyncState::load(self.cache(), &self.remote_name());
         let index_key = self.key(INDEX_KEY);
         let (remote, etag) = match self
