@@ -52,6 +52,18 @@ impl SafeRelativePath {
         Ok(Self(raw.to_string()))
     }
 
+    /// `path` relative to `root`, `/`-joined and validated; `None` when it is
+    /// not under `root` or not a safe relative path.
+    pub fn between(root: &Path, path: &Path) -> Option<Self> {
+        let rel = path.strip_prefix(root).ok()?;
+        let text = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        Self::parse(&text).ok()
+    }
+
     /// The path as a `/`-separated string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -88,6 +100,14 @@ mod tests {
             p.under(Path::new("/root")),
             PathBuf::from("/root/data/app/.hidden/x.json")
         );
+    }
+
+    #[test]
+    fn between_joins_components_under_a_root() {
+        let p = SafeRelativePath::between(Path::new("/r"), Path::new("/r/a/b")).unwrap();
+        assert_eq!(p.as_str(), "a/b");
+        assert!(SafeRelativePath::between(Path::new("/r"), Path::new("/other/a")).is_none());
+        assert!(SafeRelativePath::between(Path::new("/r"), Path::new("/r")).is_none());
     }
 
     #[test]

@@ -226,14 +226,10 @@ impl<'a> DataStore<'a> {
                 let Some(item_dir) = entry.path().parent() else {
                     continue;
                 };
-                let Ok(rel) = item_dir.strip_prefix(&root) else {
+                let Some(rel) = SafeRelativePath::between(&root, item_dir) else {
                     continue;
                 };
-                let name = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
+                let name = rel.to_string();
                 let Some(latest) = self.version_numbers(entry.path())?.last().copied() else {
                     continue;
                 };

@@ -138,19 +138,11 @@ pub fn datastore_files(
                             .into(),
                 });
             }
-            let rel_text = path
-                .strip_prefix(root)
-                .map(|r| {
-                    r.components()
-                        .map(|c| c.as_os_str().to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join("/")
-                })
-                .unwrap_or_default();
-            let rel = SafeRelativePath::parse(&rel_text).map_err(|e| MigrationError::Source {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let rel =
+                SafeRelativePath::between(root, &path).ok_or_else(|| MigrationError::Source {
+                    path: path.clone(),
+                    reason: "its name cannot be stored as a datastore path".into(),
+                })?;
             if !resolver.is_datastore_path(&rel) {
                 continue;
             }

@@ -384,15 +384,7 @@ impl CacheSync {
                 {
                     continue;
                 }
-                let Ok(rel) = entry.path().strip_prefix(self.cache()) else {
-                    continue;
-                };
-                let rel_text = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                let Ok(safe) = SafeRelativePath::parse(&rel_text) else {
+                let Some(safe) = SafeRelativePath::between(self.cache(), entry.path()) else {
                     continue;
                 };
                 if !self.resolver.is_datastore_path(&safe) {
@@ -402,7 +394,7 @@ impl CacheSync {
                     path: entry.path().to_path_buf(),
                     message: e.to_string(),
                 })?;
-                files.insert(rel_text, (entry.path().to_path_buf(), meta));
+                files.insert(safe.to_string(), (entry.path().to_path_buf(), meta));
             }
         }
         Ok(files)
