@@ -141,7 +141,7 @@ pub struct LeaseFence {
 }
 
 impl LeaseFence {
-    fn new(ttl: Duration, renewed_at: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, renewed_at: Duration) -> Self {
         Self {
             valid_for: ttl.mul_f64(0.9),
             renewed_at_nanos: AtomicU64::new(renewed_at.as_nanos() as u64),

@@ -181,3 +181,66 @@ impl DistributedLock for S3Lock {
         Ok(current)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infrastructure::s3::memory_store::MemoryStore;
+
+    fn lock(store: &Arc<MemoryStore>) -> S3Lock {
+        S3Lock::new(
+            store.clone(),
+            "p/.datastore.lock".into(),
+            Duration::from_secs(30),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stale_lock_is_taken_over_by_exactly_one_and_the_old_holder_is_fenced() {
+        let store = Arc::new(MemoryStore::default());
+        let (l1, l2, l3) = (lock(&store), lock(&store), lock(&store));
+        let Attempt::Acquired(old) = l1.try_acquire(Duration::from_secs(30)).await.unwrap() else {
+            panic!("first acquire")
+        };
+        assert!(matches!(
+            l2.try_acquire(Duration::from_secs(30)).await.unwrap(),
+            Attempt::Busy(_)
+        ));
+        store.age("p/.datastore.lock", Duration::from_secs(60));
+        let (r2, r3) = tokio::join!(
+            l2.try_acquire(Duration::from_secs(30)),
+            l3.try_acquire(Duration::from_secs(30))
+        );
+        let winners = [r2.unwrap(), r3.unwrap()]
+            .into_iter()
+            .filter(|a| matches!(a, Attempt::Acquired(_)))
+            .count();
+        assert_eq!(winners, 1);
+        assert!(matches!(l1.renew(&old).await, Err(LockError::Lost(_))));
+        let successor = l1.inspect().await.unwrap().unwrap().info.unwrap().token;
+        l1.release(&old).await.unwrap();
+        assert_eq!(
+            l1.inspect().await.unwrap().unwrap().info.unwrap().token,
+            successor
+        );
+    }
+
+    #[tokio::test]
+    async fn release_and_force_release() {
+        let store = Arc::new(MemoryStore::default());
+        let l = lock(&store);
+        let Attempt::Acquired(lease) = l.try_acquire(Duration::from_secs(30)).await.unwrap() else {
+            panic!()
+        };
+        let renewed = l.renew(&lease).await.unwrap();
+        assert_ne!(renewed.version, lease.version);
+        l.release(&renewed).await.unwrap();
+        assert!(l.inspect().await.unwrap().is_none());
+        let Attempt::Acquired(other) = l.try_acquire(Duration::from_secs(30)).await.unwrap() else {
+            panic!()
+        };
+        let removed = l.force_release().await.unwrap().unwrap();
+        assert_eq!(removed.info.unwrap().token, other.info.token);
+        assert!(l.inspect().await.unwrap().is_none());
+    }
+}

@@ -5,6 +5,8 @@
 pub mod cache;
 pub mod client;
 pub mod lock;
+#[cfg(test)]
+pub mod memory_store;
 pub mod migrate;
 pub mod store;
 pub mod sync;

@@ -538,3 +538,172 @@ impl CacheSync {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lease_clock;
+    use crate::domain::path_resolver::DATASTORE_DIRS;
+    use crate::domain::pattern_matcher::ExcludeMatcher;
+    use crate::infrastructure::s3::memory_store::MemoryStore;
+    use std::time::Duration;
+
+    fn fence() -> LeaseFence {
+        LeaseFence::new(Duration::from_secs(3600), lease_clock::now())
+    }
+
+    fn machine(store: &Arc<MemoryStore>, cache: &Path) -> CacheSync {
+        let resolver = DatastorePathResolver::new(
+            cache.to_path_buf(),
+            cache.join("local"),
+            DATASTORE_DIRS.iter().map(|d| d.to_string()).collect(),
+            ExcludeMatcher::empty(),
+        );
+        CacheSync::new(store.clone(), "p".into(), resolver, 4)
+    }
+
+    fn write(cache: &Path, rel: &str, content: &str) {
+        let path = cache.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    fn index(store: &MemoryStore) -> RemoteIndex {
+        RemoteIndex::parse(&store.object("p/.datastore-index.json").unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_upload_is_not_indexed_and_is_retried() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        write(dir.path(), "outputs/ok", "fine");
+        write(dir.path(), "outputs/bad", "doomed");
+        store
+            .fail_uploads
+            .lock()
+            .unwrap()
+            .insert("p/outputs/bad".into());
+        let err = a.push(&fence()).await.unwrap_err();
+        assert!(
+            matches!(err, SyncError::Incomplete(ref f) if f.len() == 1),
+            "{err}"
+        );
+        let idx = index(&store);
+        assert!(idx.files.contains_key("outputs/ok"));
+        assert!(
+            !idx.files.contains_key("outputs/bad"),
+            "index names a missing object"
+        );
+        store.fail_uploads.lock().unwrap().clear();
+        let report = a.push(&fence()).await.unwrap();
+        assert_eq!(report.uploaded, 1);
+        assert!(index(&store).files.contains_key("outputs/bad"));
+    }
+
+    #[tokio::test]
+    async fn same_size_rewrites_and_deletions_reach_another_cache() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (machine(&store, da.path()), machine(&store, db.path()));
+        write(da.path(), "outputs/f", "AAAA");
+        write(da.path(), "data/gone", "x");
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        b.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(db.path().join("outputs/f")).unwrap(),
+            "AAAA"
+        );
+        a.pull(&fence()).await.unwrap();
+        // Same size, and force the same mtime: only the content differs.
+        let before = std::fs::metadata(da.path().join("outputs/f"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        write(da.path(), "outputs/f", "BBBB");
+        std::fs::File::options()
+            .write(true)
+            .open(da.path().join("outputs/f"))
+            .unwrap()
+            .set_modified(before + Duration::from_secs(1))
+            .unwrap();
+        std::fs::remove_file(da.path().join("data/gone")).unwrap();
+        a.push(&fence()).await.unwrap();
+        b.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(db.path().join("outputs/f")).unwrap(),
+            "BBBB"
+        );
+        assert!(!db.path().join("data/gone").exists());
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_datastore_costs_one_request_to_pull_and_none_to_push() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        for i in 0..50 {
+            write(dir.path(), &format!("outputs/d/f{i}"), "content");
+        }
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        a.pull(&fence()).await.unwrap();
+        let before = *store.requests.lock().unwrap();
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        assert_eq!(*store.requests.lock().unwrap() - before, 1);
+    }
+
+    #[tokio::test]
+    async fn a_concurrently_rewritten_index_is_never_overwritten() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        write(dir.path(), "outputs/f", "one");
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        a.pull(&fence()).await.unwrap();
+        // Another writer (without the lock) replaces the index.
+        let foreign = RemoteIndex::empty();
+        store.plant("p/.datastore-index.json", &foreign.to_json());
+        write(dir.path(), "outputs/f", "two!");
+        let err = a.push(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::IndexConflict(_)), "{err}");
+        assert_eq!(index(&store), foreign);
+    }
+
+    #[tokio::test]
+    async fn unsafe_index_keys_fail_before_touching_the_disk() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let a = machine(&store, &cache);
+        store.plant(
+            "p/.datastore-index.json",
+            format!(
+                r#"{{"format":1,"files":{{"../escape":{{"size":1,"sha256":"{}"}}}}}}"#,
+                "a".repeat(64)
+            )
+            .as_bytes(),
+        );
+        store.plant("p/../escape", b"x");
+        let err = a.pull(&fence()).await.unwrap_err();
+        assert!(err.to_string().contains("unsafe path"), "{err}");
+        assert!(!dir.path().join("escape").exists());
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_stops_the_push_before_any_request() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        write(dir.path(), "outputs/f", "x");
+        let expired = LeaseFence::new(Duration::from_millis(1), lease_clock::now());
+        std::thread::sleep(Duration::from_millis(5));
+        let before = *store.requests.lock().unwrap();
+        assert!(matches!(a.push(&expired).await, Err(SyncError::Lock(_))));
+        assert_eq!(*store.requests.lock().unwrap(), before);
+        assert!(store.object("p/outputs/f").is_none());
+    }
+}

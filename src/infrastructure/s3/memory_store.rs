@@ -1,0 +1,222 @@
+//! An in-memory `ObjectStore` with real conditional semantics and injectable
+//! failures, for unit tests of the lock and sync logic in addition to (never
+//! instead of) the tests against a real S3 server.
+
+use crate::infrastructure::s3::store::{
+    Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
+};
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+#[derive(Clone)]
+struct Object {
+    bytes: Vec<u8>,
+    etag: String,
+    modified: SystemTime,
+    sha: Option<String>,
+}
+
+/// Objects in memory; keys in `fail_uploads` fail their uploads.
+#[derive(Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<String, Object>>,
+    /// Keys whose `put_file` fails.
+    pub fail_uploads: Mutex<HashSet<String>>,
+    /// Number of requests served.
+    pub requests: Mutex<u64>,
+    counter: Mutex<u64>,
+}
+
+impl MemoryStore {
+    fn next_etag(&self) -> String {
+        let mut c = self.counter.lock().unwrap();
+        *c += 1;
+        format!("\"etag-{c}\"")
+    }
+
+    fn count(&self) {
+        *self.requests.lock().unwrap() += 1;
+    }
+
+    /// Raw access for assertions.
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.bytes.clone())
+    }
+
+    /// Plants an object behind the code's back.
+    pub fn plant(&self, key: &str, bytes: &[u8]) {
+        let etag = self.next_etag();
+        self.objects.lock().unwrap().insert(
+            key.to_string(),
+            Object {
+                bytes: bytes.to_vec(),
+                etag,
+                modified: SystemTime::now(),
+                sha: None,
+            },
+        );
+    }
+
+    /// Makes an object look written `age` ago.
+    pub fn age(&self, key: &str, age: std::time::Duration) {
+        if let Some(o) = self.objects.lock().unwrap().get_mut(key) {
+            o.modified = SystemTime::now() - age;
+        }
+    }
+
+    fn write(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        mode: PutMode,
+        sha: Option<String>,
+    ) -> Result<String, StoreError> {
+        let mut objects = self.objects.lock().unwrap();
+        match (&mode, objects.get(key)) {
+            (PutMode::Create, Some(_)) => return Err(StoreError::Precondition(key.into())),
+            (PutMode::Update(_), None) => return Err(StoreError::NotFound(key.into())),
+            (PutMode::Update(want), Some(o)) if &o.etag != want => {
+                return Err(StoreError::Precondition(key.into()))
+            }
+            _ => {}
+        }
+        drop(objects);
+        let etag = self.next_etag();
+        self.objects.lock().unwrap().insert(
+            key.to_string(),
+            Object {
+                bytes,
+                etag: etag.clone(),
+                modified: SystemTime::now(),
+                sha,
+            },
+        );
+        Ok(etag)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    fn url(&self, key: &str) -> String {
+        format!("mem://{key}")
+    }
+
+    async fn head_bucket(&self) -> Result<(), StoreError> {
+        self.count();
+        Ok(())
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<String, StoreError> {
+        self.count();
+        self.write(key, bytes, mode, None)
+    }
+
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        _size: u64,
+        sha256: &str,
+    ) -> Result<String, StoreError> {
+        self.count();
+        if self.fail_uploads.lock().unwrap().contains(key) {
+            return Err(StoreError::Failed {
+                op: "upload",
+                target: key.into(),
+                message: "injected failure".into(),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(|e| StoreError::Failed {
+            op: "read",
+            target: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.write(key, bytes, PutMode::Overwrite, Some(sha256.to_string()))
+    }
+
+    async fn get_bytes(
+        &self,
+        key: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Fetched, StoreError> {
+        self.count();
+        let objects = self.objects.lock().unwrap();
+        let o = objects
+            .get(key)
+            .ok_or_else(|| StoreError::NotFound(key.into()))?;
+        if if_none_match == Some(o.etag.as_str()) {
+            return Ok(Fetched::NotModified);
+        }
+        Ok(Fetched::Object(
+            o.bytes.clone(),
+            ObjectMeta {
+                etag: o.etag.clone(),
+                last_modified: Some(o.modified),
+            },
+        ))
+    }
+
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<(u64, String), StoreError> {
+        self.count();
+        let bytes = self
+            .object(key)
+            .ok_or_else(|| StoreError::NotFound(key.into()))?;
+        std::fs::write(dest, &bytes).map_err(|e| StoreError::Failed {
+            op: "write",
+            target: dest.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok((bytes.len() as u64, hex::encode(Sha256::digest(&bytes))))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError> {
+        self.count();
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| (o.bytes.len() as u64, o.sha.clone())))
+    }
+
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), StoreError> {
+        self.count();
+        let mut objects = self.objects.lock().unwrap();
+        match (objects.get(key), if_match) {
+            (None, _) => Err(StoreError::NotFound(key.into())),
+            (Some(o), Some(want)) if o.etag != want => Err(StoreError::Precondition(key.into())),
+            _ => {
+                objects.remove(key);
+                Ok(())
+            }
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        self.count();
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, o)| Listed {
+                key: k.clone(),
+                size: o.bytes.len() as u64,
+            })
+            .collect())
+    }
+}
