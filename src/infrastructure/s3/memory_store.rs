@@ -79,7 +79,7 @@ impl MemoryStore {
         mode: PutMode,
         sha: Option<String>,
     ) -> Result<String, StoreError> {
-        let mut objects = self.objects.lock().unwrap();
+        let objects = self.objects.lock().unwrap();
         match (&mode, objects.get(key)) {
             (PutMode::Create, Some(_)) => return Err(StoreError::Precondition(key.into())),
             (PutMode::Update(_), None) => return Err(StoreError::NotFound(key.into())),
