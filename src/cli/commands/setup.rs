@@ -11,7 +11,7 @@ use crate::cli::output::{human_bytes, Render};
 use crate::domain::config::{datastore_yaml, Backend};
 use crate::domain::sync_index::object_key;
 use crate::infrastructure::migration::{
-    copy_verified, datastore_files, prepare_target, remove_sources, MigrationError, MigrationReport,
+    copy_verified, datastore_files, prepare_target, remove_sources, MigrationReport,
 };
 use crate::infrastructure::repo_files::save_document;
 use crate::infrastructure::s3::cache::STATE_FILE;
@@ -171,12 +171,6 @@ pub async fn setup(
         to: target,
         migration: Some(report),
     })
-}
-
-impl From<crate::infrastructure::s3::sync::SyncError> for MigrationError {
-    fn from(e: crate::infrastructure::s3::sync::SyncError) -> Self {
-        MigrationError::Remote(e.to_string())
-    }
 }
 
 impl Render for SetupResult {
