@@ -187,12 +187,18 @@ pub async fn run() -> i32 {
                     | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
             );
             if !informational && std::env::args().any(|a| a == "--json") {
-                let first = e.to_string();
-                let line = first
+                // One line: clap's message and the items it lists, without usage hints.
+                let text = e.to_string();
+                let line = text
                     .lines()
-                    .next()
-                    .unwrap_or("usage error")
-                    .trim_start_matches("error: ");
+                    .map(str::trim)
+                    .take_while(|l| {
+                        !l.starts_with("Usage:") && !l.starts_with("For more information")
+                    })
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let line = line.trim_start_matches("error: ");
                 emit_error(true, &CliError::Validation(line.to_string()));
                 return 2;
             }

@@ -373,7 +373,7 @@ pub fn parse_datastore_spec(value: &str, origin: ConfigSource) -> Result<Backend
             if bucket.is_empty() {
                 return Err(spec_err("bucket is empty".into()));
             }
-            validate_bucket_name(bucket)?;
+            validate_bucket_name(bucket).map_err(|e| spec_err(e.to_string()))?;
             Ok(Backend::S3(S3Config {
                 bucket: bucket.to_string(),
                 prefix: normalize_prefix(prefix).map_err(spec_err)?,

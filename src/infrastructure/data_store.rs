@@ -230,6 +230,14 @@ impl<'a> DataStore<'a> {
                     continue;
                 };
                 let name = rel.to_string();
+                // Only count items that really live here: a root that is not
+                // where the resolver puts this item holds a stale leftover.
+                let Ok(item) = ItemName::parse(&name) else {
+                    continue;
+                };
+                if self.versions_dir(&item) != entry.path() {
+                    continue;
+                }
                 let Some(latest) = self.version_numbers(entry.path())?.last().copied() else {
                     continue;
                 };

@@ -189,6 +189,10 @@ pub fn copy_verified(
     let mut report = MigrationReport::default();
     for file in files {
         let dest = file.rel.under(target);
+        if blocked_by_non_directory(target, &dest) {
+            conflicts.push(file.rel.to_string());
+            continue;
+        }
         match fs::symlink_metadata(&dest) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => to_copy.push(file),
             Err(e) => return Err(io_err(&dest)(e)),
@@ -241,6 +245,24 @@ pub fn copy_verified(
         report.record(file);
     }
     Ok(report)
+}
+
+/// Whether something that is not a directory sits where a parent directory
+/// of `dest` (below `target`) must go.
+fn blocked_by_non_directory(target: &Path, dest: &Path) -> bool {
+    let mut dir = dest.parent();
+    while let Some(d) = dir {
+        if d == target || !d.starts_with(target) {
+            return false;
+        }
+        if let Ok(meta) = fs::symlink_metadata(d) {
+            if !meta.is_dir() {
+                return true;
+            }
+        }
+        dir = d.parent();
+    }
+    false
 }
 
 impl MigrationReport {

@@ -68,8 +68,25 @@ pub fn absolute(path: &Path) -> Result<PathBuf, CliError> {
     Ok(clean)
 }
 
+/// `p` with symlinks resolved as far as it exists (the rest appended as is).
 fn canonical(p: &Path) -> PathBuf {
-    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+    let mut existing = p.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
 }
 
 /// Checks that the target is usable and is not the source.
@@ -89,7 +106,7 @@ async fn verify_target(ctx: &RepoContext, target: &Connected) -> Result<(), CliE
     }
     match target {
         Connected::Filesystem(path) => {
-            prepare_target(path)?;
+            // Judge containment before creating anything.
             let source_root = canonical(ctx.resolver.datastore_root());
             let target = canonical(path);
             if ctx
@@ -103,6 +120,7 @@ async fn verify_target(ctx: &RepoContext, target: &Connected) -> Result<(), CliE
                     path.display()
                 )));
             }
+            prepare_target(path)?;
             Ok(())
         }
         Connected::S3 { config, store } => {
