@@ -119,6 +119,12 @@ impl SyncReport {
     }
 }
 
+/// Size and mtime of a cache file, as the stat walk saw them.
+struct FileStat {
+    size: u64,
+    mtime_ns: i128,
+}
+
 /// Syncs one cache directory with one bucket prefix.
 pub struct CacheSync {
     store: Arc<dyn ObjectStore>,
@@ -191,11 +197,11 @@ impl CacheSync {
             return Ok(());
         }
         let local = self.scan()?;
-        let dirty = local.iter().any(|(rel, (_, meta))| {
+        let dirty = local.iter().any(|(rel, stat)| {
             previous
                 .files
                 .get(rel)
-                .is_none_or(|f| f.size != meta.len() || f.mtime_ns != mtime_ns(meta))
+                .is_none_or(|f| f.size != stat.size || f.mtime_ns != stat.mtime_ns)
         });
         if dirty {
             let spec = previous
@@ -209,7 +215,8 @@ impl CacheSync {
                 spec,
             });
         }
-        for (_, (path, _)) in local {
+        for rel in local.keys() {
+            let path = self.cache().join(rel);
             std::fs::remove_file(&path).map_err(io_err(&path))?;
         }
         let _ = std::fs::remove_file(self.cache().join(super::cache::STATE_FILE));
@@ -366,8 +373,9 @@ impl CacheSync {
         Ok(mtime_ns(&meta))
     }
 
-    /// Every datastore file in the cache with its metadata.
-    fn scan(&self) -> Result<BTreeMap<String, (PathBuf, std::fs::Metadata)>, SyncError> {
+    /// Every datastore file in the cache with its size and mtime (kept small:
+    /// a cache may hold 100 000 files).
+    fn scan(&self) -> Result<BTreeMap<String, FileStat>, SyncError> {
         let mut files = BTreeMap::new();
         for dir in self.resolver.directories() {
             let top = self.cache().join(dir);
@@ -394,7 +402,13 @@ impl CacheSync {
                     path: entry.path().to_path_buf(),
                     message: e.to_string(),
                 })?;
-                files.insert(safe.to_string(), (entry.path().to_path_buf(), meta));
+                files.insert(
+                    safe.to_string(),
+                    FileStat {
+                        size: meta.len(),
+                        mtime_ns: mtime_ns(&meta),
+                    },
+                );
             }
         }
         Ok(files)
@@ -406,15 +420,15 @@ impl CacheSync {
         let local = self.scan()?;
         let mut changed = Vec::new();
         let mut state_dirty = false;
-        for (rel, (path, meta)) in &local {
-            let size = meta.len();
-            let mtime = mtime_ns(meta);
+        for (rel, stat) in &local {
+            let mtime = stat.mtime_ns;
             if let Some(agreed) = state.files.get(rel) {
-                if agreed.size == size && agreed.mtime_ns == mtime {
+                if agreed.size == stat.size && agreed.mtime_ns == mtime {
                     continue;
                 }
             }
-            let (sha, hashed_size) = sha256_file(path).map_err(io_err(path))?;
+            let path = self.cache().join(rel);
+            let (sha, hashed_size) = sha256_file(&path).map_err(io_err(&path))?;
             if let Some(agreed) = state.files.get_mut(rel) {
                 if agreed.sha256 == sha {
                     // Touched but unchanged: remember the new mtime.
@@ -424,7 +438,7 @@ impl CacheSync {
                     continue;
                 }
             }
-            changed.push((rel.clone(), path.clone(), hashed_size, mtime, sha));
+            changed.push((rel.clone(), path, hashed_size, mtime, sha));
         }
         let deleted: Vec<String> = state
             .files
