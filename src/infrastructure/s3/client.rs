@@ -5,7 +5,7 @@
 
 use crate::domain::config::S3Config;
 use crate::infrastructure::s3::store::{
-    Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
+    Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -330,7 +330,7 @@ impl ObjectStore for S3Store {
         Ok(Fetched::Object(bytes.to_vec(), meta))
     }
 
-    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<(u64, String), StoreError> {
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<Downloaded, StoreError> {
         let out = self
             .client
             .get_object()
@@ -350,6 +350,7 @@ impl ObjectStore for S3Store {
             .open(dest)
             .await
             .map_err(io_fail)?;
+        let recorded_sha256 = out.metadata().and_then(|m| m.get(SHA_META)).cloned();
         let mut body = out.body;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -364,7 +365,11 @@ impl ObjectStore for S3Store {
         }
         file.flush().await.map_err(io_fail)?;
         file.sync_all().await.map_err(io_fail)?;
-        Ok((size, hex::encode(hasher.finalize())))
+        Ok(Downloaded {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+            recorded_sha256,
+        })
     }
 
     async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError> {

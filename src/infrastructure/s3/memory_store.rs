@@ -3,7 +3,7 @@
 //! instead of) the tests against a real S3 server.
 
 use crate::infrastructure::s3::store::{
-    Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
+    Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
 };
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -169,17 +169,25 @@ impl ObjectStore for MemoryStore {
         ))
     }
 
-    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<(u64, String), StoreError> {
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<Downloaded, StoreError> {
         self.count();
-        let bytes = self
-            .object(key)
+        let (bytes, recorded_sha256) = self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| (o.bytes.clone(), o.sha.clone()))
             .ok_or_else(|| StoreError::NotFound(key.into()))?;
         std::fs::write(dest, &bytes).map_err(|e| StoreError::Failed {
             op: "write",
             target: dest.display().to_string(),
             message: e.to_string(),
         })?;
-        Ok((bytes.len() as u64, hex::encode(Sha256::digest(&bytes))))
+        Ok(Downloaded {
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            recorded_sha256,
+        })
     }
 
     async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError> {

@@ -58,6 +58,17 @@ pub enum Fetched {
     Object(Vec<u8>, ObjectMeta),
 }
 
+/// What a streamed download produced.
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    /// Bytes written.
+    pub size: u64,
+    /// Hex SHA-256 of what was written.
+    pub sha256: String,
+    /// The SHA-256 the uploader recorded on the object, if any.
+    pub recorded_sha256: Option<String>,
+}
+
 /// A listed object.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -95,8 +106,8 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         if_none_match: Option<&str>,
     ) -> Result<Fetched, StoreError>;
-    /// Streams an object into `dest` (a new file); returns its size and SHA-256.
-    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<(u64, String), StoreError>;
+    /// Streams an object into `dest` (a new file).
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<Downloaded, StoreError>;
     /// Size and recorded SHA-256 of an object, if it exists.
     async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError>;
     /// Deletes an object, only if its ETag is `if_match` when given.

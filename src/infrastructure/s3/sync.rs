@@ -69,6 +69,9 @@ pub enum SyncError {
         /// That remote as a SWAMP_DATASTORE value.
         spec: String,
     },
+    /// The cache has not pulled the remote's latest changes.
+    #[error("{0} has changes this cache has not pulled; run 'swamp datastore sync' (pull, then push) instead of a push alone")]
+    Behind(String),
     /// The remote index changed under us.
     #[error("the remote index was changed by another writer during this command ({0}); run the command again")]
     IndexConflict(String),
@@ -119,6 +122,14 @@ impl SyncReport {
     }
 }
 
+/// How one download ended.
+enum Arrival {
+    /// The file is in place.
+    Landed(SyncedFile),
+    /// The object was gone; `removed` says whether a local copy was deleted.
+    Vanished { removed: bool },
+}
+
 /// Size and mtime of a cache file, as the stat walk saw them.
 struct FileStat {
     size: u64,
@@ -132,6 +143,8 @@ pub struct CacheSync {
     resolver: DatastorePathResolver,
     concurrency: usize,
     progress: Option<ProgressBar>,
+    /// Set once a pull in this process brought the cache up to the remote index.
+    current: std::sync::atomic::AtomicBool,
 }
 
 impl CacheSync {
@@ -148,6 +161,7 @@ impl CacheSync {
             resolver,
             concurrency: concurrency.max(1),
             progress: None,
+            current: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -234,7 +248,10 @@ impl CacheSync {
             .get_bytes(&index_key, state.index_etag.as_deref())
             .await
         {
-            Ok(Fetched::NotModified) => return Ok(SyncReport::default()),
+            Ok(Fetched::NotModified) => {
+                self.mark_current();
+                return Ok(SyncReport::default());
+            }
             Ok(Fetched::Object(bytes, meta)) => (RemoteIndex::parse(&bytes)?, Some(meta.etag)),
             Err(StoreError::NotFound(_)) => {
                 // No index: nothing remote. Keep local files; forgetting the
@@ -244,6 +261,7 @@ impl CacheSync {
                     state.files.clear();
                     self.save(&state)?;
                 }
+                self.mark_current();
                 return Ok(SyncReport::default());
             }
             Err(e) => return Err(e.into()),
@@ -315,17 +333,14 @@ impl CacheSync {
         let mut failures = Vec::new();
         for (rel, entry, outcome) in results {
             match outcome {
-                Ok(mtime) => {
+                Ok(Arrival::Landed(file)) => {
                     report.downloaded += 1;
                     report.downloaded_bytes += entry.size;
-                    state.files.insert(
-                        rel.to_string(),
-                        SyncedFile {
-                            size: entry.size,
-                            mtime_ns: mtime,
-                            sha256: entry.sha256,
-                        },
-                    );
+                    state.files.insert(rel.to_string(), file);
+                }
+                Ok(Arrival::Vanished { removed }) => {
+                    report.deleted_local += u64::from(removed);
+                    state.files.remove(rel.as_str());
                 }
                 Err(e) => failures.push(e),
             }
@@ -337,7 +352,39 @@ impl CacheSync {
         }
         state.index_etag = etag;
         self.save(&state)?;
+        self.mark_current();
         Ok(report)
+    }
+
+    fn mark_current(&self) {
+        self.current
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Refuses to push from a cache that has not seen the remote's latest
+    /// index: its uploads could overwrite newer objects before the index
+    /// write notices. Free when a pull in this process already checked.
+    async fn ensure_current(&self, state: &SyncState) -> Result<(), SyncError> {
+        if self.current.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let index_key = self.key(INDEX_KEY);
+        let current = match (
+            self.store
+                .get_bytes(&index_key, state.index_etag.as_deref())
+                .await,
+            &state.index_etag,
+        ) {
+            (Ok(Fetched::NotModified), _) => true,
+            (Err(StoreError::NotFound(_)), None) => true,
+            (Ok(Fetched::Object(..)), _) | (Err(StoreError::NotFound(_)), Some(_)) => false,
+            (Err(e), _) => return Err(e.into()),
+        };
+        if !current {
+            return Err(SyncError::Behind(self.remote_name()));
+        }
+        self.mark_current();
+        Ok(())
     }
 
     async fn download(
@@ -345,32 +392,50 @@ impl CacheSync {
         rel: &SafeRelativePath,
         path: &Path,
         entry: &IndexEntry,
-    ) -> Result<i128, SyncError> {
+    ) -> Result<Arrival, SyncError> {
         let parent = path.parent().unwrap_or(self.cache());
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
         // Re-check after creating directories: a symlink may not sit in the way.
         safe_cache_path(self.cache(), rel).map_err(io_err(path))?;
         let temp = temp_path_for(path);
         let key = self.key(rel.as_str());
-        let result = self.store.get_to_file(&key, &temp).await;
-        let (size, sha) = match result {
-            Ok(v) => v,
+        let got = match self.store.get_to_file(&key, &temp).await {
+            Ok(got) => got,
+            Err(StoreError::NotFound(_)) => {
+                // Listed but gone: a push deleted it and was interrupted before
+                // its index write. Mirror the deletion.
+                let _ = std::fs::remove_file(&temp);
+                tracing::warn!(%key, "object listed in the index is missing; treating it as deleted");
+                let removed = std::fs::remove_file(path).is_ok();
+                return Ok(Arrival::Vanished { removed });
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&temp);
                 return Err(e.into());
             }
         };
-        if sha != entry.sha256 || size != entry.size {
-            let _ = std::fs::remove_file(&temp);
-            return Err(SyncError::Integrity {
-                key,
-                expected: entry.sha256.clone(),
-                actual: sha,
-            });
+        if got.sha256 != entry.sha256 || got.size != entry.size {
+            // An object whose content matches the hash its uploader recorded is
+            // a complete swamp upload newer than the index (a push interrupted
+            // before its index write): take it. Anything else is corruption or
+            // a change by another tool.
+            if got.recorded_sha256.as_deref() != Some(got.sha256.as_str()) {
+                let _ = std::fs::remove_file(&temp);
+                return Err(SyncError::Integrity {
+                    key,
+                    expected: entry.sha256.clone(),
+                    actual: got.sha256,
+                });
+            }
+            tracing::warn!(%key, "object is newer than the index (interrupted push); taking the object");
         }
         std::fs::rename(&temp, path).map_err(io_err(path))?;
         let meta = std::fs::metadata(path).map_err(io_err(path))?;
-        Ok(mtime_ns(&meta))
+        Ok(Arrival::Landed(SyncedFile {
+            size: got.size,
+            mtime_ns: mtime_ns(&meta),
+            sha256: got.sha256,
+        }))
     }
 
     /// Every datastore file in the cache with its size and mtime (kept small:
@@ -453,6 +518,7 @@ impl CacheSync {
             return Ok(SyncReport::default());
         }
         fence.check()?;
+        self.ensure_current(&state).await?;
         self.start_progress("push", (changed.len() + deleted.len()) as u64);
         let uploads: Vec<_> = stream::iter(changed)
             .map(|(rel, path, size, mtime, sha)| async move {
@@ -719,5 +785,61 @@ mod tests {
         assert!(matches!(a.push(&expired).await, Err(SyncError::Lock(_))));
         assert_eq!(*store.requests.lock().unwrap(), before);
         assert!(store.object("p/outputs/f").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_push_from_a_cache_behind_the_remote_touches_nothing() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(da.path(), "outputs/f", "one");
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        let b = machine(&store, db.path());
+        b.pull(&fence()).await.unwrap();
+        write(db.path(), "outputs/f", "two");
+        b.push(&fence()).await.unwrap();
+        // A (a new process: nothing pulled yet) has an unpushed change.
+        let a = machine(&store, da.path());
+        write(da.path(), "outputs/f", "three");
+        let err = a.push(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::Behind(_)), "{err}");
+        assert_eq!(store.object("p/outputs/f").unwrap(), b"two");
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_push_heals_on_the_next_pull() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(da.path(), "outputs/new", "v1");
+        write(da.path(), "outputs/gone", "bye");
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        // A push uploaded a newer object and deleted another, then died before
+        // writing the index.
+        let newer = da.path().join("outputs/new");
+        std::fs::write(&newer, "v2!").unwrap();
+        let sha = crate::infrastructure::hashing::sha256_file(&newer)
+            .unwrap()
+            .0;
+        store
+            .put_file("p/outputs/new", &newer, 3, &sha)
+            .await
+            .unwrap();
+        store.delete("p/outputs/gone", None).await.unwrap();
+        let b = machine(&store, db.path());
+        b.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(db.path().join("outputs/new")).unwrap(),
+            "v2!"
+        );
+        assert!(!db.path().join("outputs/gone").exists());
+        // Content that matches neither the index nor its uploader is refused.
+        store.plant("p/outputs/new", b"evil");
+        let c = tempfile::tempdir().unwrap();
+        let err = machine(&store, c.path()).pull(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::Integrity { .. }), "{err}");
+        assert!(!c.path().join("outputs/new").exists());
     }
 }

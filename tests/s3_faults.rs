@@ -1,0 +1,636 @@
+//! Faults on an S3 datastore, against a real local S3 server (moto): a
+//! malicious or corrupt remote index, objects that do not match the index, a
+//! server that stops answering mid-command, and a symlink planted in the cache.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::s3::*;
+use support::*;
+
+const BUCKET: &str = "fault-bucket";
+const PREFIX: &str = "proj";
+
+/// One raw HTTP request to moto *with* an `Authorization` header. moto answers
+/// 403 to anonymous reads and overwrites of objects that were written with
+/// credentials (it applies their ACL), so the harness's unsigned
+/// `get_object`/`put_object` cannot touch what swamp wrote; moto does not
+/// verify signatures, so any header will do.
+fn authed(moto: &Moto, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", moto.port)).ok()?;
+    stream.set_read_timeout(Some(DEADLINE)).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: AWS x:y\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        moto.port,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status_line = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, raw[split + 4..].to_vec()))
+}
+
+fn plant(moto: &Moto, key: &str, body: &[u8]) {
+    let (status, _) = authed(moto, "PUT", &format!("/{BUCKET}/{key}"), body).expect("moto");
+    assert_eq!(status, 200, "plant {key}");
+}
+
+fn fetch(moto: &Moto, key: &str) -> Option<Vec<u8>> {
+    match authed(moto, "GET", &format!("/{BUCKET}/{key}"), b"") {
+        Some((200, body)) => Some(body),
+        _ => None,
+    }
+}
+
+fn index_key() -> String {
+    format!("{PREFIX}/.datastore-index.json")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A test world: one moto with a bucket, one repo set up on S3 with some data.
+struct World {
+    moto: Moto,
+    repo: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Self {
+        let moto = Moto::start();
+        moto.create_bucket(BUCKET);
+        let w = World {
+            moto,
+            repo: init_repo(),
+        };
+        let home = tempfile::tempdir().unwrap();
+        let endpoint = w.moto.endpoint();
+        w.ok(
+            home.path(),
+            &[
+                "datastore",
+                "setup",
+                "s3",
+                "--bucket",
+                BUCKET,
+                "--prefix",
+                PREFIX,
+                "--endpoint-url",
+                &endpoint,
+            ],
+        );
+        w.ok(
+            home.path(),
+            &[
+                "exec",
+                "--",
+                "sh",
+                "-c",
+                r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && printf legit > "$SWAMP_DATASTORE_DIR/outputs/legit""#,
+            ],
+        );
+        w
+    }
+
+    fn on(&self, home: &Path) -> Command {
+        let mut cmd = swamp(self.repo.path());
+        s3_env(&mut cmd, &self.moto, home);
+        cmd
+    }
+
+    fn run_on(&self, home: &Path, args: &[&str]) -> Output {
+        run(self.on(home).args(args))
+    }
+
+    fn ok(&self, home: &Path, args: &[&str]) -> Vec<u8> {
+        let out = self.run_on(home, args);
+        assert!(
+            out.status.success(),
+            "swamp {args:?} failed ({:?}): {}",
+            out.status,
+            stderr(&out)
+        );
+        out.stdout
+    }
+
+    fn json(&self, home: &Path, args: &[&str]) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        serde_json::from_slice(&self.ok(home, &full)).expect("json")
+    }
+
+    fn cache(&self, home: &Path) -> PathBuf {
+        let v = self.json(home, &["datastore", "status"]);
+        PathBuf::from(v["cachePath"].as_str().expect("cachePath"))
+    }
+
+    fn index(&self) -> Value {
+        serde_json::from_slice(&fetch(&self.moto, &index_key()).expect("index")).unwrap()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.moto.keys(BUCKET)
+    }
+}
+
+/// Every regular file under `root` with its content.
+fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let ft = entry.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+/// Every path (files, dirs, links) under `root` whose name is in `names`.
+fn find_named(root: &Path, names: &[&str]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if names.contains(&entry.file_name().to_string_lossy().as_ref()) {
+                found.push(path.clone());
+            }
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Asserts a failed command with exactly one line on stderr containing `needle`.
+fn assert_clear_failure(out: &Output, needle: &str, what: &str) {
+    assert!(!out.status.success(), "{what}: succeeded");
+    assert_ne!(out.status.code(), Some(75), "{what}: not a lock problem");
+    let err = stderr(out);
+    assert!(err.contains(needle), "{what}: {err}");
+    let lines: Vec<&str> = err.trim().lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: one-line error expected: {err}");
+    assert!(lines[0].starts_with("error: "), "{what}: {err}");
+}
+
+const DATA_COMMANDS: [&[&str]; 5] = [
+    &["data", "list"],
+    &["data", "get", "some/item"],
+    &["data", "versions", "some/item"],
+    &["exec", "--", "true"],
+    &["datastore", "sync"],
+];
+
+#[test]
+fn a_malicious_index_cannot_write_outside_the_cache() {
+    let w = World::new();
+    let good_index = fetch(&w.moto, &index_key()).unwrap();
+    let sandbox = tempfile::tempdir().unwrap();
+    let names = ["escape", "abs", "b"];
+    let root_before: Vec<bool> = names
+        .iter()
+        .map(|n| Path::new("/").join(n).exists())
+        .collect();
+    // Objects with escaping keys, as far as the server stores them.
+    for key in [
+        format!("{PREFIX}/../escape"),
+        format!("{PREFIX}/x/../../escape"),
+        format!("{PREFIX}/a/../../b"),
+        format!("{PREFIX}//abs"),
+    ] {
+        let _ = authed(&w.moto, "PUT", &format!("/{BUCKET}/{key}"), b"pwned");
+    }
+    for (i, bad) in ["../escape", "/abs", "a/../../b"].iter().enumerate() {
+        let mut index: Value = serde_json::from_slice(&good_index).unwrap();
+        index["files"][*bad] = serde_json::json!({"size": 5, "sha256": sha256_hex(b"pwned")});
+        plant(&w.moto, &index_key(), &serde_json::to_vec(&index).unwrap());
+        for args in DATA_COMMANDS {
+            // A fresh machine each time, deep in the sandbox.
+            let home = sandbox.path().join(format!("m{i}/deep/er/home"));
+            let out = w.run_on(&home, args);
+            assert_clear_failure(&out, "unsafe path", &format!("{bad} / {args:?}"));
+            assert!(stderr(&out).contains(bad), "{}", stderr(&out));
+        }
+    }
+    let found = find_named(sandbox.path(), &names);
+    assert!(found.is_empty(), "escaped writes: {found:?}");
+    let found = find_named(w.repo.path(), &names);
+    assert!(found.is_empty(), "escaped writes into the repo: {found:?}");
+    let root_after: Vec<bool> = names
+        .iter()
+        .map(|n| Path::new("/").join(n).exists())
+        .collect();
+    assert_eq!(root_before, root_after, "something appeared at /");
+
+    // With the index repaired, everything works again.
+    plant(&w.moto, &index_key(), &good_index);
+    let home = sandbox.path().join("after");
+    let got = w.ok(
+        &home,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"cat "$SWAMP_DATASTORE_DIR/outputs/legit""#,
+        ],
+    );
+    assert_eq!(got, b"legit");
+    assert!(find_named(sandbox.path(), &names).is_empty());
+}
+
+#[test]
+fn an_unsafe_key_is_refused_by_a_machine_with_a_warm_cache() {
+    let w = World::new();
+    let home = tempfile::tempdir().unwrap();
+    w.ok(home.path(), &["data", "list"]);
+    let cache = w.cache(home.path());
+    let before = snapshot(&cache);
+    let mut index = w.index();
+    index["files"]["outputs/../../../escape"] =
+        serde_json::json!({"size": 5, "sha256": sha256_hex(b"pwned")});
+    plant(&w.moto, &index_key(), &serde_json::to_vec(&index).unwrap());
+    let out = w.run_on(home.path(), &["data", "list"]);
+    assert_clear_failure(&out, "unsafe path", "warm cache");
+    assert_eq!(snapshot(&cache), before, "cache changed");
+    assert!(find_named(home.path(), &["escape"]).is_empty());
+}
+
+#[test]
+fn a_corrupt_index_is_a_clear_error_and_the_cache_stays_intact() {
+    let w = World::new();
+    let home = tempfile::tempdir().unwrap();
+    w.ok(home.path(), &["data", "list"]);
+    let cache = w.cache(home.path());
+    let before = snapshot(&cache);
+    assert!(before.contains_key("outputs/legit"), "{:?}", before.keys());
+    let good_index = fetch(&w.moto, &index_key()).unwrap();
+
+    plant(&w.moto, &index_key(), b"{garbage");
+    for args in DATA_COMMANDS {
+        let out = w.run_on(home.path(), args);
+        assert_clear_failure(&out, "remote index is corrupt", &format!("{args:?}"));
+        assert_eq!(snapshot(&cache), before, "cache changed by {args:?}");
+    }
+    // A fresh machine fails the same way, with a JSON error code.
+    let fresh = tempfile::tempdir().unwrap();
+    let out = w.run_on(fresh.path(), &["--json", "data", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "remote_index_invalid", "{v}");
+    // Valid JSON of the wrong shape and a newer format are refused too.
+    plant(
+        &w.moto,
+        &index_key(),
+        br#"{"format":1,"files":{"outputs/x":{"size":1,"sha256":"zz"}}}"#,
+    );
+    let out = w.run_on(home.path(), &["data", "list"]);
+    assert_clear_failure(&out, "remote index is corrupt", "bad sha");
+    plant(&w.moto, &index_key(), br#"{"format":99,"files":{}}"#);
+    let out = w.run_on(home.path(), &["data", "list"]);
+    assert_clear_failure(&out, "upgrade swamp", "format 99");
+    assert_eq!(snapshot(&cache), before);
+    // The failed commands never pushed over the bad index or left the lock.
+    assert_eq!(
+        fetch(&w.moto, &index_key()).unwrap(),
+        br#"{"format":99,"files":{}}"#
+    );
+    assert!(!w.keys().iter().any(|k| k.ends_with(".datastore.lock")));
+
+    plant(&w.moto, &index_key(), &good_index);
+    w.ok(home.path(), &["data", "list"]);
+    assert_eq!(snapshot(&cache), before);
+}
+
+#[test]
+fn an_object_that_does_not_match_the_index_is_never_written_under_its_name() {
+    let w = World::new();
+    plant(&w.moto, &format!("{PREFIX}/outputs/evil"), b"evil");
+    let mut index = w.index();
+    index["files"]["outputs/evil"] = serde_json::json!({"size": 4, "sha256": sha256_hex(b"good")});
+    plant(&w.moto, &index_key(), &serde_json::to_vec(&index).unwrap());
+
+    let home = tempfile::tempdir().unwrap();
+    let out = w.run_on(home.path(), &["data", "list"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("does not match the index"), "{err}");
+    assert!(err.contains("outputs/evil"), "{err}");
+    let cache = w.cache(home.path());
+    assert!(!cache.join("outputs/evil").exists());
+    let leftovers: Vec<String> = snapshot(&cache)
+        .into_keys()
+        .filter(|k| k.contains("evil"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // exec never ran with the bad content in place.
+    let out = w.run_on(
+        home.path(),
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"cat "$SWAMP_DATASTORE_DIR/outputs/evil""#,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("evil"));
+    assert!(!cache.join("outputs/evil").exists());
+
+    // Once the object matches, the next command fetches it.
+    plant(&w.moto, &format!("{PREFIX}/outputs/evil"), b"good");
+    let got = w.ok(
+        home.path(),
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"cat "$SWAMP_DATASTORE_DIR/outputs/evil""#,
+        ],
+    );
+    assert_eq!(got, b"good");
+}
+
+/// Kills a process group if the test fails half-way.
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0 as i32);
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Resumes moto if the test fails while it is frozen.
+struct Thaw<'a>(&'a Moto);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
+}
+
+#[test]
+fn a_frozen_server_fails_the_command_and_the_next_run_repairs() {
+    let w = World::new();
+    let home = tempfile::tempdir().unwrap();
+    let cache = w.cache(home.path());
+    let mark = tempfile::tempdir().unwrap();
+    let m = mark.path().display().to_string();
+    let err_path = mark.path().join("holder.stderr");
+    let script = format!(
+        r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs"; printf precious > "$SWAMP_DATASTORE_DIR/outputs/frozen"; touch '{m}/started'; while [ ! -f '{m}/go' ]; do sleep 0.05; done"#
+    );
+    let mut holder = w
+        .on(home.path())
+        .env("SWAMP_S3_TIMEOUT_SECS", "2")
+        .args(["exec", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _guard = GroupGuard(holder.id());
+    wait_until("holder started", || mark.path().join("started").exists());
+
+    w.moto.freeze();
+    let thaw = Thaw(&w.moto);
+    std::fs::write(mark.path().join("go"), b"").unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = holder.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < S3_DEADLINE,
+            "swamp hung on a frozen server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(thaw);
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(!status.success(), "{status:?}: {err}");
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(error_lines.len(), 1, "{err}");
+    assert!(
+        error_lines[0].contains("timed out") || error_lines[0].contains("lock lost"),
+        "{err}"
+    );
+    // The file the command wrote is still in its cache.
+    assert_eq!(
+        std::fs::read(cache.join("outputs/frozen")).unwrap(),
+        b"precious"
+    );
+
+    // The server answers again; the holder's lock may be left behind.
+    wait_until("moto answers", || {
+        authed(&w.moto, "GET", &format!("/{BUCKET}?list-type=2"), b"").is_some()
+    });
+    w.ok(home.path(), &["datastore", "lock", "release", "--force"]);
+    let v = w.json(home.path(), &["datastore", "sync"]);
+    assert_eq!(v["direction"], "both", "{v}");
+    let keys = w.keys();
+    assert!(
+        keys.contains(&format!("{PREFIX}/outputs/frozen")),
+        "{keys:?} after {v}"
+    );
+    let index = w.index();
+    assert_eq!(
+        index["files"]["outputs/frozen"]["sha256"],
+        sha256_hex(b"precious"),
+        "{index}"
+    );
+    // Another machine sees it.
+    let other = tempfile::tempdir().unwrap();
+    let got = w.ok(
+        other.path(),
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"cat "$SWAMP_DATASTORE_DIR/outputs/frozen""#,
+        ],
+    );
+    assert_eq!(got, b"precious");
+    // And a further sync has nothing left to do.
+    let v = w.json(home.path(), &["datastore", "sync"]);
+    assert_eq!(v["pushed"]["uploaded"], 0, "{v}");
+}
+
+#[test]
+fn pull_refuses_to_write_through_a_symlink_in_the_cache() {
+    let w = World::new();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    w.ok(a.path(), &["data", "list"]);
+    let cache = w.cache(a.path());
+    assert!(cache.join("outputs/legit").exists());
+    let outside = tempfile::tempdir().unwrap();
+
+    // Someone replaces the cache's outputs/ with a link out of the cache...
+    std::fs::remove_dir_all(cache.join("outputs")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), cache.join("outputs")).unwrap();
+    // ... and another machine adds a file under outputs/.
+    w.ok(
+        b.path(),
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"printf remote > "$SWAMP_DATASTORE_DIR/outputs/new""#,
+        ],
+    );
+    let index_before = fetch(&w.moto, &index_key()).unwrap();
+
+    for args in [&["data", "list"][..], &["datastore", "sync", "--pull"][..]] {
+        let out = w.run_on(a.path(), args);
+        assert!(!out.status.success(), "{args:?} followed the symlink");
+        assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+        let written = snapshot(outside.path());
+        assert!(written.is_empty(), "written through the link: {written:?}");
+    }
+    // Nothing was pushed from the outside directory either.
+    assert_eq!(fetch(&w.moto, &index_key()).unwrap(), index_before);
+
+    // A nested link is refused the same way.
+    std::fs::remove_file(cache.join("outputs")).unwrap();
+    std::fs::create_dir_all(cache.join("outputs")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), cache.join("outputs/sub")).unwrap();
+    w.ok(
+        b.path(),
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs/sub" && printf deep > "$SWAMP_DATASTORE_DIR/outputs/sub/x""#,
+        ],
+    );
+    let out = w.run_on(a.path(), &["datastore", "sync", "--pull"]);
+    assert!(!out.status.success(), "followed the nested symlink");
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+    assert!(snapshot(outside.path()).is_empty());
+}
+
+#[test]
+fn an_unreachable_endpoint_or_missing_credentials_fail_fast_and_clearly() {
+    let w = World::new();
+    let home = tempfile::tempdir().unwrap();
+    // Nothing listens on the port of a listener we just closed. (Another
+    // bucket than the configured one: an override naming the configured
+    // bucket would inherit its endpoint.)
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = Instant::now();
+    let mut cmd = w.on(home.path());
+    cmd.env("SWAMP_DATASTORE", "s3:unreachable-bucket/elsewhere")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{dead_port}"))
+        .env("SWAMP_S3_TIMEOUT_SECS", "2")
+        .args(["data", "list"]);
+    let out = run(&mut cmd);
+    assert!(start.elapsed() < S3_DEADLINE);
+    assert_clear_failure(&out, "endpoint unreachable", "dead endpoint");
+    assert_eq!(out.status.code(), Some(1));
+
+    let mut cmd = w.on(home.path());
+    cmd.env("SWAMP_DATASTORE", "s3:unreachable-bucket/elsewhere")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{dead_port}"))
+        .env("SWAMP_S3_TIMEOUT_SECS", "2")
+        .args(["--json", "datastore", "status"]);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["health"]["healthy"], false, "{v}");
+    assert!(
+        v["health"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("endpoint unreachable"),
+        "{v}"
+    );
+
+    let nohome = tempfile::tempdir().unwrap();
+    let mut cmd = w.on(home.path());
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("HOME", nohome.path())
+        .args(["data", "list"]);
+    let out = run(&mut cmd);
+    assert_clear_failure(&out, "no AWS credentials found", "no credentials");
+}
+
+#[test]
+fn sigint_during_exec_pushes_what_was_written_and_releases_the_lock() {
+    let w = World::new();
+    let home = tempfile::tempdir().unwrap();
+    let mark = tempfile::tempdir().unwrap();
+    let m = mark.path().display().to_string();
+    let script = format!(
+        r#"printf partial > "$SWAMP_DATASTORE_DIR/outputs/interrupted"; touch '{m}/started'; while :; do sleep 0.05; done"#
+    );
+    let mut child = w
+        .on(home.path())
+        .args(["exec", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _guard = GroupGuard(child.id());
+    wait_until("exec started", || mark.path().join("started").exists());
+    signal(child.id(), nix::sys::signal::Signal::SIGINT);
+    let status = wait_child(&mut child);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(
+        fetch(&w.moto, &format!("{PREFIX}/outputs/interrupted")).as_deref(),
+        Some(&b"partial"[..])
+    );
+    assert!(!w.keys().iter().any(|k| k.ends_with(".datastore.lock")));
+}
