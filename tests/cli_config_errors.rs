@@ -2,12 +2,12 @@
 //! one clear line (or one JSON error document) and exit code 2, and the
 //! datastore resolution order env > flag > .swamp.yaml > default.
 
-mod common;
+mod support;
 
-use common::*;
 use std::fs;
 use std::path::Path;
 use std::process::Output;
+use support::*;
 
 const GOOD_ID: &str = "0b5c8a4e-9d1e-4f7a-8a57-0d3f2b1c6e11";
 
@@ -28,7 +28,7 @@ const BAD_SPECS: [(&str, &str, &str); 9] = [
 /// JSON-mode error: exit 2, one JSON document on stdout, nothing on stderr.
 fn assert_json_config_error(out: &Output, code: &str) -> String {
     let msg = assert_json_error(out, 2, code);
-    assert!(out.stderr.is_empty(), "stderr: {}", stderr_of(out));
+    assert!(out.stderr.is_empty(), "stderr: {}", stderr(out));
     msg
 }
 
@@ -41,7 +41,7 @@ fn status_json(cmd: &mut assert_cmd::Command) -> serde_json::Value {
         .args(["--json", "datastore", "status"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     json_of(&out)
 }
 
@@ -52,7 +52,7 @@ fn bad_env_specs_fail_with_reason() {
     let repo = init_repo();
     let cwd = tempfile::tempdir().unwrap();
     for (value, problem, quoted) in BAD_SPECS {
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .current_dir(cwd.path())
             .env("SWAMP_DATASTORE", value)
             .args(["data", "list"])
@@ -68,7 +68,7 @@ fn bad_env_specs_fail_with_reason() {
             );
         }
 
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .current_dir(cwd.path())
             .env("SWAMP_DATASTORE", value)
             .args(["--json", "data", "put", "x"])
@@ -93,7 +93,7 @@ fn bad_flag_specs_fail_with_reason() {
     let repo = init_repo();
     let cwd = tempfile::tempdir().unwrap();
     for (value, problem, quoted) in BAD_SPECS {
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .current_dir(cwd.path())
             .args(["--datastore", value, "datastore", "status"])
             .output()
@@ -108,7 +108,7 @@ fn bad_flag_specs_fail_with_reason() {
             );
         }
 
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .current_dir(cwd.path())
             .args(["--json", "--datastore", value, "data", "put", "x"])
             .write_stdin("content")
@@ -125,7 +125,7 @@ fn bad_flag_specs_fail_with_reason() {
 fn bad_env_spec_wins_over_good_flag() {
     let repo = init_repo();
     let good = tempfile::tempdir().unwrap();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .env("SWAMP_DATASTORE", "bogus")
         .arg("--datastore")
         .arg(format!("filesystem:{}", good.path().display()))
@@ -146,7 +146,7 @@ fn precedence_env_beats_flag_beats_repo_config_beats_default() {
     let b = stores.path().join("B");
     let c = stores.path().join("C");
 
-    let doc = status_json(&mut swamp(repo.path()));
+    let doc = status_json(&mut swamp_cli(repo.path()));
     assert_eq!(doc["source"], "default");
     assert_eq!(doc["path"], local_dir(repo.path()).to_str().unwrap());
 
@@ -154,19 +154,19 @@ fn precedence_env_beats_flag_beats_repo_config_beats_default() {
         repo.path(),
         &format!("datastore:\n  type: filesystem\n  path: {}\n", c.display()),
     );
-    let doc = status_json(&mut swamp(repo.path()));
+    let doc = status_json(&mut swamp_cli(repo.path()));
     assert_eq!(doc["source"], "repoConfig");
     assert_eq!(doc["path"], c.to_str().unwrap());
 
     let flag_b = format!("filesystem:{}", b.display());
-    let doc = status_json(swamp(repo.path()).args(["--datastore", &flag_b]));
+    let doc = status_json(swamp_cli(repo.path()).args(["--datastore", &flag_b]));
     assert_eq!(doc["source"], "flag");
     assert_eq!(doc["path"], b.to_str().unwrap());
     assert_eq!(doc["datastore"], flag_b.as_str());
 
     let env_a = format!("filesystem:{}", a.display());
     let doc = status_json(
-        swamp(repo.path())
+        swamp_cli(repo.path())
             .env("SWAMP_DATASTORE", &env_a)
             .args(["--datastore", &flag_b]),
     );
@@ -175,7 +175,7 @@ fn precedence_env_beats_flag_beats_repo_config_beats_default() {
     assert_eq!(doc["datastore"], env_a.as_str());
 
     // The text rendering names the source too.
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .env("SWAMP_DATASTORE", &env_a)
         .args(["--datastore", &flag_b, "datastore", "status"])
         .output()
@@ -199,13 +199,13 @@ fn data_goes_where_the_winning_source_says() {
     let flag_b = format!("filesystem:{}", b.display());
     let env_a = format!("filesystem:{}", a.display());
 
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .env("SWAMP_DATASTORE", &env_a)
         .args(["--datastore", &flag_b, "data", "put", "where"])
         .write_stdin("in A")
         .assert()
         .success();
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["--datastore", &flag_b, "data", "put", "where"])
         .write_stdin("in B")
         .assert()
@@ -230,7 +230,7 @@ fn empty_env_value_falls_through_to_flag() {
     let repo = init_repo();
     let b = tempfile::tempdir().unwrap();
     let doc = status_json(
-        swamp(repo.path())
+        swamp_cli(repo.path())
             .env("SWAMP_DATASTORE", "")
             .arg("--datastore")
             .arg(format!("filesystem:{}", b.path().display())),
@@ -245,12 +245,15 @@ fn malformed_yaml_names_file_and_line() {
     let repo = init_repo();
     let file = repo.path().join(".swamp.yaml");
     write_config(repo.path(), &format!("repoId: {GOOD_ID}\nbad: [\n"));
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     let line = assert_text_error(&out, 2);
     assert!(line.contains(file.to_str().unwrap()), "{line}");
     assert!(line.contains("line "), "{line}");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
@@ -266,7 +269,7 @@ fn init_does_not_overwrite_a_broken_config() {
     let repo = init_repo();
     let broken = "repoId: [\n";
     write_config(repo.path(), broken);
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "repo", "init"])
         .output()
         .unwrap();
@@ -278,7 +281,10 @@ fn init_does_not_overwrite_a_broken_config() {
 fn yaml_that_is_not_a_mapping_fails() {
     let repo = init_repo();
     write_config(repo.path(), "- a\n- b\n");
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     let line = assert_text_error(&out, 2);
     assert!(line.contains(".swamp.yaml"), "{line}");
 }
@@ -287,12 +293,15 @@ fn yaml_that_is_not_a_mapping_fails() {
 fn unknown_datastore_type_in_yaml() {
     let repo = init_repo();
     append_config(repo.path(), "datastore:\n  type: ftp\n");
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     let line = assert_text_error(&out, 2);
     assert!(line.contains("unknown datastore type 'ftp'"), "{line}");
     assert!(line.contains("datastore.type"), "{line}");
     assert!(line.contains(".swamp.yaml"), "{line}");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
@@ -314,7 +323,10 @@ fn yaml_filesystem_path_must_be_given_and_absolute() {
         ("datastore:\n  type: s3\n  bucket: Bad_B\n", "lowercase"),
     ] {
         write_config(repo.path(), &format!("{base}{section}"));
-        let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+        let out = swamp_cli(repo.path())
+            .args(["data", "list"])
+            .output()
+            .unwrap();
         let line = assert_text_error(&out, 2);
         assert!(line.contains(problem), "{section:?}: {line}");
     }
@@ -324,13 +336,16 @@ fn yaml_filesystem_path_must_be_given_and_absolute() {
 fn missing_repo_id_fails() {
     let repo = init_repo();
     write_config(repo.path(), "swampVersion: 0.1.0\n");
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     let line = assert_text_error(&out, 2);
     assert!(
         line.contains("repoId") && line.contains("missing"),
         "{line}"
     );
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "datastore", "status"])
         .output()
         .unwrap();
@@ -342,10 +357,13 @@ fn missing_repo_id_fails() {
 fn non_uuid_repo_id_fails() {
     let repo = init_repo();
     write_config(repo.path(), "swampVersion: 0.1.0\nrepoId: not-a-uuid\n");
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     let line = assert_text_error(&out, 2);
     assert!(line.contains("'not-a-uuid' is not a UUID"), "{line}");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
@@ -361,13 +379,13 @@ fn unknown_keys_only_warn() {
     );
     put(repo.path(), "still/works", b"yes");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "still/works"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     assert_eq!(out.stdout, b"yes");
-    let err = stderr_of(&out);
+    let err = stderr(&out);
     let warnings: Vec<&str> = err.lines().collect();
     assert_eq!(warnings.len(), 2, "{err}");
     assert!(warnings.iter().all(|w| w.starts_with("warning: ")), "{err}");
@@ -375,24 +393,27 @@ fn unknown_keys_only_warn() {
     assert!(err.contains("'datastore.flavour'"), "{err}");
 
     // With --json the warnings stay on stderr and stdout stays one document.
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
     assert_eq!(code_of(&out), 0);
     assert_eq!(json_of(&out)["items"][0]["name"], "still/works");
-    assert!(stderr_of(&out).contains("colour"));
+    assert!(stderr(&out).contains("colour"));
 }
 
 #[test]
 fn unknown_directories_entry_fails() {
     let repo = init_repo();
     append_config(repo.path(), "datastore:\n  directories: [data, nope]\n");
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     let line = assert_text_error(&out, 2);
     assert!(line.contains("unknown directory 'nope'"), "{line}");
     assert!(line.contains("datastore.directories"), "{line}");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
@@ -403,10 +424,13 @@ fn unknown_directories_entry_fails() {
 fn invalid_exclude_glob_fails() {
     let repo = init_repo();
     append_config(repo.path(), "datastore:\n  exclude: [\"a[\"]\n");
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     let line = assert_text_error(&out, 2);
     assert!(line.contains("invalid exclude pattern 'a['"), "{line}");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "datastore", "status"])
         .output()
         .unwrap();
@@ -437,10 +461,10 @@ const BAD_NAMES: [(&str, &str); 14] = [
 fn invalid_data_names_are_rejected_for_every_command() {
     let outer = tempfile::tempdir().unwrap();
     let repo = outer.path().join("repo");
-    swamp(&repo).args(["repo", "init"]).assert().success();
+    swamp_cli(&repo).args(["repo", "init"]).assert().success();
     for (name, problem) in BAD_NAMES {
         for cmd in ["put", "get", "versions", "rm"] {
-            let out = swamp(&repo)
+            let out = swamp_cli(&repo)
                 .args(["data", cmd, name])
                 .write_stdin("payload")
                 .output()
@@ -449,7 +473,7 @@ fn invalid_data_names_are_rejected_for_every_command() {
             assert!(line.contains("invalid data name"), "{cmd} {name:?}: {line}");
             assert!(line.contains(problem), "{cmd} {name:?}: {line}");
 
-            let out = swamp(&repo)
+            let out = swamp_cli(&repo)
                 .args(["--json", "data", cmd, name])
                 .write_stdin("payload")
                 .output()
@@ -475,7 +499,7 @@ fn valid_unusual_names_are_accepted() {
     let repo = init_repo();
     for name in [".hidden", "a.b-c_d/e1", "UPPER/lower", "x/y/z/w"] {
         put(repo.path(), name, name.as_bytes());
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .args(["data", "get", name])
             .output()
             .unwrap();
@@ -489,7 +513,7 @@ fn valid_unusual_names_are_accepted() {
 fn bad_lock_ttl_env_fails() {
     let repo = init_repo();
     for value in ["abc", "50", "", "-5", "1.5"] {
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .env("SWAMP_LOCK_TTL_MS", value)
             .args(["data", "put", "x"])
             .write_stdin("content")
@@ -499,7 +523,7 @@ fn bad_lock_ttl_env_fails() {
         assert!(line.contains("SWAMP_LOCK_TTL_MS"), "{value:?}: {line}");
         assert!(line.contains(&format!("'{value}'")), "{value:?}: {line}");
 
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .env("SWAMP_LOCK_TTL_MS", value)
             .args(["--json", "data", "list"])
             .output()
@@ -508,7 +532,7 @@ fn bad_lock_ttl_env_fails() {
     }
     assert!(!local_dir(repo.path()).join("data").exists());
     // A valid value works.
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .env("SWAMP_LOCK_TTL_MS", "5000")
         .args(["data", "put", "x"])
         .write_stdin("content")
@@ -520,7 +544,7 @@ fn bad_lock_ttl_env_fails() {
 fn bad_lock_timeout_flag_fails() {
     let repo = init_repo();
     for value in ["-1", "nan", "inf", "abc"] {
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .arg(format!("--lock-timeout={value}"))
             .args(["--json", "data", "list"])
             .output()
@@ -533,29 +557,32 @@ fn bad_lock_timeout_flag_fails() {
 #[test]
 fn unknown_subcommand_is_a_usage_error() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "frobnicate"])
         .output()
         .unwrap();
     let msg = assert_json_config_error(&out, "validation_failed");
     assert!(msg.contains("frobnicate"), "{msg}");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "frobnicate", "--json"])
         .output()
         .unwrap();
     assert_json_config_error(&out, "validation_failed");
 
-    let out = swamp(repo.path()).args(["frobnicate"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["frobnicate"])
+        .output()
+        .unwrap();
     assert_eq!(code_of(&out), 2);
     assert!(out.stdout.is_empty());
-    assert!(stderr_of(&out).contains("frobnicate"));
+    assert!(stderr(&out).contains("frobnicate"));
 }
 
 #[test]
 fn unknown_flag_is_a_usage_error() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list", "--bogus-flag"])
         .output()
         .unwrap();
@@ -567,7 +594,7 @@ fn unknown_flag_is_a_usage_error() {
 
 fn missing_argument_json_error_names_the_argument() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get"])
         .output()
         .unwrap();
@@ -577,10 +604,13 @@ fn missing_argument_json_error_names_the_argument() {
 
 #[test]
 fn help_and_version_exit_0() {
-    let out = swamp_bare().arg("--help").output().unwrap();
+    let out = swamp_cli_bare().arg("--help").output().unwrap();
     assert_eq!(code_of(&out), 0);
     assert!(stdout_of(&out).contains("datastore"));
-    let out = swamp_bare().args(["--json", "--version"]).output().unwrap();
+    let out = swamp_cli_bare()
+        .args(["--json", "--version"])
+        .output()
+        .unwrap();
     assert_eq!(code_of(&out), 0);
     assert!(stdout_of(&out).starts_with("swamp "));
 }

@@ -1,13 +1,13 @@
 //! Black-box tests of `datastore status`, `datastore lock status|release`, lock
 //! contention as seen by writers, and `datastore setup filesystem` migrations.
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use support::*;
 
 const DIRECTORIES: [&str; 12] = [
     "data",
@@ -27,41 +27,30 @@ const DIRECTORIES: [&str; 12] = [
 const HOLDER: &str = "alice@far-away-host";
 
 fn lock_status_json(repo: &Path) -> Value {
-    let out = swamp(repo)
+    let out = swamp_cli(repo)
         .args(["--json", "datastore", "lock", "status"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     json_of(&out)
 }
 
 fn status_json(repo: &Path) -> Value {
-    let out = swamp(repo)
+    let out = swamp_cli(repo)
         .args(["--json", "datastore", "status"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     json_of(&out)
-}
-
-/// Every file under `root` with its content.
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    files_under(root)
-        .into_iter()
-        .map(|rel| {
-            let bytes = fs::read(root.join(&rel)).unwrap();
-            (rel, bytes)
-        })
-        .collect()
 }
 
 /// Runs `sh -c script` through `swamp exec` in `repo`.
 fn exec_sh(repo: &Path, script: &str) {
-    let out = swamp(repo)
+    let out = swamp_cli(repo)
         .args(["exec", "--", "sh", "-c", script])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "exec failed: {}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "exec failed: {}", stderr(&out));
 }
 
 /// A repo with two items (three versions) and an exec-written output file.
@@ -78,7 +67,7 @@ fn populated_repo() -> tempfile::TempDir {
 }
 
 fn setup_fs(repo: &Path, target: &Path, extra: &[&str]) -> std::process::Output {
-    swamp(repo)
+    swamp_cli(repo)
         .args(["--json", "datastore", "setup", "filesystem", "--path"])
         .arg(target)
         .args(extra)
@@ -95,11 +84,11 @@ fn config_yaml(repo: &Path) -> serde_yaml::Value {
 #[test]
 fn status_text_default() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "status"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     let text = stdout_of(&out);
     let field = |name: &str| -> String {
         text.lines()
@@ -182,7 +171,7 @@ fn status_reports_configured_directories_and_exclude() {
     let doc = status_json(repo.path());
     assert_eq!(doc["directories"], serde_json::json!(["data", "logs"]));
     assert_eq!(doc["exclude"], serde_json::json!(["logs/debug/", "*.tmp"]));
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "status"])
         .output()
         .unwrap();
@@ -196,13 +185,13 @@ fn status_of_missing_datastore_is_unhealthy_and_creates_nothing() {
     let repo = init_repo();
     let base = tempfile::tempdir().unwrap();
     let missing = base.path().join("missing");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .arg("--datastore")
         .arg(format!("filesystem:{}", missing.display()))
         .args(["--json", "datastore", "status"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     let doc = json_of(&out);
     assert_eq!(doc["health"]["healthy"], false);
     assert!(doc["health"]["message"]
@@ -219,7 +208,7 @@ fn status_of_file_datastore_is_unhealthy() {
     let base = tempfile::tempdir().unwrap();
     let file = base.path().join("a-file");
     fs::write(&file, b"not a dir").unwrap();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .arg("--datastore")
         .arg(format!("filesystem:{}", file.display()))
         .args(["--json", "datastore", "status"])
@@ -242,7 +231,7 @@ fn status_shows_a_held_lock_without_taking_it() {
     let doc = status_json(repo.path());
     assert_eq!(doc["lock"]["info"]["holder"], HOLDER);
     assert_eq!(doc["lock"]["stale"], false);
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "status"])
         .output()
         .unwrap();
@@ -258,7 +247,7 @@ fn status_shows_a_held_lock_without_taking_it() {
 fn lock_status_without_lock() {
     let repo = init_repo();
     let location = lock_file(&local_dir(repo.path()));
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "lock", "status"])
         .output()
         .unwrap();
@@ -276,7 +265,7 @@ fn lock_status_without_lock() {
 fn lock_status_with_planted_lock() {
     let repo = init_repo();
     plant_lock(&local_dir(repo.path()), HOLDER, 600_000);
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "lock", "status"])
         .output()
         .unwrap();
@@ -303,7 +292,7 @@ fn corrupt_lock_is_unreadable_but_held() {
     let repo = init_repo();
     let path = lock_file(&local_dir(repo.path()));
     fs::write(&path, b"{ this is not json").unwrap();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "lock", "status"])
         .output()
         .unwrap();
@@ -317,7 +306,7 @@ fn corrupt_lock_is_unreadable_but_held() {
         .as_str()
         .is_some_and(|c| !c.is_empty()));
     // A fresh corrupt record blocks writers like any other lock.
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "--lock-timeout", "1", "data", "put", "x"])
         .write_stdin("x")
         .output()
@@ -334,7 +323,7 @@ fn release_without_force_is_refused() {
     let repo = init_repo();
     let lock = plant_lock(&local_dir(repo.path()), HOLDER, 600_000);
     let before = fs::read(&lock).unwrap();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "lock", "release"])
         .output()
         .unwrap();
@@ -342,7 +331,7 @@ fn release_without_force_is_refused() {
     assert!(line.contains("--force"), "{line}");
     assert!(line.contains(HOLDER), "{line}");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "datastore", "lock", "release"])
         .output()
         .unwrap();
@@ -358,11 +347,11 @@ fn release_without_force_is_refused() {
 fn release_with_force_removes_and_names_holder() {
     let repo = init_repo();
     let lock = plant_lock(&local_dir(repo.path()), HOLDER, 600_000);
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "lock", "release", "--force"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     let text = stdout_of(&out);
     assert!(text.contains("Released") && text.contains(HOLDER), "{text}");
     assert!(!lock.exists());
@@ -378,7 +367,7 @@ fn release_with_force_removes_and_names_holder() {
 fn release_with_force_json() {
     let repo = init_repo();
     let lock = plant_lock(&local_dir(repo.path()), HOLDER, 600_000);
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "datastore", "lock", "release", "--force"])
         .output()
         .unwrap();
@@ -394,7 +383,7 @@ fn release_with_force_removes_corrupt_lock() {
     let repo = init_repo();
     let path = lock_file(&local_dir(repo.path()));
     fs::write(&path, b"garbage").unwrap();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "datastore", "lock", "release", "--force"])
         .output()
         .unwrap();
@@ -407,18 +396,18 @@ fn release_with_force_removes_corrupt_lock() {
 fn release_without_lock_is_a_no_op() {
     let repo = init_repo();
     for extra in [&[][..], &["--force"][..]] {
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .args(["datastore", "lock", "release"])
             .args(extra)
             .output()
             .unwrap();
-        assert_eq!(code_of(&out), 0, "{extra:?}: {}", stderr_of(&out));
+        assert_eq!(code_of(&out), 0, "{extra:?}: {}", stderr(&out));
         assert!(
             stdout_of(&out).contains("no lock held"),
             "{}",
             stdout_of(&out)
         );
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .args(["--json", "datastore", "lock", "release"])
             .args(extra)
             .output()
@@ -438,7 +427,7 @@ fn fresh_lock_makes_writers_time_out() {
     let lock = plant_lock(&local_dir(repo.path()), HOLDER, 600_000);
     let before = fs::read(&lock).unwrap();
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--lock-timeout", "1", "data", "put", "blocked"])
         .write_stdin("never")
         .output()
@@ -446,7 +435,7 @@ fn fresh_lock_makes_writers_time_out() {
     let line = assert_text_error(&out, 75);
     assert!(line.contains(HOLDER), "{line}");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "--lock-timeout", "1", "data", "put", "blocked"])
         .write_stdin("never")
         .output()
@@ -454,7 +443,7 @@ fn fresh_lock_makes_writers_time_out() {
     let msg = assert_json_error(&out, 75, "lock_timeout");
     assert!(msg.contains(HOLDER), "{msg}");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "--lock-timeout", "1", "exec", "--", "sh", "-c"])
         .arg(format!("touch '{}'", repo.path().join("ran").display()))
         .output()
@@ -463,30 +452,33 @@ fn fresh_lock_makes_writers_time_out() {
     assert!(!repo.path().join("ran").exists(), "exec child must not run");
 
     assert_eq!(fs::read(&lock).unwrap(), before, "lock not stolen");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "blocked"])
         .output()
         .unwrap();
     assert_json_error(&out, 1, "not_found");
     // Readers do not need the lock.
-    swamp(repo.path()).args(["data", "list"]).assert().success();
+    swamp_cli(repo.path())
+        .args(["data", "list"])
+        .assert()
+        .success();
 }
 
 #[test]
 fn stale_lock_is_taken_over() {
     let repo = init_repo();
     let lock = plant_lock(&local_dir(repo.path()), HOLDER, 100);
-    wait_until("the planted lock to turn stale", || {
+    wait_until_within("the planted lock to turn stale", POLL_DEADLINE, || {
         lock_status_json(repo.path())["lock"]["stale"] == true
     });
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--lock-timeout", "30", "data", "put", "after/takeover"])
         .write_stdin("taken over")
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     assert!(!lock.exists(), "lock released after the put");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "after/takeover"])
         .output()
         .unwrap();
@@ -497,10 +489,10 @@ fn stale_lock_is_taken_over() {
 fn stale_lock_text_status_says_stale() {
     let repo = init_repo();
     plant_lock(&local_dir(repo.path()), HOLDER, 100);
-    wait_until("the planted lock to turn stale", || {
+    wait_until_within("the planted lock to turn stale", POLL_DEADLINE, || {
         lock_status_json(repo.path())["lock"]["stale"] == true
     });
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "lock", "status"])
         .output()
         .unwrap();
@@ -527,7 +519,7 @@ fn stale_corrupt_lock_is_taken_over() {
     let doc = lock_status_json(repo.path());
     assert_eq!(doc["held"], true);
     assert_eq!(doc["lock"]["stale"], true, "{doc}");
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["--lock-timeout", "30", "data", "put", "x"])
         .write_stdin("ok")
         .assert()
@@ -540,13 +532,13 @@ fn writers_release_the_lock() {
     let repo = init_repo();
     put(repo.path(), "a", b"1");
     assert!(!lock_file(&local_dir(repo.path())).exists());
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["data", "rm", "a"])
         .assert()
         .success();
     assert!(!lock_file(&local_dir(repo.path())).exists());
     // A failing writer releases it too.
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["data", "rm", "a"])
         .assert()
         .code(1);
@@ -610,17 +602,17 @@ fn setup_migrates_everything() {
     assert_eq!(status["path"], target.to_str().unwrap());
 
     // Data reads come from the new place.
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "app/config"])
         .output()
         .unwrap();
     assert_eq!(out.stdout, b"config v2, longer");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "db/dump"])
         .output()
         .unwrap();
     assert_eq!(out.stdout, b"\x00\x01binary\xff");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "versions", "app/config"])
         .output()
         .unwrap();
@@ -641,12 +633,12 @@ fn setup_text_output() {
     let files = files_under(&local_dir(repo.path())).len();
     let targets = tempfile::tempdir().unwrap();
     let target = targets.path().join("t");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "setup", "filesystem", "--path"])
         .arg(&target)
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     let text = stdout_of(&out);
     assert!(text.contains(&format!("Migrated {files} files")), "{text}");
     assert!(text.contains("audit, data, outputs"), "{text}");
@@ -702,7 +694,7 @@ fn setup_skip_migration_only_switches_config() {
         target.to_str().unwrap()
     );
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "app/config"])
         .output()
         .unwrap();
@@ -711,7 +703,7 @@ fn setup_skip_migration_only_switches_config() {
     assert!(target.join("data/fresh/@versions/1.bin").is_file());
     assert!(!local.join("data/fresh").exists());
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args([
             "datastore",
             "setup",
@@ -737,9 +729,12 @@ fn list_after_skip_migration_shows_only_the_new_datastore() {
     let target = targets.path().join("t");
     let out = setup_fs(repo.path(), &target, &["--skip-migration"]);
     assert_eq!(code_of(&out), 0, "{}", stdout_of(&out));
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     assert_eq!(stdout_of(&out).trim(), "No data items");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
@@ -753,12 +748,12 @@ fn list_with_flag_datastore_shows_only_that_datastore() {
     put(repo.path(), "local/only", b"in .swamp");
     let other = tempfile::tempdir().unwrap();
     let flag = format!("filesystem:{}", other.path().display());
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["--datastore", &flag, "data", "put", "remote/only"])
         .write_stdin("in other")
         .assert()
         .success();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "--datastore", &flag, "data", "list"])
         .output()
         .unwrap();
@@ -772,7 +767,7 @@ fn list_with_flag_datastore_shows_only_that_datastore() {
         .collect();
     // Every listed item must be readable with the same options.
     for name in &names {
-        swamp(repo.path())
+        swamp_cli(repo.path())
             .args(["--datastore", &flag, "data", "get", name])
             .assert()
             .success();
@@ -798,7 +793,7 @@ fn excluded_data_stays_local_and_is_listed() {
     assert!(local.join("data/private/key/@versions/1.bin").is_file());
     assert!(!store.join("data/private").exists());
     assert!(store.join("data/pub/@versions/1.bin").is_file());
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
@@ -810,7 +805,7 @@ fn excluded_data_stays_local_and_is_listed() {
         .map(|i| i["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["private/key", "pub"]);
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "private/key"])
         .output()
         .unwrap();
@@ -847,14 +842,14 @@ fn setup_conflict_changes_nothing() {
         !lock_file(&local).exists(),
         "lock released after the failure"
     );
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "app/config"])
         .output()
         .unwrap();
     assert_eq!(out.stdout, b"config v2, longer");
 
     // Text mode: one line naming the path.
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["datastore", "setup", "filesystem", "--path"])
         .arg(&target)
         .output()
@@ -965,7 +960,7 @@ fn setup_relative_path_is_made_absolute() {
     let repo = populated_repo();
     let cwd = tempfile::tempdir().unwrap();
     let base = cwd.path().canonicalize().unwrap();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .current_dir(&base)
         .args([
             "--json",
@@ -987,7 +982,7 @@ fn setup_relative_path_is_made_absolute() {
     assert_eq!(cfg["datastore"]["path"], expected.to_str().unwrap());
     assert!(expected.join("data/app/config/@versions/1.bin").is_file());
     // The stored path works from any directory.
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "app/config", "--version", "1"])
         .output()
         .unwrap();
@@ -1106,7 +1101,7 @@ fn setup_waits_for_the_lock() {
     plant_lock(&local, HOLDER, 600_000);
     let targets = tempfile::tempdir().unwrap();
     let target = targets.path().join("t");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args([
             "--json",
             "--lock-timeout",

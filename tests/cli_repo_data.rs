@@ -1,12 +1,12 @@
 //! Black-box tests of `repo init`, `data put|get|list|versions|rm`, the audit
 //! log, `exec`, and running outside a repo.
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
+use support::*;
 
 fn audit_entries(datastore: &Path) -> Vec<Value> {
     let dir = datastore.join("audit");
@@ -40,8 +40,11 @@ fn audit_entries(datastore: &Path) -> Vec<Value> {
 #[test]
 fn init_writes_config_and_local_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let out = swamp(dir.path()).args(["repo", "init"]).output().unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let out = swamp_cli(dir.path())
+        .args(["repo", "init"])
+        .output()
+        .unwrap();
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     assert!(stdout_of(&out).contains("Initialized swamp repository"));
     assert!(dir.path().join(".swamp").is_dir());
     let doc: serde_yaml::Value = serde_yaml::from_str(&read_config(dir.path())).unwrap();
@@ -57,7 +60,7 @@ fn init_writes_config_and_local_dir() {
 #[test]
 fn init_json_reports_repo_id() {
     let dir = tempfile::tempdir().unwrap();
-    let out = swamp(dir.path())
+    let out = swamp_cli(dir.path())
         .args(["--json", "repo", "init"])
         .output()
         .unwrap();
@@ -71,7 +74,7 @@ fn init_json_reports_repo_id() {
 fn init_creates_missing_repo_dir() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("a/b/repo");
-    swamp(&repo).args(["repo", "init"]).assert().success();
+    swamp_cli(&repo).args(["repo", "init"]).assert().success();
     assert!(repo.join(".swamp.yaml").is_file());
     assert!(repo.join(".swamp").is_dir());
 }
@@ -83,14 +86,17 @@ fn init_rerun_keeps_repo_id_and_data() {
     put(repo.path(), "keep/me", b"precious");
     let config_before = read_config(repo.path());
 
-    let out = swamp(repo.path()).args(["repo", "init"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["repo", "init"])
+        .output()
+        .unwrap();
     assert_eq!(code_of(&out), 0);
     let text = stdout_of(&out);
     assert!(text.contains("already initialized"), "{text}");
     assert!(text.contains(&id), "{text}");
     assert_eq!(read_config(repo.path()), config_before, "config untouched");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "repo", "init"])
         .output()
         .unwrap();
@@ -98,7 +104,7 @@ fn init_rerun_keeps_repo_id_and_data() {
     assert_eq!(doc["alreadyInitialized"], true);
     assert_eq!(doc["repoId"], id.as_str());
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "keep/me"])
         .output()
         .unwrap();
@@ -113,19 +119,19 @@ fn put_from_file_then_get() {
     let repo = init_repo();
     let src = repo.path().join("input.txt");
     fs::write(&src, b"hello file\n").unwrap();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "put", "app/config", "--file"])
         .arg(&src)
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     let text = stdout_of(&out);
     assert!(
         text.contains("app/config") && text.contains("version 1"),
         "{text}"
     );
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "app/config"])
         .output()
         .unwrap();
@@ -138,12 +144,12 @@ fn put_short_file_flag() {
     let repo = init_repo();
     let src = repo.path().join("input.bin");
     fs::write(&src, b"short").unwrap();
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["data", "put", "x", "-f"])
         .arg(&src)
         .assert()
         .success();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "x"])
         .output()
         .unwrap();
@@ -153,12 +159,12 @@ fn put_short_file_flag() {
 #[test]
 fn put_from_stdin_explicit_dash_and_default() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "put", "s", "--file", "-"])
         .write_stdin("from dash")
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     let doc = json_of(&out);
     assert_eq!(doc["name"], "s");
     assert_eq!(doc["version"], 1);
@@ -166,15 +172,15 @@ fn put_from_stdin_explicit_dash_and_default() {
     assert_eq!(doc["sha256"], sha256_hex(b"from dash").as_str());
     assert!(doc["createdAt"].is_string());
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "put", "s"])
         .write_stdin("default stdin")
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     assert_eq!(json_of(&out)["version"], 2);
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "s"])
         .output()
         .unwrap();
@@ -185,7 +191,7 @@ fn put_from_stdin_explicit_dash_and_default() {
 fn put_empty_content_is_a_version() {
     let repo = init_repo();
     put(repo.path(), "empty", b"");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "versions", "empty"])
         .output()
         .unwrap();
@@ -197,14 +203,14 @@ fn put_empty_content_is_a_version() {
 #[test]
 fn put_from_missing_file_fails_without_creating_item() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "put", "ghost", "--file"])
         .arg(repo.path().join("does-not-exist"))
         .output()
         .unwrap();
     assert_eq!(code_of(&out), 1);
     assert_eq!(json_of(&out)["error"]["code"], "io_error");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "ghost"])
         .output()
         .unwrap();
@@ -223,12 +229,12 @@ fn get_latest_and_specific_versions() {
         (vec!["--version", "2"], &b"version two"[..]),
         (vec!["--version", "3"], &b"three"[..]),
     ] {
-        let out = swamp(repo.path())
+        let out = swamp_cli(repo.path())
             .args(["data", "get", "multi"])
             .args(&args)
             .output()
             .unwrap();
-        assert_eq!(code_of(&out), 0, "{args:?}: {}", stderr_of(&out));
+        assert_eq!(code_of(&out), 0, "{args:?}: {}", stderr(&out));
         assert_eq!(out.stdout, want, "{args:?}");
     }
 }
@@ -237,7 +243,7 @@ fn get_latest_and_specific_versions() {
 fn get_json_includes_metadata_and_content() {
     let repo = init_repo();
     put(repo.path(), "j", b"text content");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "j"])
         .output()
         .unwrap();
@@ -250,13 +256,13 @@ fn get_json_includes_metadata_and_content() {
 
     let binary = [0u8, 159, 146, 150, 255];
     put(repo.path(), "bin", &binary);
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "bin"])
         .output()
         .unwrap();
     let doc = json_of(&out);
     assert_eq!(doc["contentHex"], hex::encode(binary).as_str());
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "bin"])
         .output()
         .unwrap();
@@ -267,14 +273,14 @@ fn get_json_includes_metadata_and_content() {
 fn get_unknown_version_is_not_found() {
     let repo = init_repo();
     put(repo.path(), "item", b"one");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "item", "--version", "9"])
         .output()
         .unwrap();
     let line = assert_text_error(&out, 1);
     assert!(line.contains("item") && line.contains('9'), "{line}");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "item", "--version", "9"])
         .output()
         .unwrap();
@@ -285,18 +291,18 @@ fn get_unknown_version_is_not_found() {
 #[test]
 fn get_unknown_item_is_not_found() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "get", "nope"])
         .output()
         .unwrap();
     let line = assert_text_error(&out, 1);
     assert!(line.contains("'nope' not found"), "{line}");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "nope"])
         .output()
         .unwrap();
     assert_json_error(&out, 1, "not_found");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "nope", "--version", "1"])
         .output()
         .unwrap();
@@ -307,7 +313,7 @@ fn get_unknown_item_is_not_found() {
 fn parent_of_an_item_is_not_an_item() {
     let repo = init_repo();
     put(repo.path(), "a/b", b"child");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "a"])
         .output()
         .unwrap();
@@ -319,10 +325,13 @@ fn parent_of_an_item_is_not_an_item() {
 #[test]
 fn list_empty() {
     let repo = init_repo();
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     assert_eq!(code_of(&out), 0);
     assert_eq!(stdout_of(&out).trim(), "No data items");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
@@ -336,7 +345,10 @@ fn list_text_and_json() {
     put(repo.path(), "app/config", b"first");
     put(repo.path(), "app/config", b"second!");
 
-    let out = swamp(repo.path()).args(["data", "list"]).output().unwrap();
+    let out = swamp_cli(repo.path())
+        .args(["data", "list"])
+        .output()
+        .unwrap();
     assert_eq!(code_of(&out), 0);
     let text = stdout_of(&out);
     let lines: Vec<&str> = text.lines().collect();
@@ -349,7 +361,7 @@ fn list_text_and_json() {
     assert_eq!(&row[..4], ["app/config", "2", "7", "B"], "{text}");
     assert!(lines[2].starts_with("zeta"), "{text}");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
@@ -372,7 +384,7 @@ fn versions_report_size_and_sha256() {
     for c in contents {
         put(repo.path(), "hist/item", c);
     }
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "versions", "hist/item"])
         .output()
         .unwrap();
@@ -395,7 +407,7 @@ fn versions_report_size_and_sha256() {
         last_created = Some(created);
     }
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "versions", "hist/item"])
         .output()
         .unwrap();
@@ -407,7 +419,7 @@ fn versions_report_size_and_sha256() {
 #[test]
 fn versions_of_unknown_item_is_not_found() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "versions", "missing"])
         .output()
         .unwrap();
@@ -423,25 +435,25 @@ fn rm_removes_all_versions() {
     put(repo.path(), "doomed/item", b"2");
     put(repo.path(), "survivor", b"s");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["data", "rm", "doomed/item"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     assert!(stdout_of(&out).contains("doomed/item"));
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "doomed/item"])
         .output()
         .unwrap();
     assert_json_error(&out, 1, "not_found");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "doomed/item", "--version", "1"])
         .output()
         .unwrap();
     assert_json_error(&out, 1, "not_found");
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "list"])
         .output()
         .unwrap();
@@ -461,7 +473,7 @@ fn rm_json_and_rm_unknown() {
     let repo = init_repo();
     put(repo.path(), "x", b"1");
     put(repo.path(), "x", b"2");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "rm", "x"])
         .output()
         .unwrap();
@@ -470,7 +482,7 @@ fn rm_json_and_rm_unknown() {
     assert_eq!(doc["name"], "x");
     assert_eq!(doc["removedVersions"], 2);
 
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "rm", "x"])
         .output()
         .unwrap();
@@ -481,12 +493,12 @@ fn rm_json_and_rm_unknown() {
 fn put_after_rm_starts_again() {
     let repo = init_repo();
     put(repo.path(), "again", b"old");
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["data", "rm", "again"])
         .assert()
         .success();
     put(repo.path(), "again", b"new");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "data", "get", "again"])
         .output()
         .unwrap();
@@ -503,16 +515,16 @@ fn audit_has_one_line_per_put_and_rm() {
     put(repo.path(), "aud/a", b"1");
     put(repo.path(), "aud/a", b"2");
     put(repo.path(), "aud/b", b"3");
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["data", "rm", "aud/a"])
         .assert()
         .success();
     // Reads and failures are not audited.
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["data", "get", "aud/b"])
         .assert()
         .success();
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["data", "rm", "aud/none"])
         .assert()
         .code(1);
@@ -548,7 +560,7 @@ fn audit_has_one_line_per_put_and_rm() {
 #[test]
 fn exec_sets_datastore_dir_and_repo_dir() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args([
             "exec",
             "--",
@@ -558,7 +570,7 @@ fn exec_sets_datastore_dir_and_repo_dir() {
         ])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     let text = stdout_of(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -574,7 +586,7 @@ fn exec_sets_datastore_dir_and_repo_dir() {
 fn exec_datastore_dir_follows_flag() {
     let repo = init_repo();
     let other = tempfile::tempdir().unwrap();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .arg("--datastore")
         .arg(format!("filesystem:{}", other.path().display()))
         .args([
@@ -586,14 +598,14 @@ fn exec_datastore_dir_follows_flag() {
         ])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout_of(&out), other.path().to_str().unwrap());
 }
 
 #[test]
 fn exec_files_written_land_in_datastore() {
     let repo = init_repo();
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args([
             "exec",
             "--",
@@ -612,13 +624,13 @@ fn exec_files_written_land_in_datastore() {
 #[test]
 fn exec_passes_exit_code_through() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["exec", "--", "sh", "-c", "exit 7"])
         .output()
         .unwrap();
     assert_eq!(code_of(&out), 7);
     assert!(out.stdout.is_empty());
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["exec", "--", "true"])
         .output()
         .unwrap();
@@ -628,7 +640,7 @@ fn exec_passes_exit_code_through() {
 #[test]
 fn exec_passes_arguments_with_hyphens() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args([
             "exec",
             "--",
@@ -642,20 +654,20 @@ fn exec_passes_arguments_with_hyphens() {
         ])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout_of(&out), "-x|--json|a b|");
 }
 
 #[test]
 fn exec_json_prints_exit_code() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "exec", "--", "sh", "-c", "exit 7"])
         .output()
         .unwrap();
     assert_eq!(code_of(&out), 7);
     assert_eq!(json_of(&out), serde_json::json!({"exitCode": 7}));
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "exec", "--", "true"])
         .output()
         .unwrap();
@@ -666,12 +678,12 @@ fn exec_json_prints_exit_code() {
 #[test]
 fn exec_child_killed_by_signal_is_128_plus_n() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["exec", "--", "sh", "-c", "kill -TERM $$"])
         .output()
         .unwrap();
     assert_eq!(code_of(&out), 128 + 15);
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "exec", "--", "sh", "-c", "kill -KILL $$"])
         .output()
         .unwrap();
@@ -683,13 +695,13 @@ fn exec_child_killed_by_signal_is_128_plus_n() {
 #[test]
 fn exec_unknown_program_is_127() {
     let repo = init_repo();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["exec", "--", "swamp-test-no-such-program-xyz"])
         .output()
         .unwrap();
     let line = assert_text_error(&out, 127);
     assert!(line.contains("swamp-test-no-such-program-xyz"), "{line}");
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "exec", "--", "swamp-test-no-such-program-xyz"])
         .output()
         .unwrap();
@@ -701,7 +713,7 @@ fn exec_non_executable_is_126() {
     let repo = init_repo();
     let script = repo.path().join("not-executable.sh");
     fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "exec", "--"])
         .arg(&script)
         .output()
@@ -712,12 +724,12 @@ fn exec_non_executable_is_126() {
 #[test]
 fn exec_releases_the_lock() {
     let repo = init_repo();
-    swamp(repo.path())
+    swamp_cli(repo.path())
         .args(["exec", "--", "sh", "-c", "exit 3"])
         .assert()
         .code(3);
     assert!(!lock_file(&local_dir(repo.path())).exists());
-    let out = swamp(repo.path())
+    let out = swamp_cli(repo.path())
         .args(["--json", "datastore", "lock", "status"])
         .output()
         .unwrap();
@@ -738,7 +750,7 @@ fn commands_outside_a_repo_exit_2() {
         vec!["datastore", "lock", "status"],
     ];
     for args in commands {
-        let out = swamp(dir.path())
+        let out = swamp_cli(dir.path())
             .args(&args)
             .write_stdin("x")
             .output()
@@ -750,7 +762,7 @@ fn commands_outside_a_repo_exit_2() {
         );
         assert!(line.contains(dir.path().to_str().unwrap()), "{line}");
 
-        let out = swamp(dir.path())
+        let out = swamp_cli(dir.path())
             .arg("--json")
             .args(&args)
             .write_stdin("x")
@@ -769,16 +781,16 @@ fn commands_outside_a_repo_exit_2() {
 fn default_repo_dir_is_current_directory() {
     let repo = init_repo();
     put(repo.path(), "cwd/item", b"via cwd");
-    let out = swamp_bare()
+    let out = swamp_cli_bare()
         .current_dir(repo.path())
         .args(["data", "get", "cwd/item"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     assert_eq!(out.stdout, b"via cwd");
 
     let elsewhere = tempfile::tempdir().unwrap();
-    let out = swamp_bare()
+    let out = swamp_cli_bare()
         .current_dir(elsewhere.path())
         .args(["--json", "data", "list"])
         .output()

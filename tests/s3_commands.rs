@@ -7,209 +7,19 @@ mod support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use support::s3::*;
 use support::*;
 
 const BUCKET: &str = "team-bucket";
-const PREFIX: &str = "proj";
-
-/// One raw HTTP request to moto *with* an `Authorization` header. moto answers
-/// 403 to anonymous reads and overwrites of objects that were written with
-/// credentials (it applies their ACL), so the harness's unsigned
-/// `get_object`/`put_object` cannot touch what swamp wrote; moto does not
-/// verify signatures, so any header will do.
-fn authed(moto: &Moto, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", moto.port)).ok()?;
-    stream.set_read_timeout(Some(DEADLINE)).ok()?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: AWS x:y\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        moto.port,
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let status_line = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, raw[split + 4..].to_vec()))
-}
-
-/// Writes (or overwrites) an object behind swamp's back.
-fn plant(moto: &Moto, key: &str, body: &[u8]) {
-    let (status, _) = authed(moto, "PUT", &format!("/{BUCKET}/{key}"), body).expect("moto");
-    assert_eq!(status, 200, "plant {key}");
-}
-
-/// Reads an object behind swamp's back.
-fn fetch(moto: &Moto, key: &str) -> Option<Vec<u8>> {
-    match authed(moto, "GET", &format!("/{BUCKET}/{key}"), b"") {
-        Some((200, body)) => Some(body),
-        _ => None,
-    }
-}
-
-/// A test world: one moto with a bucket, one repo.
-struct World {
-    moto: Moto,
-    repo: tempfile::TempDir,
-}
 
 impl World {
+    /// One moto with the bucket, one repo (not yet on S3).
     fn new() -> Self {
-        let moto = Moto::start();
-        moto.create_bucket(BUCKET);
-        World {
-            moto,
-            repo: init_repo(),
-        }
+        World::create(Moto::start(), BUCKET)
     }
-
-    /// A swamp command on the "machine" whose swamp home is `home`.
-    fn on(&self, home: &Path) -> Command {
-        let mut cmd = swamp(self.repo.path());
-        s3_env(&mut cmd, &self.moto, home);
-        cmd
-    }
-
-    fn run_on(&self, home: &Path, args: &[&str]) -> Output {
-        run(self.on(home).args(args))
-    }
-
-    /// Runs and insists on success; returns stdout.
-    fn ok(&self, home: &Path, args: &[&str]) -> Vec<u8> {
-        let out = self.run_on(home, args);
-        assert!(
-            out.status.success(),
-            "swamp {args:?} failed ({:?}): {}",
-            out.status,
-            stderr(&out)
-        );
-        out.stdout
-    }
-
-    fn json(&self, home: &Path, args: &[&str]) -> Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let stdout = self.ok(home, &full);
-        serde_json::from_slice(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "swamp {args:?}: not JSON ({e}): {}",
-                String::from_utf8_lossy(&stdout)
-            )
-        })
-    }
-
-    fn setup_args(&self) -> Vec<String> {
-        [
-            "datastore",
-            "setup",
-            "s3",
-            "--bucket",
-            BUCKET,
-            "--prefix",
-            PREFIX,
-            "--endpoint-url",
-            &self.moto.endpoint(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
-
-    /// `datastore setup s3` with the test bucket/prefix.
-    fn setup(&self, home: &Path) -> Value {
-        let args = self.setup_args();
-        let mut full: Vec<&str> = vec!["--json"];
-        full.extend(args.iter().map(String::as_str));
-        let stdout = self.ok(home, &full);
-        serde_json::from_slice(&stdout).expect("setup json")
-    }
-
-    /// `data put NAME` with `content` on stdin.
-    fn put(&self, home: &Path, name: &str, content: &[u8]) -> Output {
-        let mut cmd = self.on(home);
-        cmd.args(["data", "put", name, "--file", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn put");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(content)
-            .expect("stdin");
-        child.wait_with_output().expect("wait put")
-    }
-
-    fn put_ok(&self, home: &Path, name: &str, content: &[u8]) {
-        let out = self.put(home, name, content);
-        assert!(out.status.success(), "put {name}: {}", stderr(&out));
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.moto.keys(BUCKET)
-    }
-
-    /// Keys under the prefix, without the prefix.
-    fn rel_keys(&self) -> Vec<String> {
-        self.keys()
-            .into_iter()
-            .filter_map(|k| k.strip_prefix(&format!("{PREFIX}/")).map(str::to_string))
-            .collect()
-    }
-
-    fn config(&self) -> String {
-        std::fs::read_to_string(self.repo.path().join(".swamp.yaml")).expect(".swamp.yaml")
-    }
-
-    fn cache(&self, home: &Path) -> PathBuf {
-        let v = self.json(home, &["datastore", "status"]);
-        PathBuf::from(v["cachePath"].as_str().expect("cachePath"))
-    }
-
-    /// The remote index as JSON.
-    fn index(&self) -> Value {
-        let bytes = fetch(&self.moto, &format!("{PREFIX}/.datastore-index.json")).expect("index");
-        serde_json::from_slice(&bytes).expect("index json")
-    }
-}
-
-/// Every regular file under `root` with its content, by relative path.
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let ft = entry.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(path);
-            } else if ft.is_file() {
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Local data a repo gets before it moves to S3: one item with two versions
@@ -223,15 +33,7 @@ fn seed_local(w: &World, home: &Path) {
 }
 
 fn planted_lock(ttl_ms: u64) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "holder": "ghost@elsewhere",
-        "hostname": "elsewhere",
-        "pid": 4242,
-        "acquiredAt": chrono::Utc::now().to_rfc3339(),
-        "ttlMs": ttl_ms,
-        "token": "ghost-token-1",
-    }))
-    .unwrap()
+    serde_json::to_vec(&lock_record("ghost@elsewhere", ttl_ms, "ghost-token-1")).unwrap()
 }
 
 #[test]
@@ -497,11 +299,7 @@ fn datastore_status_json_on_s3() {
     assert_eq!(v["lock"], Value::Null);
 
     // A held lock shows up in status.
-    plant(
-        &w.moto,
-        &format!("{PREFIX}/.datastore.lock"),
-        &planted_lock(600_000),
-    );
+    w.plant(&format!("{PREFIX}/.datastore.lock"), &planted_lock(600_000));
     let v = w.json(home.path(), &["datastore", "status"]);
     assert_eq!(v["lock"]["info"]["holder"], "ghost@elsewhere", "{v}");
 
@@ -553,7 +351,7 @@ fn datastore_sync_pull_push_and_json_shapes() {
     assert_eq!(v["pulled"]["downloaded"], 0);
     assert!(w.rel_keys().contains(&"outputs/new.txt".to_string()));
     assert_eq!(
-        fetch(&w.moto, &format!("{PREFIX}/outputs/new.txt")).as_deref(),
+        w.fetch(&format!("{PREFIX}/outputs/new.txt")).as_deref(),
         Some(&b"fresh"[..])
     );
 
@@ -617,7 +415,7 @@ fn lock_status_and_force_release_of_the_s3_lock_object() {
     assert_eq!(v["lock"], Value::Null);
     assert_eq!(v["location"], format!("s3://{BUCKET}/{lock_key}"));
 
-    plant(&w.moto, &lock_key, &planted_lock(600_000));
+    w.plant(&lock_key, &planted_lock(600_000));
     let v = w.json(home.path(), &["datastore", "lock", "status"]);
     assert_eq!(v["held"], true, "{v}");
     let info = &v["lock"]["info"];
@@ -648,7 +446,7 @@ fn lock_status_and_force_release_of_the_s3_lock_object() {
     assert_eq!(v["held"], false);
 
     // JSON release of a planted lock, then of nothing.
-    plant(&w.moto, &lock_key, &planted_lock(600_000));
+    w.plant(&lock_key, &planted_lock(600_000));
     let v = w.json(home.path(), &["datastore", "lock", "release", "--force"]);
     assert_eq!(v["released"], true, "{v}");
     assert_eq!(v["lock"]["info"]["holder"], "ghost@elsewhere");
@@ -665,7 +463,7 @@ fn a_fresh_planted_lock_makes_writers_time_out_with_75() {
     w.setup(home.path());
     w.put_ok(home.path(), "app/config", b"before\n");
     let lock_key = format!("{PREFIX}/.datastore.lock");
-    plant(&w.moto, &lock_key, &planted_lock(600_000));
+    w.plant(&lock_key, &planted_lock(600_000));
 
     let mut cmd = w.on(home.path());
     cmd.args([
@@ -875,15 +673,9 @@ fn deleting_the_whole_cache_loses_nothing() {
         4,
         "{versions}"
     );
-    let out = w.ok(
+    let out = w.sh(
         other.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"cat "$SWAMP_DATASTORE_DIR/outputs/report.txt""#,
-        ],
+        r#"cat "$SWAMP_DATASTORE_DIR/outputs/report.txt""#,
     );
     assert_eq!(out, b"all good\n");
 }
@@ -894,33 +686,15 @@ fn exec_on_s3_runs_in_the_cache_passes_the_exit_code_and_pushes_even_on_failure(
     let home = tempfile::tempdir().unwrap();
     w.setup(home.path());
     let cache = w.cache(home.path());
-    let out = w.ok(
-        home.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"printf %s "$SWAMP_DATASTORE_DIR""#,
-        ],
-    );
+    let out = w.sh(home.path(), r#"printf %s "$SWAMP_DATASTORE_DIR""#);
     assert_eq!(PathBuf::from(String::from_utf8(out).unwrap()), cache);
 
-    let out = w.run_on(
-        home.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"mkdir -p "$SWAMP_DATASTORE_DIR/logs" && printf partial > "$SWAMP_DATASTORE_DIR/logs/run.log"; exit 3"#,
-        ],
-    );
+    let out = w.run_sh(home.path(), r#"mkdir -p "$SWAMP_DATASTORE_DIR/logs" && printf partial > "$SWAMP_DATASTORE_DIR/logs/run.log"; exit 3"#);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     // The failed command's writes are real files: they were pushed.
     assert!(w.rel_keys().contains(&"logs/run.log".to_string()));
     assert_eq!(
-        fetch(&w.moto, &format!("{PREFIX}/logs/run.log")).as_deref(),
+        w.fetch(&format!("{PREFIX}/logs/run.log")).as_deref(),
         Some(&b"partial"[..])
     );
     let out = w.run_on(home.path(), &["exec", "--", "/no/such/program"]);
@@ -934,7 +708,7 @@ fn a_stale_planted_lock_is_taken_over() {
     let home = tempfile::tempdir().unwrap();
     w.setup(home.path());
     let lock_key = format!("{PREFIX}/.datastore.lock");
-    plant(&w.moto, &lock_key, &planted_lock(100));
+    w.plant(&lock_key, &planted_lock(100));
     let start = std::time::Instant::now();
     loop {
         let v = w.json(home.path(), &["datastore", "lock", "status"]);
@@ -1107,7 +881,7 @@ fn setup_s3_into_a_prefix_that_holds_data_reuses_identical_files_and_stops_on_co
         b"DIFFERENT"
     );
     assert_eq!(
-        fetch(&w.moto, &format!("{PREFIX}/outputs/shared")).as_deref(),
+        w.fetch(&format!("{PREFIX}/outputs/shared")).as_deref(),
         Some(&b"same"[..])
     );
     assert_eq!(w.index(), index);
@@ -1147,7 +921,8 @@ fn assert_index_matches_objects(w: &World) {
     let index = w.index();
     for (rel, entry) in index["files"].as_object().unwrap() {
         let key = format!("{PREFIX}/{rel}");
-        let body = fetch(&w.moto, &key)
+        let body = w
+            .fetch(&key)
             .unwrap_or_else(|| panic!("index lists {rel} but the bucket has no {key}"));
         assert_eq!(
             entry["sha256"],
@@ -1164,27 +939,9 @@ fn sync_push_from_a_stale_machine_never_corrupts_the_bucket() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     w.setup(a.path());
-    w.ok(
-        a.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && printf one > "$SWAMP_DATASTORE_DIR/outputs/f" && printf keep > "$SWAMP_DATASTORE_DIR/outputs/g""#,
-        ],
-    );
+    w.sh(a.path(), r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && printf one > "$SWAMP_DATASTORE_DIR/outputs/f" && printf keep > "$SWAMP_DATASTORE_DIR/outputs/g""#);
     // B changes both files under the lock, as any command does.
-    w.ok(
-        b.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"printf two > "$SWAMP_DATASTORE_DIR/outputs/f" && printf kept-by-b > "$SWAMP_DATASTORE_DIR/outputs/g""#,
-        ],
-    );
+    w.sh(b.path(), r#"printf two > "$SWAMP_DATASTORE_DIR/outputs/f" && printf kept-by-b > "$SWAMP_DATASTORE_DIR/outputs/g""#);
     assert_index_matches_objects(&w);
     // A has local changes it never pushed (e.g. a command whose push failed):
     // a rewrite of f and a deletion of g.

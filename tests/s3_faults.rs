@@ -6,190 +6,75 @@ mod support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 use support::s3::*;
 use support::*;
 
 const BUCKET: &str = "fault-bucket";
-const PREFIX: &str = "proj";
-
-/// One raw HTTP request to moto *with* an `Authorization` header. moto answers
-/// 403 to anonymous reads and overwrites of objects that were written with
-/// credentials (it applies their ACL), so the harness's unsigned
-/// `get_object`/`put_object` cannot touch what swamp wrote; moto does not
-/// verify signatures, so any header will do.
-fn authed(moto: &Moto, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", moto.port)).ok()?;
-    stream.set_read_timeout(Some(DEADLINE)).ok()?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: AWS x:y\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        moto.port,
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let status_line = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, raw[split + 4..].to_vec()))
-}
-
-fn plant(moto: &Moto, key: &str, body: &[u8]) {
-    let (status, _) = authed(moto, "PUT", &format!("/{BUCKET}/{key}"), body).expect("moto");
-    assert_eq!(status, 200, "plant {key}");
-}
-
-fn fetch(moto: &Moto, key: &str) -> Option<Vec<u8>> {
-    match authed(moto, "GET", &format!("/{BUCKET}/{key}"), b"") {
-        Some((200, body)) => Some(body),
-        _ => None,
-    }
-}
-
-fn index_key() -> String {
-    format!("{PREFIX}/.datastore-index.json")
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// A test world: one moto with a bucket, one repo set up on S3 with some data.
-struct World {
-    moto: Moto,
-    repo: tempfile::TempDir,
-}
 
 impl World {
+    /// One moto with the bucket, one repo set up on S3 with some data
+    /// (`outputs/legit`).
     fn new() -> Self {
-        let moto = Moto::start();
-        moto.create_bucket(BUCKET);
-        let w = World {
-            moto,
-            repo: init_repo(),
-        };
+        let w = World::create(Moto::start(), BUCKET);
         let home = tempfile::tempdir().unwrap();
-        let endpoint = w.moto.endpoint();
-        w.ok(
+        w.setup(home.path());
+        w.sh(
             home.path(),
-            &[
-                "datastore",
-                "setup",
-                "s3",
-                "--bucket",
-                BUCKET,
-                "--prefix",
-                PREFIX,
-                "--endpoint-url",
-                &endpoint,
-            ],
-        );
-        w.ok(
-            home.path(),
-            &[
-                "exec",
-                "--",
-                "sh",
-                "-c",
-                r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && printf legit > "$SWAMP_DATASTORE_DIR/outputs/legit""#,
-            ],
+            r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && printf legit > "$SWAMP_DATASTORE_DIR/outputs/legit""#,
         );
         w
     }
-
-    fn on(&self, home: &Path) -> Command {
-        let mut cmd = swamp(self.repo.path());
-        s3_env(&mut cmd, &self.moto, home);
-        cmd
-    }
-
-    fn run_on(&self, home: &Path, args: &[&str]) -> Output {
-        run(self.on(home).args(args))
-    }
-
-    fn ok(&self, home: &Path, args: &[&str]) -> Vec<u8> {
-        let out = self.run_on(home, args);
-        assert!(
-            out.status.success(),
-            "swamp {args:?} failed ({:?}): {}",
-            out.status,
-            stderr(&out)
-        );
-        out.stdout
-    }
-
-    fn json(&self, home: &Path, args: &[&str]) -> Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        serde_json::from_slice(&self.ok(home, &full)).expect("json")
-    }
-
-    fn cache(&self, home: &Path) -> PathBuf {
-        let v = self.json(home, &["datastore", "status"]);
-        PathBuf::from(v["cachePath"].as_str().expect("cachePath"))
-    }
-
-    fn index(&self) -> Value {
-        serde_json::from_slice(&fetch(&self.moto, &index_key()).expect("index")).unwrap()
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.moto.keys(BUCKET)
-    }
 }
 
-/// Every regular file under `root` with its content.
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
+/// Calls `visit` on every entry under `root` (files, dirs, links; links are
+/// not followed), skipping directories that cannot be read.
+fn walk(root: &Path, mut visit: impl FnMut(&std::fs::DirEntry)) {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
-            let ft = entry.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(rel, std::fs::read(&path).unwrap_or_default());
+            visit(&entry);
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(entry.path());
             }
         }
     }
+}
+
+/// Every entry under `root` but directories (regular files, and also links
+/// and anything else: stricter than `support::snapshot`) with its content
+/// (empty if it cannot be read).
+fn snapshot_all(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    walk(root, |entry| {
+        if !entry.file_type().unwrap().is_dir() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.insert(rel, std::fs::read(&path).unwrap_or_default());
+        }
+    });
     out
 }
 
 /// Every path (files, dirs, links) under `root` whose name is in `names`.
 fn find_named(root: &Path, names: &[&str]) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if names.contains(&entry.file_name().to_string_lossy().as_ref()) {
-                found.push(path.clone());
-            }
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                stack.push(path);
-            }
+    walk(root, |entry| {
+        if names.contains(&entry.file_name().to_string_lossy().as_ref()) {
+            found.push(entry.path());
         }
-    }
+    });
     found
 }
 
@@ -215,7 +100,7 @@ const DATA_COMMANDS: [&[&str]; 5] = [
 #[test]
 fn a_malicious_index_cannot_write_outside_the_cache() {
     let w = World::new();
-    let good_index = fetch(&w.moto, &index_key()).unwrap();
+    let good_index = w.fetch(&index_key()).unwrap();
     let sandbox = tempfile::tempdir().unwrap();
     let names = ["escape", "abs", "b"];
     let root_before: Vec<bool> = names
@@ -229,12 +114,12 @@ fn a_malicious_index_cannot_write_outside_the_cache() {
         format!("{PREFIX}/a/../../b"),
         format!("{PREFIX}//abs"),
     ] {
-        let _ = authed(&w.moto, "PUT", &format!("/{BUCKET}/{key}"), b"pwned");
+        let _ = w.moto.request("PUT", &format!("/{BUCKET}/{key}"), b"pwned");
     }
     for (i, bad) in ["../escape", "/abs", "a/../../b"].iter().enumerate() {
         let mut index: Value = serde_json::from_slice(&good_index).unwrap();
         index["files"][*bad] = serde_json::json!({"size": 5, "sha256": sha256_hex(b"pwned")});
-        plant(&w.moto, &index_key(), &serde_json::to_vec(&index).unwrap());
+        w.plant(&index_key(), &serde_json::to_vec(&index).unwrap());
         for args in DATA_COMMANDS {
             // A fresh machine each time, deep in the sandbox.
             let home = sandbox.path().join(format!("m{i}/deep/er/home"));
@@ -254,18 +139,9 @@ fn a_malicious_index_cannot_write_outside_the_cache() {
     assert_eq!(root_before, root_after, "something appeared at /");
 
     // With the index repaired, everything works again.
-    plant(&w.moto, &index_key(), &good_index);
+    w.plant(&index_key(), &good_index);
     let home = sandbox.path().join("after");
-    let got = w.ok(
-        &home,
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"cat "$SWAMP_DATASTORE_DIR/outputs/legit""#,
-        ],
-    );
+    let got = w.sh(&home, r#"cat "$SWAMP_DATASTORE_DIR/outputs/legit""#);
     assert_eq!(got, b"legit");
     assert!(find_named(sandbox.path(), &names).is_empty());
 }
@@ -276,14 +152,14 @@ fn an_unsafe_key_is_refused_by_a_machine_with_a_warm_cache() {
     let home = tempfile::tempdir().unwrap();
     w.ok(home.path(), &["data", "list"]);
     let cache = w.cache(home.path());
-    let before = snapshot(&cache);
+    let before = snapshot_all(&cache);
     let mut index = w.index();
     index["files"]["outputs/../../../escape"] =
         serde_json::json!({"size": 5, "sha256": sha256_hex(b"pwned")});
-    plant(&w.moto, &index_key(), &serde_json::to_vec(&index).unwrap());
+    w.plant(&index_key(), &serde_json::to_vec(&index).unwrap());
     let out = w.run_on(home.path(), &["data", "list"]);
     assert_clear_failure(&out, "unsafe path", "warm cache");
-    assert_eq!(snapshot(&cache), before, "cache changed");
+    assert_eq!(snapshot_all(&cache), before, "cache changed");
     assert!(find_named(home.path(), &["escape"]).is_empty());
 }
 
@@ -293,15 +169,15 @@ fn a_corrupt_index_is_a_clear_error_and_the_cache_stays_intact() {
     let home = tempfile::tempdir().unwrap();
     w.ok(home.path(), &["data", "list"]);
     let cache = w.cache(home.path());
-    let before = snapshot(&cache);
+    let before = snapshot_all(&cache);
     assert!(before.contains_key("outputs/legit"), "{:?}", before.keys());
-    let good_index = fetch(&w.moto, &index_key()).unwrap();
+    let good_index = w.fetch(&index_key()).unwrap();
 
-    plant(&w.moto, &index_key(), b"{garbage");
+    w.plant(&index_key(), b"{garbage");
     for args in DATA_COMMANDS {
         let out = w.run_on(home.path(), args);
         assert_clear_failure(&out, "remote index is corrupt", &format!("{args:?}"));
-        assert_eq!(snapshot(&cache), before, "cache changed by {args:?}");
+        assert_eq!(snapshot_all(&cache), before, "cache changed by {args:?}");
     }
     // A fresh machine fails the same way, with a JSON error code.
     let fresh = tempfile::tempdir().unwrap();
@@ -310,36 +186,35 @@ fn a_corrupt_index_is_a_clear_error_and_the_cache_stays_intact() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["error"]["code"], "remote_index_invalid", "{v}");
     // Valid JSON of the wrong shape and a newer format are refused too.
-    plant(
-        &w.moto,
+    w.plant(
         &index_key(),
         br#"{"format":1,"files":{"outputs/x":{"size":1,"sha256":"zz"}}}"#,
     );
     let out = w.run_on(home.path(), &["data", "list"]);
     assert_clear_failure(&out, "remote index is corrupt", "bad sha");
-    plant(&w.moto, &index_key(), br#"{"format":99,"files":{}}"#);
+    w.plant(&index_key(), br#"{"format":99,"files":{}}"#);
     let out = w.run_on(home.path(), &["data", "list"]);
     assert_clear_failure(&out, "upgrade swamp", "format 99");
-    assert_eq!(snapshot(&cache), before);
+    assert_eq!(snapshot_all(&cache), before);
     // The failed commands never pushed over the bad index or left the lock.
     assert_eq!(
-        fetch(&w.moto, &index_key()).unwrap(),
+        w.fetch(&index_key()).unwrap(),
         br#"{"format":99,"files":{}}"#
     );
     assert!(!w.keys().iter().any(|k| k.ends_with(".datastore.lock")));
 
-    plant(&w.moto, &index_key(), &good_index);
+    w.plant(&index_key(), &good_index);
     w.ok(home.path(), &["data", "list"]);
-    assert_eq!(snapshot(&cache), before);
+    assert_eq!(snapshot_all(&cache), before);
 }
 
 #[test]
 fn an_object_that_does_not_match_the_index_is_never_written_under_its_name() {
     let w = World::new();
-    plant(&w.moto, &format!("{PREFIX}/outputs/evil"), b"evil");
+    w.plant(&format!("{PREFIX}/outputs/evil"), b"evil");
     let mut index = w.index();
     index["files"]["outputs/evil"] = serde_json::json!({"size": 4, "sha256": sha256_hex(b"good")});
-    plant(&w.moto, &index_key(), &serde_json::to_vec(&index).unwrap());
+    w.plant(&index_key(), &serde_json::to_vec(&index).unwrap());
 
     let home = tempfile::tempdir().unwrap();
     let out = w.run_on(home.path(), &["data", "list"]);
@@ -349,49 +224,21 @@ fn an_object_that_does_not_match_the_index_is_never_written_under_its_name() {
     assert!(err.contains("outputs/evil"), "{err}");
     let cache = w.cache(home.path());
     assert!(!cache.join("outputs/evil").exists());
-    let leftovers: Vec<String> = snapshot(&cache)
+    let leftovers: Vec<String> = snapshot_all(&cache)
         .into_keys()
         .filter(|k| k.contains("evil"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // exec never ran with the bad content in place.
-    let out = w.run_on(
-        home.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"cat "$SWAMP_DATASTORE_DIR/outputs/evil""#,
-        ],
-    );
+    let out = w.run_sh(home.path(), r#"cat "$SWAMP_DATASTORE_DIR/outputs/evil""#);
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("evil"));
     assert!(!cache.join("outputs/evil").exists());
 
     // Once the object matches, the next command fetches it.
-    plant(&w.moto, &format!("{PREFIX}/outputs/evil"), b"good");
-    let got = w.ok(
-        home.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"cat "$SWAMP_DATASTORE_DIR/outputs/evil""#,
-        ],
-    );
+    w.plant(&format!("{PREFIX}/outputs/evil"), b"good");
+    let got = w.sh(home.path(), r#"cat "$SWAMP_DATASTORE_DIR/outputs/evil""#);
     assert_eq!(got, b"good");
-}
-
-/// Kills a process group if the test fails half-way.
-struct GroupGuard(u32);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0 as i32);
-        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-    }
 }
 
 /// Resumes moto if the test fails while it is frozen.
@@ -457,7 +304,9 @@ fn a_frozen_server_fails_the_command_and_the_next_run_repairs() {
 
     // The server answers again; the holder's lock may be left behind.
     wait_until("moto answers", || {
-        authed(&w.moto, "GET", &format!("/{BUCKET}?list-type=2"), b"").is_some()
+        w.moto
+            .request("GET", &format!("/{BUCKET}?list-type=2"), b"")
+            .is_some()
     });
     w.ok(home.path(), &["datastore", "lock", "release", "--force"]);
     let v = w.json(home.path(), &["datastore", "sync"]);
@@ -475,16 +324,7 @@ fn a_frozen_server_fails_the_command_and_the_next_run_repairs() {
     );
     // Another machine sees it.
     let other = tempfile::tempdir().unwrap();
-    let got = w.ok(
-        other.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"cat "$SWAMP_DATASTORE_DIR/outputs/frozen""#,
-        ],
-    );
+    let got = w.sh(other.path(), r#"cat "$SWAMP_DATASTORE_DIR/outputs/frozen""#);
     assert_eq!(got, b"precious");
     // And a further sync has nothing left to do.
     let v = w.json(home.path(), &["datastore", "sync"]);
@@ -505,46 +345,31 @@ fn pull_refuses_to_write_through_a_symlink_in_the_cache() {
     std::fs::remove_dir_all(cache.join("outputs")).unwrap();
     std::os::unix::fs::symlink(outside.path(), cache.join("outputs")).unwrap();
     // ... and another machine adds a file under outputs/.
-    w.ok(
+    w.sh(
         b.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"printf remote > "$SWAMP_DATASTORE_DIR/outputs/new""#,
-        ],
+        r#"printf remote > "$SWAMP_DATASTORE_DIR/outputs/new""#,
     );
-    let index_before = fetch(&w.moto, &index_key()).unwrap();
+    let index_before = w.fetch(&index_key()).unwrap();
 
     for args in [&["data", "list"][..], &["datastore", "sync", "--pull"][..]] {
         let out = w.run_on(a.path(), args);
         assert!(!out.status.success(), "{args:?} followed the symlink");
         assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
-        let written = snapshot(outside.path());
+        let written = snapshot_all(outside.path());
         assert!(written.is_empty(), "written through the link: {written:?}");
     }
     // Nothing was pushed from the outside directory either.
-    assert_eq!(fetch(&w.moto, &index_key()).unwrap(), index_before);
+    assert_eq!(w.fetch(&index_key()).unwrap(), index_before);
 
     // A nested link is refused the same way.
     std::fs::remove_file(cache.join("outputs")).unwrap();
     std::fs::create_dir_all(cache.join("outputs")).unwrap();
     std::os::unix::fs::symlink(outside.path(), cache.join("outputs/sub")).unwrap();
-    w.ok(
-        b.path(),
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs/sub" && printf deep > "$SWAMP_DATASTORE_DIR/outputs/sub/x""#,
-        ],
-    );
+    w.sh(b.path(), r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs/sub" && printf deep > "$SWAMP_DATASTORE_DIR/outputs/sub/x""#);
     let out = w.run_on(a.path(), &["datastore", "sync", "--pull"]);
     assert!(!out.status.success(), "followed the nested symlink");
     assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
-    assert!(snapshot(outside.path()).is_empty());
+    assert!(snapshot_all(outside.path()).is_empty());
 }
 
 #[test]
@@ -629,7 +454,7 @@ fn sigint_during_exec_pushes_what_was_written_and_releases_the_lock() {
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     assert_eq!(
-        fetch(&w.moto, &format!("{PREFIX}/outputs/interrupted")).as_deref(),
+        w.fetch(&format!("{PREFIX}/outputs/interrupted")).as_deref(),
         Some(&b"partial"[..])
     );
     assert!(!w.keys().iter().any(|k| k.ends_with(".datastore.lock")));
