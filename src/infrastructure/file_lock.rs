@@ -15,7 +15,7 @@
 use crate::domain::lock::{
     is_stale, Attempt, DistributedLock, Lease, LockError, LockInfo, LockObservation, LockVersion,
 };
-use crate::infrastructure::atomic_file::{sync_dir, TEMP_MARKER};
+use crate::infrastructure::atomic_file::TEMP_MARKER;
 use crate::infrastructure::hashing::sha256_bytes;
 use async_trait::async_trait;
 use std::fs::{self, OpenOptions};
@@ -120,8 +120,9 @@ impl FileLock {
             .write(true)
             .create_new(true)
             .open(&temp)?;
+        // No fsync: a lock only matters while its holder lives, and a crash of
+        // the machine ends every holder on it (its TTL covers other hosts).
         file.write_all(&info.to_json())?;
-        file.sync_all()?;
         Ok(temp)
     }
 
@@ -132,10 +133,7 @@ impl FileLock {
         let linked = fs::hard_link(&temp, self.lock_path());
         let _ = fs::remove_file(&temp);
         match linked {
-            Ok(()) => {
-                sync_dir(&self.dir);
-                Ok(true)
-            }
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(e),
         }
@@ -159,7 +157,6 @@ impl FileLock {
         };
         if expected(&moved) {
             fs::remove_file(&aside)?;
-            sync_dir(&self.dir);
             return Ok(MoveOutcome::Removed(moved));
         }
         // Not what we meant to remove: put it back unless someone already

@@ -363,8 +363,9 @@ impl ObjectStore for S3Store {
             size += chunk.len() as u64;
             file.write_all(&chunk).await.map_err(io_fail)?;
         }
+        // Durability comes from one syncfs before the sync state records the
+        // file (see CacheSync::pull), not from an fsync per file.
         file.flush().await.map_err(io_fail)?;
-        file.sync_all().await.map_err(io_fail)?;
         Ok(Downloaded {
             size,
             sha256: hex::encode(hasher.finalize()),

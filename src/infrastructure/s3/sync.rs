@@ -345,6 +345,11 @@ impl CacheSync {
                 Err(e) => failures.push(e),
             }
         }
+        if report.downloaded > 0 {
+            // Make every downloaded file durable before the state claims it:
+            // one syncfs instead of an fsync per file.
+            self.sync_filesystem()?;
+        }
         if let Some(first) = failures.into_iter().next() {
             // Keep the old index ETag so the next pull fetches the index again.
             self.save(&state)?;
@@ -354,6 +359,15 @@ impl CacheSync {
         self.save(&state)?;
         self.mark_current();
         Ok(report)
+    }
+
+    fn sync_filesystem(&self) -> Result<(), SyncError> {
+        let dir = std::fs::File::open(self.cache()).map_err(io_err(self.cache()))?;
+        use std::os::fd::AsRawFd;
+        nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| SyncError::Io {
+            path: self.cache().to_path_buf(),
+            message: format!("syncfs: {e}"),
+        })
     }
 
     fn mark_current(&self) {
