@@ -49,3 +49,48 @@ fn put_on_one_machine_is_seen_on_another() {
         .iter()
         .any(|k| k == "proj/.datastore-index.json"));
 }
+
+#[test]
+fn a_file_over_16_mib_goes_up_in_parts_and_comes_back_whole() {
+    let moto = Moto::start();
+    moto.create_bucket("big-bucket");
+    let repo = init_repo();
+    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let swamp_on = |home: &std::path::Path| {
+        let mut cmd = swamp(repo.path());
+        s3_env(&mut cmd, &moto, home);
+        cmd
+    };
+    let setup = run(swamp_on(home_a.path()).args([
+        "datastore",
+        "setup",
+        "s3",
+        "--bucket",
+        "big-bucket",
+        "--endpoint-url",
+        &moto.endpoint(),
+    ]));
+    assert!(setup.status.success(), "{}", stderr(&setup));
+    // 17 MiB + 3 bytes of varied content: two parts, the last one short.
+    let big: Vec<u8> = (0..(17 * 1024 * 1024 + 3) as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let source = repo.path().join("big.bin");
+    std::fs::write(&source, &big).unwrap();
+    let script = format!(
+        "mkdir -p \"$SWAMP_DATASTORE_DIR/outputs\" && cp {} \"$SWAMP_DATASTORE_DIR/outputs/big.bin\"",
+        source.display()
+    );
+    let push = run(swamp_on(home_a.path()).args(["exec", "--", "sh", "-c", &script]));
+    assert!(push.status.success(), "{}", stderr(&push));
+    let pull = run(swamp_on(home_b.path()).args(["datastore", "sync", "--pull"]));
+    assert!(pull.status.success(), "{}", stderr(&pull));
+    let pulled = home_b
+        .path()
+        .join("repos")
+        .join(repo_id(repo.path()))
+        .join("outputs/big.bin");
+    let got = std::fs::read(&pulled).expect("pulled file");
+    assert_eq!(got.len(), big.len());
+    assert!(got == big, "content differs after a multipart round trip");
+}
