@@ -21,7 +21,7 @@ Environment knobs:
   BENCH_HUGE        files in case 5 (default 20 000, see HUGE_DEFAULT; the issue asks 100 000)
   BENCH_HUGE_PEERS=1  also run aws/rclone in case 5 (slow: they upload it all first)
   BENCH_BIG_MB      size of the case-4 file in MiB (default 1024)
-  BENCH_FS_RUNS     runs of case 7 (default max(30, 10 x BENCH_RUNS))
+  BENCH_FS_RUNS     runs of case 7 (default max(100, 30 x BENCH_RUNS))
   BENCH_CONCURRENCY concurrency of the raw loop (default 32, swamp's default)
   BENCH_S3S=1       also run every case against s3s-fs (BENCH_S3S_BIN or s3s-fs on PATH)
   BENCH_SERVERS     comma list overriding the servers: moto,s3s
@@ -72,7 +72,7 @@ HUGE_DEFAULT = 20000
 HUGE_N = env_int("BENCH_HUGE", 5000 if QUICK else HUGE_DEFAULT)
 HUGE_PEERS = os.environ.get("BENCH_HUGE_PEERS") == "1"
 BIG_MB = env_int("BENCH_BIG_MB", 64 if QUICK else 1024)
-FS_RUNS = env_int("BENCH_FS_RUNS", max(30, 10 * RUNS))
+FS_RUNS = env_int("BENCH_FS_RUNS", max(100, 30 * RUNS))
 CONCURRENCY = env_int("BENCH_CONCURRENCY", 32)
 FILE_SIZE = 4096
 DIRS = 40
@@ -935,6 +935,21 @@ def targets(res: Results) -> list[Target]:
     return out
 
 
+def git_state() -> tuple[str, bool]:
+    """The commit (and whether src/ had local changes) when the run started: others may commit meanwhile."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30).stdout.strip()
+        except Exception:  # noqa: BLE001 - facts are best effort
+            return "?"
+
+    return git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no", "--", "src", "Cargo.toml", "Cargo.lock"))
+
+
+GIT_AT_START: tuple[str, bool] = ("?", False)
+
+
 def machine_facts() -> list[str]:
     def cmd(argv, env=None):
         try:
@@ -957,14 +972,13 @@ def machine_facts() -> list[str]:
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     except OSError:
         pass
-    commit = cmd(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = cmd(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
+    commit, dirty = GIT_AT_START
     moto_v = cmd([sys.executable, "-c", "import moto; print(moto.__version__)"])
     return [
         f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {os.cpu_count()} CPUs (nproc {cmd(['nproc'])}), {cpu}, {mem} RAM, {platform.system()} {platform.release()}",
         f"- load average at the end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}; other jobs on the machine skew the numbers",
-        f"- git commit: {commit}{' (with uncommitted changes)' if dirty else ''}",
+        f"- git commit at the start of the run: {commit}{' (with uncommitted changes in src/ or Cargo files)' if dirty else ''}",
         f"- swamp: {cmd([str(SWAMP), '--version'])} (release build); aws: {cmd(['aws', '--version'], base_env())}; "
         f"rclone: {cmd(['rclone', 'version']).splitlines()[0] if shutil.which('rclone') else '?'}; moto {moto_v}; Python {platform.python_version()}",
         f"- settings: BENCH_RUNS={RUNS}, files {SMALL_N:,} / {MID_N:,} / {HUGE_N:,} × 4 KiB, big file {BIG_MB} MiB, "
@@ -1041,6 +1055,8 @@ def main() -> int:
     s3s_bin = os.environ.get("BENCH_S3S_BIN") or shutil.which("s3s-fs") or str(Path.home() / ".cargo" / "bin" / "s3s-fs")
     if not servers and os.environ.get("BENCH_S3S") == "1":
         names.append("s3s")
+    global GIT_AT_START
+    GIT_AT_START = git_state()
     started = time.time()
     base = Path(tempfile.mkdtemp(prefix="swamp-bench-"))
     log(f"work dir {base}")
@@ -1072,19 +1088,17 @@ def main() -> int:
                 for m in r.runs:
                     if m.rc != 0:
                         failures.append(f"{server.name}: {r.case} / {r.tool}: exit {m.rc}: {m.error}")
-            # Free the space of this server's data before the next one.
-            shutil.rmtree(workdir / "data", ignore_errors=True)
-            shutil.rmtree(workdir / "homes", ignore_errors=True)
+        text = report(benches, time.time() - started, failures)
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(text)
+        print(text)
+        log(f"wrote {OUT} ({(time.time() - started) / 60:.1f} min)")
     finally:
         if KEEP:
             log(f"kept {base}")
         else:
+            log(f"removing {base} (unlinking many files can take minutes)")
             shutil.rmtree(base, ignore_errors=True)
-    text = report(benches, time.time() - started, failures)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text)
-    print(text)
-    log(f"wrote {OUT} ({(time.time() - started) / 60:.1f} min)")
     return 1 if failures else 0
 
 
