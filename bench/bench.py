@@ -1102,7 +1102,16 @@ def main() -> int:
     return 1 if failures else 0
 
 
+def _stop(signum, _frame):
+    # Run the finally blocks: stop the server, remove the temp dir.
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
     try:
         sys.exit(main())
     except HarnessError as e:
