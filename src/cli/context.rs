@@ -112,7 +112,7 @@ impl RepoContext {
 
     /// `user@host` for audit entries.
     pub fn actor(&self) -> String {
-        crate::domain::lock::LockInfo::for_this_process(self.timing.ttl).holder
+        crate::domain::lock::current_holder()
     }
 }
 

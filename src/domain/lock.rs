@@ -41,22 +41,9 @@ pub struct LockInfo {
 impl LockInfo {
     /// A fresh record for this process with a new random token.
     pub fn for_this_process(ttl: Duration) -> Self {
-        let hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "unknown-host".to_string());
-        let user = std::env::var("USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .or_else(|| {
-                nix::unistd::User::from_uid(nix::unistd::getuid())
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name)
-            })
-            .unwrap_or_else(|| "unknown".to_string());
+        let hostname = this_hostname();
         Self {
-            holder: format!("{user}@{hostname}"),
+            holder: this_holder(&hostname),
             hostname,
             pid: std::process::id(),
             acquired_at: Utc::now(),
@@ -95,6 +82,34 @@ impl LockInfo {
         // A struct of strings and numbers always serializes.
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
+}
+
+/// This machine's host name.
+fn this_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+/// `user@host` of this process on `hostname`.
+fn this_holder(hostname: &str) -> String {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    format!("{user}@{hostname}")
+}
+
+/// `user@host` of this process, as lock records and audit entries name it.
+pub fn current_holder() -> String {
+    this_holder(&this_hostname())
 }
 
 /// A backend-specific version of the lock record (an S3 ETag, a file identity):

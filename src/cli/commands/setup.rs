@@ -43,7 +43,7 @@ fn switch_config(ctx: &RepoContext, backend: &Backend) -> Result<(), CliError> {
 /// Makes `path` absolute against the current directory, lexically cleaned.
 pub fn absolute(path: &Path) -> Result<PathBuf, CliError> {
     if path.as_os_str().is_empty() {
-        return Err(CliError::Validation("--path is empty".into()));
+        return Err(CliError::Validation("the path is empty".into()));
     }
     let joined = if path.is_absolute() {
         path.to_path_buf()

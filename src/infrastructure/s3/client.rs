@@ -189,11 +189,7 @@ impl S3Store {
                     .length(aws_sdk_s3::primitives::Length::Exact(length))
                     .build()
                     .await
-                    .map_err(|e| StoreError::Failed {
-                        op: "read",
-                        target: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
+                    .map_err(|e| local_read_failed(path, e))?;
                 let part = self
                     .client
                     .upload_part()
@@ -217,6 +213,15 @@ impl S3Store {
             .await?;
         parts.sort_by_key(|p| p.part_number());
         Ok(parts)
+    }
+}
+
+/// A local file that could not be read for an upload.
+fn local_read_failed(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Failed {
+        op: "read",
+        target: path.display().to_string(),
+        message: e.to_string(),
     }
 }
 
@@ -284,11 +289,7 @@ impl ObjectStore for S3Store {
         }
         let body = ByteStream::from_path(path)
             .await
-            .map_err(|e| StoreError::Failed {
-                op: "read",
-                target: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| local_read_failed(path, e))?;
         let out = self
             .client
             .put_object()
