@@ -2,20 +2,29 @@
 //! (shared by lock and sync), the standard credential chain, path-style
 //! addressing when an endpoint is set, request timeouts and retries, and error
 //! messages that name the fix.
+//!
+//! Integrity checks are swamp's own, chosen so no byte is hashed twice: a
+//! single PUT carries the file's SHA-256 (already computed by the push) as
+//! `x-amz-checksum-sha256`, which the server verifies; a multipart part carries
+//! its CRC32 (cheap); every download is hashed with SHA-256 and compared with
+//! the index. The SDK's own request and response checksums are therefore only
+//! used where an operation requires them — over plain http they would sign every
+//! payload chunk with a second SHA-256 pass.
 
 use crate::domain::config::S3Config;
+use crate::infrastructure::hashing::{crc32_range_base64, sha256_hex_to_base64, Sha256};
 use crate::infrastructure::s3::store::{
     Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
 };
 use async_trait::async_trait;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use sha2::{Digest, Sha256};
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// Files larger than this are uploaded in parts of this size.
 pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
@@ -66,7 +75,9 @@ impl S3Store {
                     .operation_attempt_timeout(attempt_timeout())
                     .build(),
             )
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4));
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4))
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if shared.region().is_none() {
             builder = builder.region(aws_config::Region::new("us-east-1"));
         }
@@ -183,6 +194,12 @@ impl S3Store {
             .map(|i| async move {
                 let offset = i * MULTIPART_THRESHOLD;
                 let length = MULTIPART_THRESHOLD.min(size - offset);
+                let owned = path.to_path_buf();
+                let crc32 =
+                    tokio::task::spawn_blocking(move || crc32_range_base64(&owned, offset, length))
+                        .await
+                        .map_err(|e| local_read_failed(path, e))?
+                        .map_err(|e| local_read_failed(path, e))?;
                 let body = ByteStream::read_from()
                     .path(path)
                     .offset(offset)
@@ -197,6 +214,7 @@ impl S3Store {
                     .key(key)
                     .upload_id(upload_id)
                     .part_number(i as i32 + 1)
+                    .checksum_crc32(crc32)
                     .body(body)
                     .send()
                     .await
@@ -213,6 +231,25 @@ impl S3Store {
             .await?;
         parts.sort_by_key(|p| p.part_number());
         Ok(parts)
+    }
+}
+
+/// Bytes a download writes before asking the kernel to start writing them out.
+const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+
+/// Starts writing `len` bytes of `file` at `offset` to disk without waiting,
+/// so the syncfs that makes a pull durable finds little left to write.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads its integer arguments; the fd is
+    // open for the duration of the call. Failure only loses the head start.
+    unsafe {
+        nix::libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as nix::libc::off64_t,
+            len as nix::libc::off64_t,
+            nix::libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
 
@@ -290,12 +327,21 @@ impl ObjectStore for S3Store {
         let body = ByteStream::from_path(path)
             .await
             .map_err(|e| local_read_failed(path, e))?;
+        // The server checks the body against the hash the push computed, so
+        // a file rewritten after hashing fails here instead of being indexed
+        // under the wrong hash.
+        let checksum = sha256_hex_to_base64(sha256).ok_or_else(|| StoreError::Failed {
+            op: "upload",
+            target: self.url(key),
+            message: format!("not a SHA-256: '{sha256}'"),
+        })?;
         let out = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .metadata(SHA_META, sha256)
+            .checksum_sha256(checksum)
             .body(body)
             .send()
             .await
@@ -340,36 +386,70 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.fail("download", key, e))?;
-        let io_fail = |e: std::io::Error| StoreError::Failed {
+        let write_failed = |e: std::io::Error| StoreError::Failed {
             op: "write",
             target: dest.display().to_string(),
             message: e.to_string(),
         };
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(dest)
-            .await
-            .map_err(io_fail)?;
+            .map_err(write_failed)?;
         let recorded_sha256 = out.metadata().and_then(|m| m.get(SHA_META)).cloned();
+        // Hashing and writing run on a blocking thread while this task keeps
+        // receiving, so a large download uses both the network and a core.
+        let (chunks, mut arriving) = tokio::sync::mpsc::channel(16);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            let mut flushed = 0u64;
+            while let Some(chunk) = arriving.blocking_recv() {
+                let chunk: bytes::Bytes = chunk;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk)?;
+                if size - flushed >= WRITEBACK_STEP {
+                    file.flush()?;
+                    start_writeback(file.get_ref(), flushed, size - flushed);
+                    flushed = size;
+                }
+            }
+            // Durability comes from one syncfs before the sync state records
+            // the file (see CacheSync::pull), not from an fsync per file.
+            file.flush()?;
+            Ok::<_, std::io::Error>((hasher.finish_hex(), size))
+        });
         let mut body = out.body;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::Failed {
-            op: "download",
-            target: self.url(key),
-            message: e.to_string(),
-        })? {
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(io_fail)?;
+        let mut received = Ok(());
+        loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) => {
+                    if chunks.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    received = Err(StoreError::Failed {
+                        op: "download",
+                        target: self.url(key),
+                        message: e.to_string(),
+                    });
+                    break;
+                }
+            }
         }
-        // Durability comes from one syncfs before the sync state records the
-        // file (see CacheSync::pull), not from an fsync per file.
-        file.flush().await.map_err(io_fail)?;
+        drop(chunks);
+        let written = writer
+            .await
+            .map_err(|e| write_failed(std::io::Error::other(e)))?;
+        received?;
+        let (sha256, size) = written.map_err(write_failed)?;
         Ok(Downloaded {
             size,
-            sha256: hex::encode(hasher.finalize()),
+            sha256,
             recorded_sha256,
         })
     }

@@ -2,11 +2,11 @@
 //! failures, for unit tests of the lock and sync logic in addition to (never
 //! instead of) the tests against a real S3 server.
 
+use crate::infrastructure::hashing::sha256_bytes;
 use crate::infrastructure::s3::store::{
     Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
 };
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
@@ -185,7 +185,7 @@ impl ObjectStore for MemoryStore {
         })?;
         Ok(Downloaded {
             size: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
+            sha256: sha256_bytes(&bytes),
             recorded_sha256,
         })
     }
