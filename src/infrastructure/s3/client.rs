@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use std::io::Write;
 use std::path::Path;
@@ -144,6 +144,9 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key)
             .metadata(SHA_META, sha256)
+            // S3 refuses part checksums the upload did not announce, and then
+            // wants each part's checksum again at completion.
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .send()
             .await
             .map_err(|e| self.fail("create multipart upload", key, e))?;
@@ -214,7 +217,7 @@ impl S3Store {
                     .key(key)
                     .upload_id(upload_id)
                     .part_number(i as i32 + 1)
-                    .checksum_crc32(crc32)
+                    .checksum_crc32(&crc32)
                     .body(body)
                     .send()
                     .await
@@ -223,6 +226,7 @@ impl S3Store {
                     CompletedPart::builder()
                         .part_number(i as i32 + 1)
                         .set_e_tag(part.e_tag().map(str::to_string))
+                        .checksum_crc32(crc32)
                         .build(),
                 )
             })
