@@ -10,31 +10,30 @@ use swamp_datastore::domain::config::S3Config;
 use swamp_datastore::infrastructure::s3::client::S3Store;
 use swamp_datastore::infrastructure::s3::store::ObjectStore;
 
-fn store_for(moto: &Moto, bucket: &str) -> S3Store {
-    // The SDK reads credentials from the environment; the test owns its process.
+/// A store for `bucket` at `endpoint`, connected on `rt`.
+fn store_at(rt: &tokio::runtime::Runtime, endpoint: String, bucket: &str) -> S3Store {
+    // The SDK reads credentials from the environment; every test sets the same.
     std::env::set_var("AWS_ACCESS_KEY_ID", "x");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "y");
     let config = S3Config {
         bucket: bucket.to_string(),
         prefix: String::new(),
         region: Some("us-east-1".to_string()),
-        endpoint: Some(moto.endpoint()),
+        endpoint: Some(endpoint),
     };
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(S3Store::connect(&config))
+    rt.block_on(S3Store::connect(&config))
 }
 
 #[test]
 fn a_single_put_round_trips_with_its_recorded_sha256() {
     let moto = Moto::start();
     moto.create_bucket("sums");
-    let store = store_for(&moto, "sums");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("f");
     std::fs::write(&file, b"the content that was hashed").unwrap();
     let sha = sha256_hex(b"the content that was hashed");
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = store_at(&rt, moto.endpoint(), "sums");
     rt.block_on(store.put_file("good", &file, 27, &sha))
         .unwrap();
     let head = rt.block_on(store.head("good")).unwrap();
@@ -87,20 +86,12 @@ fn record_one_request() -> (String, std::thread::JoinHandle<Vec<String>>) {
 #[test]
 fn a_single_put_sends_the_files_sha256_for_the_server_to_verify() {
     let (endpoint, recorded) = record_one_request();
-    std::env::set_var("AWS_ACCESS_KEY_ID", "x");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "y");
-    let config = S3Config {
-        bucket: "sums".to_string(),
-        prefix: String::new(),
-        region: Some("us-east-1".to_string()),
-        endpoint: Some(endpoint),
-    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("f");
     std::fs::write(&file, b"").unwrap();
     let sha = sha256_hex(b"");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = rt.block_on(S3Store::connect(&config));
+    let store = store_at(&rt, endpoint, "sums");
     rt.block_on(store.put_file("k", &file, 0, &sha)).unwrap();
     let headers = recorded.join().unwrap();
     // S3 refuses the body (BadDigest) unless it hashes to what swamp indexed,
@@ -126,7 +117,6 @@ fn a_single_put_sends_the_files_sha256_for_the_server_to_verify() {
 fn a_multipart_upload_of_three_parts_downloads_whole() {
     let moto = Moto::start();
     moto.create_bucket("parts");
-    let store = store_for(&moto, "parts");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big");
     // Two full 16 MiB parts and a short third, with a pattern that differs per part.
@@ -136,6 +126,7 @@ fn a_multipart_upload_of_three_parts_downloads_whole() {
     std::fs::write(&file, &body).unwrap();
     let sha = sha256_hex(&body);
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = store_at(&rt, moto.endpoint(), "parts");
     rt.block_on(store.put_file("big", &file, body.len() as u64, &sha))
         .unwrap();
     let dest = dir.path().join("back");

@@ -39,20 +39,25 @@ impl Sha256 {
     }
 }
 
-/// Hex SHA-256 and size of the file at `path`.
-pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
+/// Feeds everything `reader` yields to `consume`, a chunk at a time; returns
+/// the byte count.
+fn for_each_chunk(mut reader: impl Read, mut consume: impl FnMut(&[u8])) -> io::Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
-            break;
+            return Ok(size);
         }
-        hasher.update(&buf[..n]);
+        consume(&buf[..n]);
         size += n as u64;
     }
+}
+
+/// Hex SHA-256 and size of the file at `path`.
+pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let size = for_each_chunk(File::open(path)?, |chunk| hasher.update(chunk))?;
     Ok((hasher.finish_hex(), size))
 }
 
@@ -73,18 +78,8 @@ pub fn sha256_hex_to_base64(hex_digest: &str) -> Option<String> {
 pub fn crc32_range_base64(path: &Path, offset: u64, length: u64) -> io::Result<String> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
-    let mut reader = file.take(length);
     let mut crc = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut seen = 0u64;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        crc.update(&buf[..n]);
-        seen += n as u64;
-    }
+    let seen = for_each_chunk(file.take(length), |chunk| crc.update(chunk))?;
     if seen != length {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
