@@ -40,9 +40,14 @@ impl Sha256 {
 }
 
 /// Feeds everything `reader` yields to `consume`, a chunk at a time; returns
-/// the byte count.
-fn for_each_chunk(mut reader: impl Read, mut consume: impl FnMut(&[u8])) -> io::Result<u64> {
-    let mut buf = vec![0u8; CHUNK];
+/// the byte count. `expected` (bytes) sizes the buffer, so hashing thousands
+/// of small files does not allocate and zero a full chunk for each.
+fn for_each_chunk(
+    mut reader: impl Read,
+    expected: u64,
+    mut consume: impl FnMut(&[u8]),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; (expected.saturating_add(1)).min(CHUNK as u64) as usize];
     let mut size = 0u64;
     loop {
         let n = reader.read(&mut buf)?;
@@ -56,8 +61,10 @@ fn for_each_chunk(mut reader: impl Read, mut consume: impl FnMut(&[u8])) -> io::
 
 /// Hex SHA-256 and size of the file at `path`.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    let file = File::open(path)?;
+    let expected = file.metadata()?.len();
     let mut hasher = Sha256::new();
-    let size = for_each_chunk(File::open(path)?, |chunk| hasher.update(chunk))?;
+    let size = for_each_chunk(file, expected, |chunk| hasher.update(chunk))?;
     Ok((hasher.finish_hex(), size))
 }
 
@@ -79,7 +86,7 @@ pub fn crc32_range_base64(path: &Path, offset: u64, length: u64) -> io::Result<S
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut crc = crc32fast::Hasher::new();
-    let seen = for_each_chunk(file.take(length), |chunk| crc.update(chunk))?;
+    let seen = for_each_chunk(file.take(length), length, |chunk| crc.update(chunk))?;
     if seen != length {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
