@@ -10,4 +10,5 @@ pub mod lock;
 pub mod path_resolver;
 pub mod pattern_matcher;
 pub mod relative_path;
+pub mod sorted_map;
 pub mod sync_index;

@@ -3,6 +3,7 @@
 //! cannot name anything outside the directory it is joined to.
 
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -55,6 +56,19 @@ impl SafeRelativePath {
     /// `path` relative to `root`, `/`-joined and validated; `None` when it is
     /// not under `root` or not a safe relative path.
     pub fn between(root: &Path, path: &Path) -> Option<Self> {
+        // Fast path for the stat walk, which calls this for every cache file:
+        // a byte prefix and a rest that is already clean. Anything else takes
+        // the component-wise route below.
+        let rest = path
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(root.as_os_str().as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"/"));
+        if let Some(rest) = rest {
+            if let Ok(clean) = Self::parse(&String::from_utf8_lossy(rest)) {
+                return Some(clean);
+            }
+        }
         let rel = path.strip_prefix(root).ok()?;
         let text = rel
             .components()
@@ -67,6 +81,11 @@ impl SafeRelativePath {
     /// The path as a `/`-separated string.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The path as an owned `/`-separated string.
+    pub fn into_string(self) -> String {
+        self.0
     }
 
     /// The first segment (the datastore directory a path belongs to).
@@ -108,6 +127,13 @@ mod tests {
         assert_eq!(p.as_str(), "a/b");
         assert!(SafeRelativePath::between(Path::new("/r"), Path::new("/other/a")).is_none());
         assert!(SafeRelativePath::between(Path::new("/r"), Path::new("/r")).is_none());
+        // A byte prefix that is not a component prefix.
+        assert!(SafeRelativePath::between(Path::new("/r"), Path::new("/rx/a")).is_none());
+        // Unclean spellings take the component-wise route to the same answer.
+        for (root, path) in [("/r/", "/r/a/b"), ("/r", "/r//a/./b/"), ("/", "/a/b")] {
+            let p = SafeRelativePath::between(Path::new(root), Path::new(path)).unwrap();
+            assert_eq!(p.as_str(), "a/b", "{root} {path}");
+        }
     }
 
     #[test]

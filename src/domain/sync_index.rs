@@ -48,6 +48,7 @@ pub struct RemoteIndex {
     /// Format version.
     pub format: u32,
     /// Files by relative path.
+    #[serde(deserialize_with = "crate::domain::sorted_map::deserialize")]
     pub files: BTreeMap<String, IndexEntry>,
 }
 

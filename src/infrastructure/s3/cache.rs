@@ -51,6 +51,7 @@ pub struct SyncState {
     /// ETag of the remote index last seen.
     pub index_etag: Option<String>,
     /// Agreed files by relative path.
+    #[serde(deserialize_with = "crate::domain::sorted_map::deserialize")]
     pub files: BTreeMap<String, SyncedFile>,
 }
 
