@@ -256,13 +256,8 @@ impl CacheSync {
             return Ok(());
         }
         let local = self.scan()?;
-        let dirty = local.iter().any(|(rel, stat)| {
-            previous
-                .files
-                .get(rel)
-                .is_none_or(|f| f.size != stat.size || f.mtime_ns != stat.mtime_ns)
-        });
-        if dirty {
+        let (unpushed, _) = compare_with_state(&local, &previous.files);
+        if !unpushed.is_empty() {
             let spec = previous
                 .remote
                 .strip_prefix("s3://")
