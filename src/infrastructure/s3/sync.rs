@@ -744,6 +744,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cache_of_another_prefix_is_cleared_unless_it_holds_unpushed_files() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let on_prefix = |prefix: &str| {
+            let mut sync = machine(&store, dir.path());
+            sync.prefix = prefix.into();
+            sync
+        };
+        write(dir.path(), "outputs/f", "pushed");
+        on_prefix("p").push(&fence()).await.unwrap();
+        // Everything it holds reached "p": switching to "q" clears it.
+        on_prefix("q").pull(&fence()).await.unwrap();
+        assert!(!dir.path().join("outputs/f").exists());
+
+        write(dir.path(), "outputs/g", "pushed");
+        on_prefix("q").push(&fence()).await.unwrap();
+        write(dir.path(), "outputs/g", "changed, never pushed");
+        let err = on_prefix("p").pull(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::ForeignCache { .. }), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("outputs/g")).unwrap(),
+            "changed, never pushed"
+        );
+    }
+
+    #[tokio::test]
     async fn a_failed_upload_is_not_indexed_and_is_retried() {
         let store = Arc::new(MemoryStore::default());
         let dir = tempfile::tempdir().unwrap();
