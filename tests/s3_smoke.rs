@@ -93,4 +93,32 @@ fn a_file_over_16_mib_goes_up_in_parts_and_comes_back_whole() {
     let got = std::fs::read(&pulled).expect("pulled file");
     assert_eq!(got.len(), big.len());
     assert!(got == big, "content differs after a multipart round trip");
+
+    // The index records the CRC32 of each 16 MiB part next to the SHA-256...
+    let index: serde_json::Value = serde_json::from_slice(
+        &moto
+            .get_object("big-bucket", ".datastore-index.json")
+            .expect("index"),
+    )
+    .unwrap();
+    let entry = &index["files"]["outputs/big.bin"];
+    assert_eq!(entry["sha256"], sha256_hex(&big));
+    assert_eq!(entry["parts"]["partSize"], 16 * 1024 * 1024);
+    let crcs: Vec<u32> = big.chunks(16 * 1024 * 1024).map(crc32fast::hash).collect();
+    assert_eq!(entry["parts"]["crc32"], serde_json::json!(crcs));
+    // ...and a pull checks them: one flipped byte in the second part, written
+    // by another tool, is refused and nothing lands in the cache.
+    let mut evil = big.clone();
+    evil[16 * 1024 * 1024 + 1] ^= 0xff;
+    moto.put_object("big-bucket", "outputs/big.bin", &evil);
+    let home_c = tempfile::tempdir().unwrap();
+    let pull = run(swamp_on(home_c.path()).args(["datastore", "sync", "--pull"]));
+    assert!(!pull.status.success(), "a corrupt object was accepted");
+    assert!(
+        stderr(&pull).contains("does not match the index"),
+        "{}",
+        stderr(&pull)
+    );
+    let cache_c = home_c.path().join("repos").join(repo_id(repo.path()));
+    assert!(!cache_c.join("outputs/big.bin").exists());
 }

@@ -7,6 +7,7 @@ mod support;
 use support::s3::*;
 use support::*;
 use swamp_datastore::domain::config::S3Config;
+use swamp_datastore::infrastructure::hashing::{CheckKind, Checked, FileDigest};
 use swamp_datastore::infrastructure::s3::client::S3Store;
 use swamp_datastore::infrastructure::s3::store::ObjectStore;
 
@@ -34,13 +35,15 @@ fn a_single_put_round_trips_with_its_recorded_sha256() {
     let sha = sha256_hex(b"the content that was hashed");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, moto.endpoint(), "sums");
-    rt.block_on(store.put_file("good", &file, 27, &sha))
-        .unwrap();
+    let digest = FileDigest::of_bytes(b"the content that was hashed");
+    rt.block_on(store.put_file("good", &file, &digest)).unwrap();
     let head = rt.block_on(store.head("good")).unwrap();
     assert_eq!(head, Some((27, Some(sha.clone()))));
     let dest = dir.path().join("back");
-    let got = rt.block_on(store.get_to_file("good", &dest)).unwrap();
-    assert_eq!((got.size, got.sha256.as_str()), (27, sha.as_str()));
+    let got = rt
+        .block_on(store.get_to_file("good", &dest, CheckKind::Sha256))
+        .unwrap();
+    assert_eq!((got.size, got.checked), (27, Checked::Sha256(sha)));
     assert_eq!(
         std::fs::read(&dest).unwrap(),
         b"the content that was hashed"
@@ -92,7 +95,8 @@ fn a_single_put_sends_the_files_sha256_for_the_server_to_verify() {
     let sha = sha256_hex(b"");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, endpoint, "sums");
-    rt.block_on(store.put_file("k", &file, 0, &sha)).unwrap();
+    rt.block_on(store.put_file("k", &file, &FileDigest::of_bytes(b"")))
+        .unwrap();
     let headers = recorded.join().unwrap();
     // S3 refuses the body (BadDigest) unless it hashes to what swamp indexed,
     // so a file rewritten after hashing is never stored under the old hash.
@@ -125,14 +129,117 @@ fn a_multipart_upload_of_three_parts_downloads_whole() {
         .collect();
     std::fs::write(&file, &body).unwrap();
     let sha = sha256_hex(&body);
+    let digest = FileDigest::of_bytes(&body);
+    let parts = digest
+        .parts
+        .clone()
+        .expect("a three-part file has part checksums");
+    assert_eq!(parts.crc32.len(), 3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, moto.endpoint(), "parts");
-    rt.block_on(store.put_file("big", &file, body.len() as u64, &sha))
-        .unwrap();
+    rt.block_on(store.put_file("big", &file, &digest)).unwrap();
     let dest = dir.path().join("back");
-    let got = rt.block_on(store.get_to_file("big", &dest)).unwrap();
+    let got = rt
+        .block_on(store.get_to_file("big", &dest, CheckKind::Sha256))
+        .unwrap();
     assert_eq!(got.size, body.len() as u64);
-    assert_eq!(got.sha256, sha);
+    assert_eq!(got.checked, Checked::Sha256(sha.clone()));
     assert_eq!(got.recorded_sha256.as_deref(), Some(sha.as_str()));
     assert!(std::fs::read(&dest).unwrap() == body);
+    // A download can check the part CRCs instead, at memory speed.
+    let again = dir.path().join("again");
+    let got = rt
+        .block_on(store.get_to_file(
+            "big",
+            &again,
+            CheckKind::PartCrc32 {
+                part_size: parts.part_size,
+            },
+        ))
+        .unwrap();
+    assert_eq!(got.checked, Checked::PartCrc32(parts));
+    assert!(std::fs::read(&again).unwrap() == body);
+}
+
+/// A TCP forwarder to `target` that keeps a copy of every byte clients send
+/// (request lines, headers and bodies), for asserting on what went over the wire.
+fn recording_forwarder(target: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = sent.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&target) else {
+                return;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = c_read.read(&mut buf) {
+                    if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = s_write.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (endpoint, sent)
+}
+
+#[test]
+fn multipart_parts_carry_the_crc32s_of_the_content_that_was_hashed() {
+    let moto = Moto::start();
+    moto.create_bucket("moved");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big");
+    let body = vec![1u8; 17 * 1024 * 1024];
+    let digest = FileDigest::of_bytes(&body);
+    let hashed = digest.parts.clone().unwrap().crc32;
+    // The file is rewritten between the hashing read and the upload.
+    let mut changed = body.clone();
+    changed[5] = 2;
+    std::fs::write(&file, &changed).unwrap();
+    let target = moto.endpoint().trim_start_matches("http://").to_string();
+    let (endpoint, sent) = recording_forwarder(target);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = store_at(&rt, endpoint, "moved");
+    // moto neither checks nor keeps part checksums, so it accepts the upload;
+    // S3 answers BadDigest to a part whose body does not match its CRC32.
+    let _ = rt.block_on(store.put_file("big", &file, &digest));
+    let wire = String::from_utf8_lossy(&sent.lock().unwrap()).to_ascii_lowercase();
+    let header = |crc: u32| {
+        format!(
+            "x-amz-checksum-crc32: {}",
+            aws_smithy_types::base64::encode(crc.to_be_bytes())
+        )
+        .to_ascii_lowercase()
+    };
+    assert!(
+        wire.contains(&header(hashed[0])),
+        "part 1 must carry the hashed CRC32"
+    );
+    assert!(
+        wire.contains(&header(hashed[1])),
+        "part 2 must carry the hashed CRC32"
+    );
+    let now = crc32fast::hash(&changed[..16 * 1024 * 1024]);
+    assert_ne!(now, hashed[0]);
+    assert!(
+        !wire.contains(&header(now)),
+        "the upload re-read the changed file for its CRC32"
+    );
 }

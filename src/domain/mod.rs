@@ -7,6 +7,7 @@ pub mod config;
 pub mod item_name;
 pub mod lease_clock;
 pub mod lock;
+pub mod part_checksums;
 pub mod path_resolver;
 pub mod pattern_matcher;
 pub mod relative_path;

@@ -1,10 +1,11 @@
 //! The remote index of an S3 datastore (`.datastore-index.json` under the
-//! prefix): every file the bucket holds for the datastore, with its size and
-//! SHA-256. It is written last in a push and lists only objects that really
+//! prefix): every file the bucket holds for the datastore, with its size,
+//! SHA-256 and, for a large file, its part CRC32s. It is written last in a push and lists only objects that really
 //! reached the bucket. Every key in it is validated as a `SafeRelativePath`
 //! before anything touches the disk, so a malicious index cannot name a file
 //! outside the cache.
 
+use crate::domain::part_checksums::PartChecksums;
 use crate::domain::relative_path::SafeRelativePath;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,6 +40,10 @@ pub struct IndexEntry {
     pub size: u64,
     /// Hex SHA-256 of the content.
     pub sha256: String,
+    /// CRC32 of each part, for files uploaded in parts (absent in indexes
+    /// written before they were recorded; such files are verified by SHA-256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<PartChecksums>,
 }
 
 /// The whole index.
@@ -73,6 +78,11 @@ impl RemoteIndex {
             if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(IndexError::Corrupt(format!("bad sha256 for '{key}'")));
             }
+            if entry.parts.as_ref().is_some_and(|p| !p.fits(entry.size)) {
+                return Err(IndexError::Corrupt(format!(
+                    "part checksums of '{key}' do not fit its size"
+                )));
+            }
         }
         Ok(index)
     }
@@ -100,6 +110,7 @@ mod tests {
         IndexEntry {
             size: 1,
             sha256: "a".repeat(64),
+            parts: None,
         }
     }
 
@@ -131,6 +142,45 @@ mod tests {
             RemoteIndex::parse(br#"{"format":9,"files":{}}"#),
             Err(IndexError::Format(9))
         ));
+    }
+
+    #[test]
+    fn part_checksums_round_trip_and_must_fit_the_size() {
+        let mut index = RemoteIndex::empty();
+        let mut big = entry();
+        big.size = 40;
+        big.parts = Some(PartChecksums {
+            part_size: 16,
+            crc32: vec![1, 2, 3],
+        });
+        index.files.insert("data/big".into(), big.clone());
+        assert_eq!(RemoteIndex::parse(&index.to_json()).unwrap(), index);
+        // An index from before part checksums still reads.
+        let old = format!(
+            r#"{{"format":1,"files":{{"data/a":{{"size":1,"sha256":"{}"}}}}}}"#,
+            "a".repeat(64)
+        );
+        assert_eq!(
+            RemoteIndex::parse(old.as_bytes()).unwrap().files["data/a"],
+            entry()
+        );
+        for bad in [
+            PartChecksums {
+                part_size: 16,
+                crc32: vec![1, 2],
+            },
+            PartChecksums {
+                part_size: 0,
+                crc32: vec![],
+            },
+        ] {
+            big.parts = Some(bad);
+            index.files.insert("data/big".into(), big.clone());
+            assert!(matches!(
+                RemoteIndex::parse(&index.to_json()),
+                Err(IndexError::Corrupt(m)) if m.contains("data/big")
+            ));
+        }
     }
 
     #[test]

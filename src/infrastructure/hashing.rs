@@ -1,13 +1,19 @@
 //! SHA-256 and CRC32 of files and streams, so large files are never read whole
 //! into memory.
 //!
+//! A file's `FileDigest` comes from one read: its SHA-256 and, when it is large
+//! enough to travel in parts, the CRC32 of each part (see
+//! `domain::part_checksums`). A download computes whichever of the two its
+//! index entry lets it compare (`CheckKind`), while it writes.
+//!
 //! SHA-256 comes from AWS-LC (already linked for TLS): its assembly is about
 //! twice as fast as a portable implementation on CPUs without SHA extensions,
 //! and hashing is the dominant cost of pushing and pulling large files.
 
+use crate::domain::part_checksums::{PartChecksums, PART_SIZE};
 use aws_lc_rs::digest;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::Path;
 
 /// Read size for hashing passes.
@@ -68,6 +74,151 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     Ok((hasher.finish_hex(), size))
 }
 
+/// What identifies a file's content and protects its transfers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    /// Bytes hashed.
+    pub size: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// CRC32 of each `PART_SIZE` part, for files larger than one part.
+    pub parts: Option<PartChecksums>,
+}
+
+impl FileDigest {
+    /// The digest of `bytes`.
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        let mut parts = PartCrc32::new(PART_SIZE);
+        parts.update(bytes);
+        Self::from_pass(sha256_bytes(bytes), bytes.len() as u64, parts)
+    }
+
+    fn from_pass(sha256: String, size: u64, parts: PartCrc32) -> Self {
+        Self {
+            size,
+            sha256,
+            parts: PartChecksums::wanted_for(size).then(|| parts.finish()),
+        }
+    }
+}
+
+/// The digest of the file at `path`, in one read.
+pub fn digest_file(path: &Path) -> io::Result<FileDigest> {
+    let file = File::open(path)?;
+    let expected = file.metadata()?.len();
+    let mut hasher = Sha256::new();
+    // Always computed, kept only for large files: the file may grow past a
+    // part while it is read, and a CRC of a small file costs next to nothing.
+    let mut parts = PartCrc32::new(PART_SIZE);
+    let size = for_each_chunk(file, expected, |chunk| {
+        hasher.update(chunk);
+        parts.update(chunk);
+    })?;
+    Ok(FileDigest::from_pass(hasher.finish_hex(), size, parts))
+}
+
+/// CRC32s of consecutive fixed-size parts of a stream.
+pub struct PartCrc32 {
+    part_size: u64,
+    filled: u64,
+    current: crc32fast::Hasher,
+    done: Vec<u32>,
+}
+
+impl PartCrc32 {
+    /// Parts of `part_size` bytes (at least one byte).
+    pub fn new(part_size: u64) -> Self {
+        Self {
+            part_size: part_size.max(1),
+            filled: 0,
+            current: crc32fast::Hasher::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Feeds `bytes`, closing a part at every `part_size` boundary.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let room = self.part_size - self.filled;
+            let take = room.min(bytes.len() as u64) as usize;
+            self.current.update(&bytes[..take]);
+            self.filled += take as u64;
+            bytes = &bytes[take..];
+            if self.filled == self.part_size {
+                let full = std::mem::replace(&mut self.current, crc32fast::Hasher::new());
+                self.done.push(full.finalize());
+                self.filled = 0;
+            }
+        }
+    }
+
+    /// The checksums, the last (short) part included.
+    pub fn finish(mut self) -> PartChecksums {
+        if self.filled > 0 {
+            self.done.push(self.current.finalize());
+        }
+        PartChecksums {
+            part_size: self.part_size,
+            crc32: self.done,
+        }
+    }
+}
+
+/// What a download should compute to compare with its index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// The SHA-256 of the whole content.
+    Sha256,
+    /// The CRC32 of each part of this size.
+    PartCrc32 {
+        /// Bytes per part.
+        part_size: u64,
+    },
+}
+
+/// What a download computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// Hex SHA-256 of the content.
+    Sha256(String),
+    /// CRC32 of each part.
+    PartCrc32(PartChecksums),
+}
+
+/// Computes a `CheckKind` over a stream.
+pub enum ContentChecker {
+    /// Hashing with SHA-256.
+    Sha256(Sha256),
+    /// CRC32 per part.
+    PartCrc32(PartCrc32),
+}
+
+impl ContentChecker {
+    /// A checker for `kind`.
+    pub fn new(kind: CheckKind) -> Self {
+        match kind {
+            CheckKind::Sha256 => Self::Sha256(Sha256::new()),
+            CheckKind::PartCrc32 { part_size } => Self::PartCrc32(PartCrc32::new(part_size)),
+        }
+    }
+
+    /// Feeds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha256(h) => h.update(bytes),
+            Self::PartCrc32(p) => p.update(bytes),
+        }
+    }
+
+    /// The result.
+    pub fn finish(self) -> Checked {
+        match self {
+            Self::Sha256(h) => Checked::Sha256(h.finish_hex()),
+            Self::PartCrc32(p) => Checked::PartCrc32(p.finish()),
+        }
+    }
+}
+
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex::encode(digest::digest(&digest::SHA256, bytes).as_ref())
@@ -78,24 +229,6 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
 pub fn sha256_hex_to_base64(hex_digest: &str) -> Option<String> {
     let raw = hex::decode(hex_digest).ok().filter(|b| b.len() == 32)?;
     Some(aws_smithy_types::base64::encode(raw))
-}
-
-/// Base64 of the big-endian CRC32 of `length` bytes of the file at `path` from
-/// `offset` (the form of S3's `x-amz-checksum-crc32`).
-pub fn crc32_range_base64(path: &Path, offset: u64, length: u64) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut crc = crc32fast::Hasher::new();
-    let seen = for_each_chunk(file.take(length), length, |chunk| crc.update(chunk))?;
-    if seen != length {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("file shrank while reading: wanted {length} bytes at {offset}, got {seen}"),
-        ));
-    }
-    Ok(aws_smithy_types::base64::encode(
-        crc.finalize().to_be_bytes(),
-    ))
 }
 
 /// A reader adapter that hashes and counts what passes through it.
@@ -166,13 +299,61 @@ mod tests {
     }
 
     #[test]
-    fn crc32_of_a_range_is_the_crc_of_those_bytes() {
+    fn part_crcs_split_at_part_boundaries_whatever_the_chunking() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let want: Vec<u32> = data.chunks(64).map(crc32fast::hash).collect();
+        for step in [1, 63, 64, 65, 1000] {
+            let mut parts = PartCrc32::new(64);
+            for chunk in data.chunks(step) {
+                parts.update(chunk);
+            }
+            let got = parts.finish();
+            assert_eq!(got.crc32, want, "chunks of {step}");
+            assert!(got.fits(1000));
+        }
+        assert!(PartCrc32::new(64).finish().crc32.is_empty());
+    }
+
+    #[test]
+    fn file_digest_carries_parts_only_for_multipart_files() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"xx123456789yy").unwrap();
-        // CRC32 check value of "123456789" is 0xCBF43926.
-        let want = aws_smithy_types::base64::encode(0xCBF4_3926u32.to_be_bytes());
-        assert_eq!(crc32_range_base64(&p, 2, 9).unwrap(), want);
-        assert!(crc32_range_base64(&p, 10, 9).is_err());
+        let small = dir.path().join("small");
+        std::fs::write(&small, b"hello").unwrap();
+        let d = digest_file(&small).unwrap();
+        assert_eq!((d.size, d.parts.clone()), (5, None));
+        assert_eq!(d.sha256, sha256_bytes(b"hello"));
+        assert_eq!(d, FileDigest::of_bytes(b"hello"));
+
+        let big = dir.path().join("big");
+        let data = vec![3u8; (PART_SIZE + 10) as usize];
+        std::fs::write(&big, &data).unwrap();
+        let d = digest_file(&big).unwrap();
+        let parts = d.parts.clone().unwrap();
+        assert_eq!(parts.part_size, PART_SIZE);
+        assert_eq!(
+            parts.crc32,
+            vec![
+                crc32fast::hash(&data[..PART_SIZE as usize]),
+                crc32fast::hash(&data[PART_SIZE as usize..])
+            ]
+        );
+        assert_eq!(d.sha256, sha256_bytes(&data));
+        assert_eq!(d, FileDigest::of_bytes(&data));
+    }
+
+    #[test]
+    fn checkers_compute_what_was_asked() {
+        let mut sha = ContentChecker::new(CheckKind::Sha256);
+        sha.update(b"abc");
+        assert_eq!(sha.finish(), Checked::Sha256(sha256_bytes(b"abc")));
+        let mut crc = ContentChecker::new(CheckKind::PartCrc32 { part_size: 2 });
+        crc.update(b"abc");
+        assert_eq!(
+            crc.finish(),
+            Checked::PartCrc32(PartChecksums {
+                part_size: 2,
+                crc32: vec![crc32fast::hash(b"ab"), crc32fast::hash(b"c")],
+            })
+        );
     }
 }

@@ -15,7 +15,7 @@ use crate::infrastructure::atomic_file::{is_temp_name, write_atomic_from};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::data_store::prune_empty_parents;
 use crate::infrastructure::file_lock::LOCK_FILE;
-use crate::infrastructure::hashing::{sha256_file, HashingReader};
+use crate::infrastructure::hashing::{digest_file, sha256_file, FileDigest, HashingReader};
 use serde::Serialize;
 use std::fs::{self, File};
 use std::io;
@@ -82,10 +82,8 @@ pub struct SourceFile {
     pub rel: SafeRelativePath,
     /// Absolute source path.
     pub path: PathBuf,
-    /// Size in bytes.
-    pub size: u64,
-    /// Hex SHA-256.
-    pub sha256: String,
+    /// Size, SHA-256 and part checksums, from one read.
+    pub digest: FileDigest,
 }
 
 /// What a migration did.
@@ -146,13 +144,8 @@ pub fn datastore_files(
             if !resolver.is_datastore_path(&rel) {
                 continue;
             }
-            let (sha256, size) = sha256_file(&path).map_err(io_err(&path))?;
-            files.push(SourceFile {
-                rel,
-                path,
-                size,
-                sha256,
-            });
+            let digest = digest_file(&path).map_err(io_err(&path))?;
+            files.push(SourceFile { rel, path, digest });
         }
     }
     Ok(files)
@@ -198,7 +191,7 @@ pub fn copy_verified(
             Err(e) => return Err(io_err(&dest)(e)),
             Ok(meta) if meta.is_file() => {
                 let (sha, size) = sha256_file(&dest).map_err(io_err(&dest))?;
-                if sha == file.sha256 && size == file.size {
+                if sha == file.digest.sha256 && size == file.digest.size {
                     report.already_present += 1;
                     report.record(file);
                 } else {
@@ -219,7 +212,7 @@ pub fn copy_verified(
         let mut reader = HashingReader::new(&mut source);
         write_atomic_from(&dest, &mut reader).map_err(io_err(&dest))?;
         let (read_sha, _) = reader.finish();
-        if read_sha != file.sha256 {
+        if read_sha != file.digest.sha256 {
             return Err(MigrationError::Source {
                 path: file.path.clone(),
                 reason: "changed while it was being copied".into(),
@@ -233,12 +226,12 @@ pub fn copy_verified(
                 .and_then(|f| f.set_modified(mtime));
         }
         let (sha, size) = sha256_file(&dest).map_err(io_err(&dest))?;
-        if sha != file.sha256 || size != file.size {
+        if sha != file.digest.sha256 || size != file.digest.size {
             return Err(MigrationError::Verify {
                 path: dest,
                 reason: format!(
                     "expected {} bytes sha256 {}, found {size} bytes sha256 {sha}",
-                    file.size, file.sha256
+                    file.digest.size, file.digest.sha256
                 ),
             });
         }
@@ -269,7 +262,7 @@ impl MigrationReport {
     /// Counts `file` as migrated.
     pub fn record(&mut self, file: SourceFile) {
         self.files += 1;
-        self.bytes += file.size;
+        self.bytes += file.digest.size;
         let dir = file.rel.top_dir().to_string();
         if !self.directories.contains(&dir) {
             self.directories.push(dir);

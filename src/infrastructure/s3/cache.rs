@@ -4,6 +4,7 @@
 //! on (size, mtime, SHA-256). A file whose size and mtime still match needs no
 //! hashing; a file that differs from its agreed entry is dirty.
 
+use crate::domain::part_checksums::PartChecksums;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::infrastructure::atomic_file::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,9 @@ pub struct SyncedFile {
     pub mtime_ns: i128,
     /// Hex SHA-256.
     pub sha256: String,
+    /// Part CRC32s of a large file, carried into the index the push writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<PartChecksums>,
 }
 
 /// The cache's sync state.

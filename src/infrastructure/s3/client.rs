@@ -5,14 +5,16 @@
 //!
 //! Integrity checks are swamp's own, chosen so no byte is hashed twice: a
 //! single PUT carries the file's SHA-256 (already computed by the push) as
-//! `x-amz-checksum-sha256`, which the server verifies; a multipart part carries
-//! its CRC32 (cheap); every download is hashed with SHA-256 and compared with
-//! the index. The SDK's own request and response checksums are therefore only
+//! `x-amz-checksum-sha256`, and each multipart part the CRC32 the push computed
+//! in the same read, so the server rejects content that changed after it was
+//! hashed; a download computes what its index entry lets it compare (the part
+//! CRC32s of a large file, else the SHA-256) while it writes. The SDK's own request and response checksums are therefore only
 //! used where an operation requires them — over plain http they would sign every
 //! payload chunk with a second SHA-256 pass.
 
 use crate::domain::config::S3Config;
-use crate::infrastructure::hashing::{crc32_range_base64, sha256_hex_to_base64, Sha256};
+use crate::domain::part_checksums::{PartChecksums, PART_SIZE};
+use crate::infrastructure::hashing::{sha256_hex_to_base64, CheckKind, ContentChecker, FileDigest};
 use crate::infrastructure::s3::store::{
     Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
 };
@@ -26,8 +28,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-/// Files larger than this are uploaded in parts of this size.
-pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// Files larger than this are uploaded in parts (of the size their part
+/// checksums were computed with).
+pub const MULTIPART_THRESHOLD: u64 = PART_SIZE;
 /// Environment variable bounding one S3 request attempt, in seconds.
 pub const TIMEOUT_ENV: &str = "SWAMP_S3_TIMEOUT_SECS";
 
@@ -135,15 +138,29 @@ impl S3Store {
         &self,
         key: &str,
         path: &Path,
-        size: u64,
-        sha256: &str,
+        digest: &FileDigest,
     ) -> Result<String, StoreError> {
+        // The part CRCs come from the read that computed the SHA-256, so a
+        // file rewritten since then fails its upload instead of being indexed
+        // under the old hash.
+        let parts = digest
+            .parts
+            .as_ref()
+            .filter(|p| p.fits(digest.size) && p.part_size >= MIN_PART_SIZE)
+            .ok_or_else(|| StoreError::Failed {
+                op: "upload",
+                target: self.url(key),
+                message: format!(
+                    "internal error: no usable part checksums for a {} byte file",
+                    digest.size
+                ),
+            })?;
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .metadata(SHA_META, sha256)
+            .metadata(SHA_META, &digest.sha256)
             // S3 refuses part checksums the upload did not announce, and then
             // wants each part's checksum again at completion.
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
@@ -151,7 +168,9 @@ impl S3Store {
             .await
             .map_err(|e| self.fail("create multipart upload", key, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
-        let result = self.upload_parts(key, path, size, &upload_id).await;
+        let result = self
+            .upload_parts(key, path, digest.size, parts, &upload_id)
+            .await;
         match result {
             Ok(parts) => {
                 let done = self
@@ -189,20 +208,17 @@ impl S3Store {
         key: &str,
         path: &Path,
         size: u64,
+        checksums: &PartChecksums,
         upload_id: &str,
     ) -> Result<Vec<CompletedPart>, StoreError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
-        let count = size.div_ceil(MULTIPART_THRESHOLD);
-        let mut parts: Vec<CompletedPart> = stream::iter(0..count)
-            .map(|i| async move {
-                let offset = i * MULTIPART_THRESHOLD;
-                let length = MULTIPART_THRESHOLD.min(size - offset);
-                let owned = path.to_path_buf();
-                let crc32 =
-                    tokio::task::spawn_blocking(move || crc32_range_base64(&owned, offset, length))
-                        .await
-                        .map_err(|e| local_read_failed(path, e))?
-                        .map_err(|e| local_read_failed(path, e))?;
+        let part_size = checksums.part_size;
+        let numbered: Vec<(u64, u32)> = (0u64..).zip(checksums.crc32.iter().copied()).collect();
+        let mut parts: Vec<CompletedPart> = stream::iter(numbered)
+            .map(|(i, crc)| async move {
+                let offset = i * part_size;
+                let length = part_size.min(size - offset);
+                let crc32 = aws_smithy_types::base64::encode(crc.to_be_bytes());
                 let body = ByteStream::read_from()
                     .path(path)
                     .offset(offset)
@@ -237,6 +253,9 @@ impl S3Store {
         Ok(parts)
     }
 }
+
+/// S3's smallest part (all but the last).
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// Bytes a download writes before asking the kernel to start writing them out.
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
@@ -322,12 +341,12 @@ impl ObjectStore for S3Store {
         &self,
         key: &str,
         path: &Path,
-        size: u64,
-        sha256: &str,
+        digest: &FileDigest,
     ) -> Result<String, StoreError> {
-        if size > MULTIPART_THRESHOLD {
-            return self.put_multipart(key, path, size, sha256).await;
+        if digest.size > MULTIPART_THRESHOLD {
+            return self.put_multipart(key, path, digest).await;
         }
+        let sha256 = digest.sha256.as_str();
         let body = ByteStream::from_path(path)
             .await
             .map_err(|e| local_read_failed(path, e))?;
@@ -381,7 +400,12 @@ impl ObjectStore for S3Store {
         Ok(Fetched::Object(bytes.to_vec(), meta))
     }
 
-    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<Downloaded, StoreError> {
+    async fn get_to_file(
+        &self,
+        key: &str,
+        dest: &Path,
+        check: CheckKind,
+    ) -> Result<Downloaded, StoreError> {
         let out = self
             .client
             .get_object()
@@ -406,12 +430,12 @@ impl ObjectStore for S3Store {
         let (chunks, mut arriving) = tokio::sync::mpsc::channel(16);
         let writer = tokio::task::spawn_blocking(move || {
             let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
-            let mut hasher = Sha256::new();
+            let mut checker = ContentChecker::new(check);
             let mut size = 0u64;
             let mut flushed = 0u64;
             while let Some(chunk) = arriving.blocking_recv() {
                 let chunk: bytes::Bytes = chunk;
-                hasher.update(&chunk);
+                checker.update(&chunk);
                 size += chunk.len() as u64;
                 file.write_all(&chunk)?;
                 if size - flushed >= WRITEBACK_STEP {
@@ -423,7 +447,7 @@ impl ObjectStore for S3Store {
             // Durability comes from one syncfs before the sync state records
             // the file (see CacheSync::pull), not from an fsync per file.
             file.flush()?;
-            Ok::<_, std::io::Error>((hasher.finish_hex(), size))
+            Ok::<_, std::io::Error>((checker.finish(), size))
         });
         let mut body = out.body;
         let mut received = Ok(());
@@ -450,10 +474,10 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| write_failed(std::io::Error::other(e)))?;
         received?;
-        let (sha256, size) = written.map_err(write_failed)?;
+        let (checked, size) = written.map_err(write_failed)?;
         Ok(Downloaded {
             size,
-            sha256,
+            checked,
             recorded_sha256,
         })
     }

@@ -2,7 +2,7 @@
 //! failures, for unit tests of the lock and sync logic in addition to (never
 //! instead of) the tests against a real S3 server.
 
-use crate::infrastructure::hashing::sha256_bytes;
+use crate::infrastructure::hashing::{CheckKind, ContentChecker, FileDigest};
 use crate::infrastructure::s3::store::{
     Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
 };
@@ -128,8 +128,7 @@ impl ObjectStore for MemoryStore {
         &self,
         key: &str,
         path: &Path,
-        _size: u64,
-        sha256: &str,
+        digest: &FileDigest,
     ) -> Result<String, StoreError> {
         self.count();
         if self.fail_uploads.lock().unwrap().contains(key) {
@@ -144,7 +143,16 @@ impl ObjectStore for MemoryStore {
             target: path.display().to_string(),
             message: e.to_string(),
         })?;
-        self.write(key, bytes, PutMode::Overwrite, Some(sha256.to_string()))
+        // As S3 does with the checksum a put carries: content that changed
+        // after it was hashed is refused.
+        if FileDigest::of_bytes(&bytes) != *digest {
+            return Err(StoreError::Failed {
+                op: "upload",
+                target: key.into(),
+                message: "checksum mismatch".into(),
+            });
+        }
+        self.write(key, bytes, PutMode::Overwrite, Some(digest.sha256.clone()))
     }
 
     async fn get_bytes(
@@ -169,7 +177,12 @@ impl ObjectStore for MemoryStore {
         ))
     }
 
-    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<Downloaded, StoreError> {
+    async fn get_to_file(
+        &self,
+        key: &str,
+        dest: &Path,
+        check: CheckKind,
+    ) -> Result<Downloaded, StoreError> {
         self.count();
         let (bytes, recorded_sha256) = self
             .objects
@@ -185,7 +198,11 @@ impl ObjectStore for MemoryStore {
         })?;
         Ok(Downloaded {
             size: bytes.len() as u64,
-            sha256: sha256_bytes(&bytes),
+            checked: {
+                let mut checker = ContentChecker::new(check);
+                checker.update(&bytes);
+                checker.finish()
+            },
             recorded_sha256,
         })
     }

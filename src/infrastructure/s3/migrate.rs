@@ -57,13 +57,13 @@ pub async fn upload_verified(
         let listed_differently = index
             .files
             .get(file.rel.as_str())
-            .is_some_and(|e| e.sha256 != file.sha256);
+            .is_some_and(|e| e.sha256 != file.digest.sha256);
         if !existing.contains(&key) && !listed_differently {
             to_upload.push(file);
             continue;
         }
         match store.head(&key).await.map_err(remote)? {
-            Some((size, Some(sha))) if size == file.size && sha == file.sha256 => {
+            Some((size, Some(sha))) if size == file.digest.size && sha == file.digest.sha256 => {
                 report.already_present += 1;
                 report.record(file);
             }
@@ -80,16 +80,20 @@ pub async fn upload_verified(
             let key = object_key(prefix, file.rel.as_str());
             let outcome = async {
                 store
-                    .put_file(&key, &file.path, file.size, &file.sha256)
+                    .put_file(&key, &file.path, &file.digest)
                     .await
                     .map_err(remote)?;
                 match store.head(&key).await.map_err(remote)? {
-                    Some((size, Some(sha))) if size == file.size && sha == file.sha256 => Ok(()),
+                    Some((size, Some(sha)))
+                        if size == file.digest.size && sha == file.digest.sha256 =>
+                    {
+                        Ok(())
+                    }
                     other => Err(MigrationError::Verify {
                         path: key.clone().into(),
                         reason: format!(
                             "expected {} bytes sha256 {}, the bucket reports {other:?}",
-                            file.size, file.sha256
+                            file.digest.size, file.digest.sha256
                         ),
                     }),
                 }
@@ -111,8 +115,9 @@ pub async fn upload_verified(
         index.files.insert(
             file.rel.to_string(),
             IndexEntry {
-                size: file.size,
-                sha256: file.sha256.clone(),
+                size: file.digest.size,
+                sha256: file.digest.sha256.clone(),
+                parts: file.digest.parts.clone(),
             },
         );
     }

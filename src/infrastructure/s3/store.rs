@@ -3,6 +3,7 @@
 //! `PutMode::Update(etag)` (If-Match). The lock and the index are written only
 //! through these modes; a failed condition is `StoreError::Precondition`.
 
+use crate::infrastructure::hashing::{CheckKind, Checked, FileDigest};
 use async_trait::async_trait;
 use std::path::Path;
 use std::time::SystemTime;
@@ -63,8 +64,8 @@ pub enum Fetched {
 pub struct Downloaded {
     /// Bytes written.
     pub size: u64,
-    /// Hex SHA-256 of what was written.
-    pub sha256: String,
+    /// What the download computed over what it wrote.
+    pub checked: Checked,
     /// The SHA-256 the uploader recorded on the object, if any.
     pub recorded_sha256: Option<String>,
 }
@@ -92,13 +93,13 @@ pub trait ObjectStore: Send + Sync {
         bytes: Vec<u8>,
         mode: PutMode,
     ) -> Result<String, StoreError>;
-    /// Uploads a file (streamed; multipart when large), tagging it with its SHA-256.
+    /// Uploads a file (streamed; multipart when large), tagging it with its
+    /// SHA-256 and having the server check it against `digest`.
     async fn put_file(
         &self,
         key: &str,
         path: &Path,
-        size: u64,
-        sha256: &str,
+        digest: &FileDigest,
     ) -> Result<String, StoreError>;
     /// Reads a small object, or `NotModified` if its ETag is `if_none_match`.
     async fn get_bytes(
@@ -106,8 +107,13 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         if_none_match: Option<&str>,
     ) -> Result<Fetched, StoreError>;
-    /// Streams an object into `dest` (a new file).
-    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<Downloaded, StoreError>;
+    /// Streams an object into `dest` (a new file), computing `check` over it.
+    async fn get_to_file(
+        &self,
+        key: &str,
+        dest: &Path,
+        check: CheckKind,
+    ) -> Result<Downloaded, StoreError>;
     /// Size and recorded SHA-256 of an object, if it exists.
     async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError>;
     /// Deletes an object, only if its ETag is `if_match` when given.

@@ -15,7 +15,7 @@ use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sync_index::{object_key, IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::atomic_file::{is_temp_name, temp_path_for};
 use crate::infrastructure::coordinator::LeaseFence;
-use crate::infrastructure::hashing::sha256_file;
+use crate::infrastructure::hashing::{digest_file, CheckKind, Checked, FileDigest};
 use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, SyncedFile};
 use crate::infrastructure::s3::store::{Fetched, ObjectStore, PutMode, StoreError};
 use futures::stream::{self, StreamExt};
@@ -316,21 +316,29 @@ impl CacheSync {
             if !self.resolver.is_datastore_path(&rel) {
                 continue;
             }
-            if state.files.get(rel_text).map(|f| &f.sha256) == Some(&entry.sha256) {
+            if let Some(agreed) = state
+                .files
+                .get_mut(rel_text)
+                .filter(|f| f.sha256 == entry.sha256)
+            {
+                // Same content; keep the index's part checksums (an index
+                // written by an older swamp may lack them) for the next push.
+                agreed.parts.clone_from(&entry.parts);
                 continue;
             }
             let path = safe_cache_path(self.cache(), &rel).map_err(io_err(self.cache()))?;
             // A local copy with the same content (e.g. left by a migration) needs no download.
             if let Ok(meta) = std::fs::metadata(&path) {
                 if meta.len() == entry.size {
-                    if let Ok((sha, _)) = sha256_file(&path) {
-                        if sha == entry.sha256 {
+                    if let Ok(digest) = digest_file(&path) {
+                        if digest.sha256 == entry.sha256 {
                             state.files.insert(
                                 rel_text.clone(),
                                 SyncedFile {
                                     size: entry.size,
                                     mtime_ns: mtime_ns(&meta),
-                                    sha256: sha,
+                                    sha256: digest.sha256,
+                                    parts: digest.parts,
                                 },
                             );
                             continue;
@@ -456,7 +464,13 @@ impl CacheSync {
         safe_cache_path(self.cache(), rel).map_err(io_err(path))?;
         let temp = temp_path_for(path);
         let key = self.key(rel.as_str());
-        let got = match self.store.get_to_file(&key, &temp).await {
+        let check = match &entry.parts {
+            Some(parts) => CheckKind::PartCrc32 {
+                part_size: parts.part_size,
+            },
+            None => CheckKind::Sha256,
+        };
+        let got = match self.store.get_to_file(&key, &temp, check).await {
             Ok(got) => got,
             Err(StoreError::NotFound(_)) => {
                 // Listed but gone: a push deleted it and was interrupted before
@@ -471,27 +485,36 @@ impl CacheSync {
                 return Err(e.into());
             }
         };
-        if got.sha256 != entry.sha256 || got.size != entry.size {
-            // An object whose content matches the hash its uploader recorded is
-            // a complete swamp upload newer than the index (a push interrupted
-            // before its index write): take it. Anything else is corruption or
-            // a change by another tool.
-            if got.recorded_sha256.as_deref() != Some(got.sha256.as_str()) {
-                let _ = std::fs::remove_file(&temp);
-                return Err(SyncError::Integrity {
-                    key,
-                    expected: entry.sha256.clone(),
-                    actual: got.sha256,
-                });
+        let digest = match verify_download(&temp, entry, got.size, got.checked) {
+            Ok(Verified::AsIndexed(digest)) => digest,
+            Ok(Verified::Differs(digest)) => {
+                // An object whose content matches the hash its uploader recorded
+                // is a complete swamp upload newer than the index (a push
+                // interrupted before its index write): take it. Anything else
+                // is corruption or a change by another tool.
+                if got.recorded_sha256.as_deref() != Some(digest.sha256.as_str()) {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(SyncError::Integrity {
+                        key,
+                        expected: entry.sha256.clone(),
+                        actual: digest.sha256,
+                    });
+                }
+                tracing::warn!(%key, "object is newer than the index (interrupted push); taking the object");
+                digest
             }
-            tracing::warn!(%key, "object is newer than the index (interrupted push); taking the object");
-        }
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(io_err(&temp)(e));
+            }
+        };
         std::fs::rename(&temp, path).map_err(io_err(path))?;
         let meta = std::fs::metadata(path).map_err(io_err(path))?;
         Ok(Arrival::Landed(SyncedFile {
-            size: got.size,
+            size: digest.size,
             mtime_ns: mtime_ns(&meta),
-            sha256: got.sha256,
+            sha256: digest.sha256,
+            parts: digest.parts,
         }))
     }
 
@@ -548,17 +571,17 @@ impl CacheSync {
         for (rel, stat) in suspects {
             let mtime = stat.mtime_ns;
             let path = self.cache().join(rel);
-            let (sha, hashed_size) = sha256_file(&path).map_err(io_err(&path))?;
+            let digest = digest_file(&path).map_err(io_err(&path))?;
             if let Some(agreed) = state.files.get_mut(rel) {
-                if agreed.sha256 == sha {
+                if agreed.sha256 == digest.sha256 {
                     // Touched but unchanged: remember the new mtime.
                     agreed.mtime_ns = mtime;
-                    agreed.size = hashed_size;
+                    agreed.size = digest.size;
                     state_dirty = true;
                     continue;
                 }
             }
-            changed.push((rel.clone(), path, hashed_size, mtime, sha));
+            changed.push((rel.clone(), path, mtime, digest));
         }
         if changed.is_empty() && deleted.is_empty() {
             if state_dirty {
@@ -571,13 +594,10 @@ impl CacheSync {
         self.ensure_current(&state).await?;
         self.start_progress("push", (changed.len() + deleted.len()) as u64);
         let uploads: Vec<_> = stream::iter(changed)
-            .map(|(rel, path, size, mtime, sha)| async move {
-                let outcome = self
-                    .store
-                    .put_file(&self.key(&rel), &path, size, &sha)
-                    .await;
+            .map(|(rel, path, mtime, digest)| async move {
+                let outcome = self.store.put_file(&self.key(&rel), &path, &digest).await;
                 self.tick();
-                (rel, size, mtime, sha, outcome)
+                (rel, mtime, digest, outcome)
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -596,17 +616,18 @@ impl CacheSync {
             .await;
         let mut report = SyncReport::default();
         let mut failures = Vec::new();
-        for (rel, size, mtime, sha, outcome) in uploads {
+        for (rel, mtime, digest, outcome) in uploads {
             match outcome {
                 Ok(_) => {
                     report.uploaded += 1;
-                    report.uploaded_bytes += size;
+                    report.uploaded_bytes += digest.size;
                     state.files.insert(
                         rel,
                         SyncedFile {
-                            size,
+                            size: digest.size,
                             mtime_ns: mtime,
-                            sha256: sha,
+                            sha256: digest.sha256,
+                            parts: digest.parts,
                         },
                     );
                 }
@@ -635,6 +656,10 @@ impl CacheSync {
                         IndexEntry {
                             size: f.size,
                             sha256: f.sha256.clone(),
+                            // The state file is local and may be damaged:
+                            // checksums that cannot fit would make the index
+                            // unreadable for everyone.
+                            parts: f.parts.clone().filter(|p| p.fits(f.size)),
                         },
                     )
                 })
@@ -670,6 +695,46 @@ impl CacheSync {
     }
 }
 
+/// How a download compares with its index entry.
+enum Verified {
+    /// It is the content the entry describes.
+    AsIndexed(FileDigest),
+    /// It is other content, with this digest.
+    Differs(FileDigest),
+}
+
+/// Compares a download in `temp` with `entry`, by what the download computed
+/// (`checked`). Only content that differs is read again, for its SHA-256: the
+/// rare path of an interrupted push or a corrupt object.
+fn verify_download(
+    temp: &Path,
+    entry: &IndexEntry,
+    size: u64,
+    checked: Checked,
+) -> std::io::Result<Verified> {
+    let agrees = size == entry.size
+        && match &checked {
+            Checked::Sha256(sha) => *sha == entry.sha256,
+            Checked::PartCrc32(parts) => entry.parts.as_ref() == Some(parts),
+        };
+    if agrees {
+        return Ok(Verified::AsIndexed(FileDigest {
+            size,
+            sha256: entry.sha256.clone(),
+            parts: match checked {
+                Checked::PartCrc32(parts) => Some(parts),
+                Checked::Sha256(_) => entry.parts.clone(),
+            },
+        }));
+    }
+    let digest = digest_file(temp)?;
+    if digest.size == entry.size && digest.sha256 == entry.sha256 {
+        // The content is right and the index's part checksums were not.
+        return Ok(Verified::AsIndexed(digest));
+    }
+    Ok(Verified::Differs(digest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -690,6 +755,7 @@ mod tests {
             size,
             mtime_ns,
             sha256: "x".into(),
+            parts: None,
         };
         // Keys that sort around each other: '-' (0x2d) sorts before '/' (0x2f).
         let local: BTreeMap<String, FileStat> = [
@@ -937,11 +1003,9 @@ mod tests {
         // writing the index.
         let newer = da.path().join("outputs/new");
         std::fs::write(&newer, "v2!").unwrap();
-        let sha = crate::infrastructure::hashing::sha256_file(&newer)
-            .unwrap()
-            .0;
+        let digest = crate::infrastructure::hashing::digest_file(&newer).unwrap();
         store
-            .put_file("p/outputs/new", &newer, 3, &sha)
+            .put_file("p/outputs/new", &newer, &digest)
             .await
             .unwrap();
         store.delete("p/outputs/gone", None).await.unwrap();
@@ -958,5 +1022,87 @@ mod tests {
         let err = machine(&store, c.path()).pull(&fence()).await.unwrap_err();
         assert!(matches!(err, SyncError::Integrity { .. }), "{err}");
         assert!(!c.path().join("outputs/new").exists());
+    }
+
+    #[test]
+    fn a_download_is_compared_by_what_it_computed() {
+        use crate::domain::part_checksums::PartChecksums;
+        use crate::infrastructure::hashing::sha256_bytes;
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join("t");
+        std::fs::write(&temp, b"0123456789").unwrap();
+        let crcs = |data: &[u8]| PartChecksums {
+            part_size: 4,
+            crc32: data.chunks(4).map(crc32fast::hash).collect(),
+        };
+        let entry = IndexEntry {
+            size: 10,
+            sha256: sha256_bytes(b"0123456789"),
+            parts: Some(crcs(b"0123456789")),
+        };
+        // Matching part CRCs: taken as the indexed content, without re-reading.
+        let verdict =
+            verify_download(&temp, &entry, 10, Checked::PartCrc32(crcs(b"0123456789"))).unwrap();
+        assert!(
+            matches!(verdict, Verified::AsIndexed(d) if d.sha256 == entry.sha256 && d.parts == entry.parts)
+        );
+        // A changed byte in one part: other content, with its real SHA-256.
+        std::fs::write(&temp, b"0123456788").unwrap();
+        let verdict =
+            verify_download(&temp, &entry, 10, Checked::PartCrc32(crcs(b"0123456788"))).unwrap();
+        assert!(matches!(verdict, Verified::Differs(d) if d.sha256 == sha256_bytes(b"0123456788")));
+        // Wrong CRCs in the index but content that hashes right: the content wins.
+        std::fs::write(&temp, b"0123456789").unwrap();
+        let mut wrong = entry.clone();
+        wrong.parts = Some(crcs(b"xxxxxxxxxx"));
+        let verdict =
+            verify_download(&temp, &wrong, 10, Checked::PartCrc32(crcs(b"0123456789"))).unwrap();
+        assert!(matches!(verdict, Verified::AsIndexed(d) if d.sha256 == entry.sha256));
+        // Entries without part CRCs compare by SHA-256, and the size counts too.
+        let old = IndexEntry {
+            parts: None,
+            ..entry.clone()
+        };
+        let sha = Checked::Sha256(entry.sha256.clone());
+        assert!(matches!(
+            verify_download(&temp, &old, 10, sha.clone()).unwrap(),
+            Verified::AsIndexed(_)
+        ));
+        std::fs::write(&temp, b"01234567890").unwrap();
+        assert!(matches!(
+            verify_download(&temp, &old, 11, sha).unwrap(),
+            Verified::Differs(d) if d.size == 11
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_large_file_travels_with_part_crcs_that_catch_a_changed_byte() {
+        use crate::domain::part_checksums::PART_SIZE;
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let big: Vec<u8> = (0..PART_SIZE + 100).map(|i| (i % 251) as u8).collect();
+        std::fs::create_dir_all(da.path().join("outputs")).unwrap();
+        std::fs::write(da.path().join("outputs/big"), &big).unwrap();
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        let parts = index(&store).files["outputs/big"].parts.clone().unwrap();
+        assert_eq!(parts.crc32.len(), 2);
+        // Another machine pulls it, checked by the part CRCs, and records them
+        // so its own pushes keep them in the index.
+        let b = machine(&store, db.path());
+        b.pull(&fence()).await.unwrap();
+        assert!(std::fs::read(db.path().join("outputs/big")).unwrap() == big);
+        write(db.path(), "outputs/small", "s");
+        b.push(&fence()).await.unwrap();
+        assert_eq!(index(&store).files["outputs/big"].parts, Some(parts));
+        // One changed byte in the last part, planted without the lock, is refused.
+        let mut evil = big.clone();
+        evil[PART_SIZE as usize + 7] ^= 1;
+        store.plant("p/outputs/big", &evil);
+        let c = tempfile::tempdir().unwrap();
+        let err = machine(&store, c.path()).pull(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::Integrity { .. }), "{err}");
+        assert!(!c.path().join("outputs/big").exists());
     }
 }
