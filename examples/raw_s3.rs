@@ -10,7 +10,9 @@
 //! One large object: `raw_s3 ENDPOINT BUCKET --big FILE [KEY] [PART_MIB] [PARTS_IN_FLIGHT]`
 //! uploads FILE as one object (multipart, 16 MiB parts, 4 in flight, as swamp
 //! does; a single streamed PUT when it fits in one part), then streams it back
-//! into /dev/null, and prints `{"put_seconds":..,"get_seconds":..,"bytes":..}`.
+//! into /dev/null (the server's rate) and once more into a file that it fsyncs
+//! (the server's and the disk's), and prints
+//! `{"put_seconds":..,"get_seconds":..,"get_file_seconds":..,"bytes":..}`.
 //!
 //! Credentials and region come from the environment (AWS_ACCESS_KEY_ID,
 //! AWS_SECRET_ACCESS_KEY); addressing is path-style, region us-east-1.
@@ -213,9 +215,51 @@ async fn big(client: &Client, bucket: &str, args: &[String]) -> Result<String, B
         tokio::io::AsyncWriteExt::write_all(&mut sink, &chunk).await?;
     }
     let get_seconds = started.elapsed().as_secs_f64();
+
+    // The same GET landed durably in a file beside FILE: what any pull must
+    // at least do (the disk's share, without swamp's checks or bookkeeping).
+    let dest = path.with_extension("raw-get");
+    let started = Instant::now();
+    let written = get_to_durable_file(client, bucket, &key, &dest).await;
+    let get_file_seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&dest);
+    if written? != bytes {
+        return Err("the GET into a file returned a different size".into());
+    }
     Ok(format!(
-        "{{\"put_seconds\":{put_seconds:.6},\"get_seconds\":{get_seconds:.6},\"bytes\":{bytes}}}"
+        "{{\"put_seconds\":{put_seconds:.6},\"get_seconds\":{get_seconds:.6},\"get_file_seconds\":{get_file_seconds:.6},\"bytes\":{bytes}}}"
     ))
+}
+
+/// Streams `key` into a new file at `dest` (written on a blocking thread while
+/// the body arrives) and fsyncs it; returns the byte count.
+async fn get_to_durable_file(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    dest: &Path,
+) -> Result<u64, BoxError> {
+    use std::io::Write;
+    let out = client.get_object().bucket(bucket).key(key).send().await?;
+    let mut body = out.body;
+    let mut file = std::fs::File::create(dest)?;
+    let (chunks, mut arriving) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut size = 0u64;
+        while let Some(chunk) = arriving.blocking_recv() {
+            file.write_all(&chunk)?;
+            size += chunk.len() as u64;
+        }
+        file.sync_all()?;
+        Ok::<u64, std::io::Error>(size)
+    });
+    while let Some(chunk) = body.try_next().await? {
+        if chunks.send(chunk).await.is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    Ok(writer.await??)
 }
 
 async fn run(args: Vec<String>) -> Result<String, BoxError> {

@@ -541,6 +541,24 @@ fn bad_lock_ttl_env_fails() {
 }
 
 #[test]
+fn bad_part_downloads_env_fails_before_any_request() {
+    let repo = init_repo();
+    for value in ["0", "65", "abc", "", "-1"] {
+        let out = swamp_cli(repo.path())
+            .env("SWAMP_DATASTORE", "s3:some-bucket/p")
+            // Nothing listens here: the command must fail on the value first.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+            .env("SWAMP_PART_DOWNLOADS", value)
+            .args(["data", "list"])
+            .output()
+            .unwrap();
+        let line = assert_text_error(&out, 2);
+        assert!(line.contains("SWAMP_PART_DOWNLOADS"), "{value:?}: {line}");
+        assert!(line.contains(&format!("'{value}'")), "{value:?}: {line}");
+    }
+}
+
+#[test]
 fn bad_lock_timeout_flag_fails() {
     let repo = init_repo();
     for value in ["-1", "nan", "inf", "abc"] {

@@ -111,14 +111,29 @@ fn a_file_over_16_mib_goes_up_in_parts_and_comes_back_whole() {
     let mut evil = big.clone();
     evil[16 * 1024 * 1024 + 1] ^= 0xff;
     moto.put_object("big-bucket", "outputs/big.bin", &evil);
-    let home_c = tempfile::tempdir().unwrap();
-    let pull = run(swamp_on(home_c.path()).args(["datastore", "sync", "--pull"]));
-    assert!(!pull.status.success(), "a corrupt object was accepted");
-    assert!(
-        stderr(&pull).contains("does not match the index"),
-        "{}",
-        stderr(&pull)
-    );
-    let cache_c = home_c.path().join("repos").join(repo_id(repo.path()));
-    assert!(!cache_c.join("outputs/big.bin").exists());
+    // Both ways of downloading a large file check it: parts in parallel
+    // (the default) and one plain GET.
+    for part_downloads in ["4", "1"] {
+        let home_c = tempfile::tempdir().unwrap();
+        let pull = run(swamp_on(home_c.path())
+            .env("SWAMP_PART_DOWNLOADS", part_downloads)
+            .args(["datastore", "sync", "--pull"]));
+        assert!(!pull.status.success(), "a corrupt object was accepted");
+        assert!(
+            stderr(&pull).contains("does not match the index"),
+            "{}",
+            stderr(&pull)
+        );
+        let cache_c = home_c.path().join("repos").join(repo_id(repo.path()));
+        assert!(!cache_c.join("outputs/big.bin").exists());
+    }
+    // The original content is pulled whole with one plain GET too.
+    moto.put_object("big-bucket", "outputs/big.bin", &big);
+    let home_d = tempfile::tempdir().unwrap();
+    let pull = run(swamp_on(home_d.path())
+        .env("SWAMP_PART_DOWNLOADS", "1")
+        .args(["datastore", "sync", "--pull"]));
+    assert!(pull.status.success(), "{}", stderr(&pull));
+    let cache_d = home_d.path().join("repos").join(repo_id(repo.path()));
+    assert!(std::fs::read(cache_d.join("outputs/big.bin")).unwrap() == big);
 }

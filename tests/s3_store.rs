@@ -87,6 +87,30 @@ fn record_one_request() -> (String, std::thread::JoinHandle<Vec<String>>) {
 }
 
 #[test]
+fn a_get_answered_200_with_the_etag_we_have_counts_as_not_modified() {
+    use swamp_datastore::infrastructure::s3::store::Fetched;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A server that ignores If-None-Match (s3s-fs does) answers 200 with the
+    // same ETag: that is still "not modified", so a no-op stays a no-op and a
+    // push does not think the cache is behind.
+    let (endpoint, recorded) = record_one_request();
+    let store = store_at(&rt, endpoint, "sums");
+    let got = rt.block_on(store.get_bytes("k", Some("\"e1\""))).unwrap();
+    assert!(matches!(got, Fetched::NotModified));
+    let headers = recorded.join().unwrap();
+    assert!(
+        headers.contains(&"if-none-match: \"e1\"".to_string()),
+        "{headers:?}"
+    );
+    // Another ETag is another object.
+    let (endpoint, recorded) = record_one_request();
+    let store = store_at(&rt, endpoint, "sums");
+    let got = rt.block_on(store.get_bytes("k", Some("\"e0\""))).unwrap();
+    assert!(matches!(got, Fetched::Object(_, meta) if meta.etag == "\"e1\""));
+    recorded.join().unwrap();
+}
+
+#[test]
 fn a_single_put_sends_the_files_sha256_for_the_server_to_verify() {
     let (endpoint, recorded) = record_one_request();
     let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,8 @@ use std::time::Duration;
 pub const LOCK_TTL_ENV: &str = "SWAMP_LOCK_TTL_MS";
 /// Environment variable setting the number of concurrent S3 transfers.
 pub const CONCURRENCY_ENV: &str = "SWAMP_SYNC_CONCURRENCY";
+/// Environment variable setting the parts of one large file downloaded at once.
+pub const PART_DOWNLOADS_ENV: &str = "SWAMP_PART_DOWNLOADS";
 
 /// Options every command takes.
 #[derive(Debug, Clone)]
@@ -79,7 +81,7 @@ impl RepoContext {
             timeout: globals.lock_timeout,
         };
         let resolver = resolver_for(&datastore, &repo_dir, &config.repo_id)?;
-        let connected = Connected::connect(&datastore.backend).await;
+        let connected = Connected::connect(&datastore.backend).await?;
         Ok(Self {
             globals: globals.clone(),
             repo_dir,
@@ -132,14 +134,19 @@ pub enum Connected {
 
 impl Connected {
     /// Connects to `backend` (builds the S3 client; no request is made).
-    pub async fn connect(backend: &Backend) -> Self {
-        match backend {
+    pub async fn connect(backend: &Backend) -> Result<Self, CliError> {
+        Ok(match backend {
             Backend::Filesystem { path } => Connected::Filesystem(path.clone()),
-            Backend::S3(s3) => Connected::S3 {
-                config: s3.clone(),
-                store: Arc::new(S3Store::connect(s3).await),
-            },
-        }
+            Backend::S3(s3) => {
+                // Read before the SDK loads its configuration, so a bad value
+                // fails at once and alone.
+                let parts = part_downloads()?;
+                Connected::S3 {
+                    config: s3.clone(),
+                    store: Arc::new(S3Store::connect(s3).await.with_part_downloads(parts)),
+                }
+            }
+        })
     }
 
     /// The backend's lock.
@@ -188,6 +195,19 @@ pub fn concurrency() -> Result<usize, CliError> {
             Ok(n) if (1..=1024).contains(&n) => Ok(n),
             _ => Err(CliError::Validation(format!(
                 "invalid {CONCURRENCY_ENV} '{v}': expected a number from 1 to 1024"
+            ))),
+        },
+    }
+}
+
+/// Parts of one large file downloaded at once: `SWAMP_PART_DOWNLOADS` or 4.
+pub fn part_downloads() -> Result<usize, CliError> {
+    match std::env::var(PART_DOWNLOADS_ENV) {
+        Err(_) => Ok(crate::infrastructure::s3::client::DEFAULT_PART_DOWNLOADS),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => Ok(n),
+            _ => Err(CliError::Validation(format!(
+                "invalid {PART_DOWNLOADS_ENV} '{v}': expected a number from 1 to 64"
             ))),
         },
     }

@@ -146,7 +146,7 @@ pub async fn setup(
     skip_migration: bool,
 ) -> Result<SetupResult, CliError> {
     let from = ctx.datastore.backend.clone();
-    let target_conn = Connected::connect(&target).await;
+    let target_conn = Connected::connect(&target).await?;
     verify_target(ctx, &target_conn).await?;
     if skip_migration {
         switch_config(ctx, &target)?;

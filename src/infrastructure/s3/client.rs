@@ -8,13 +8,16 @@
 //! `x-amz-checksum-sha256`, and each multipart part the CRC32 the push computed
 //! in the same read, so the server rejects content that changed after it was
 //! hashed; a download computes what its index entry lets it compare (the part
-//! CRC32s of a large file, else the SHA-256) while it writes. The SDK's own request and response checksums are therefore only
-//! used where an operation requires them — over plain http they would sign every
-//! payload chunk with a second SHA-256 pass.
+//! CRC32s of a large file, else the SHA-256) while it writes. The SDK's own
+//! request and response checksums are therefore only used where an operation
+//! requires them — over plain http they would sign every payload chunk with a
+//! second SHA-256 pass.
+
+mod download;
 
 use crate::domain::config::S3Config;
 use crate::domain::part_checksums::{PartChecksums, PART_SIZE};
-use crate::infrastructure::hashing::{sha256_hex_to_base64, CheckKind, ContentChecker, FileDigest};
+use crate::infrastructure::hashing::{sha256_hex_to_base64, CheckKind, FileDigest};
 use crate::infrastructure::s3::store::{
     Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
 };
@@ -24,7 +27,6 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -47,10 +49,15 @@ fn attempt_timeout() -> Duration {
 /// Metadata key holding a file's SHA-256.
 const SHA_META: &str = "sha256";
 
+/// Parts of one large file downloaded at once, unless configured otherwise.
+pub const DEFAULT_PART_DOWNLOADS: usize = 4;
+
 /// An S3 bucket reached through aws-sdk-s3.
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// Ranged GETs in flight per large file (1: one plain GET).
+    part_downloads: usize,
 }
 
 /// The endpoint in force: config, then `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL`.
@@ -90,7 +97,15 @@ impl S3Store {
         Self {
             client: Client::from_conf(builder.build()),
             bucket: config.bucket.clone(),
+            part_downloads: DEFAULT_PART_DOWNLOADS,
         }
+    }
+
+    /// Downloads a large file's parts `n` at a time; 1 fetches it with one
+    /// plain GET (for servers that serve ranged GETs slowly, such as moto).
+    pub fn with_part_downloads(mut self, n: usize) -> Self {
+        self.part_downloads = n.max(1);
+        self
     }
 
     fn fail<E>(
@@ -257,25 +272,6 @@ impl S3Store {
 /// S3's smallest part (all but the last).
 const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
-/// Bytes a download writes before asking the kernel to start writing them out.
-const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
-
-/// Starts writing `len` bytes of `file` at `offset` to disk without waiting,
-/// so the syncfs that makes a pull durable finds little left to write.
-fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range only reads its integer arguments; the fd is
-    // open for the duration of the call. Failure only loses the head start.
-    unsafe {
-        nix::libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as nix::libc::off64_t,
-            len as nix::libc::off64_t,
-            nix::libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-}
-
 /// A local file that could not be read for an upload.
 fn local_read_failed(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed {
@@ -392,6 +388,11 @@ impl ObjectStore for S3Store {
             etag: out.e_tag().unwrap_or_default().to_string(),
             last_modified: out.last_modified().and_then(to_system_time),
         };
+        // Some S3-compatible servers (s3s-fs) ignore If-None-Match and answer
+        // 200: the ETag still says the object is the one we have.
+        if if_none_match.is_some_and(|want| !meta.etag.is_empty() && meta.etag == want) {
+            return Ok(Fetched::NotModified);
+        }
         let bytes = out.body.collect().await.map_err(|e| StoreError::Failed {
             op: "get",
             target: self.url(key),
@@ -406,80 +407,7 @@ impl ObjectStore for S3Store {
         dest: &Path,
         check: CheckKind,
     ) -> Result<Downloaded, StoreError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.fail("download", key, e))?;
-        let write_failed = |e: std::io::Error| StoreError::Failed {
-            op: "write",
-            target: dest.display().to_string(),
-            message: e.to_string(),
-        };
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dest)
-            .map_err(write_failed)?;
-        let recorded_sha256 = out.metadata().and_then(|m| m.get(SHA_META)).cloned();
-        // Hashing and writing run on a blocking thread while this task keeps
-        // receiving, so a large download uses both the network and a core.
-        let (chunks, mut arriving) = tokio::sync::mpsc::channel(16);
-        let writer = tokio::task::spawn_blocking(move || {
-            let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
-            let mut checker = ContentChecker::new(check);
-            let mut size = 0u64;
-            let mut flushed = 0u64;
-            while let Some(chunk) = arriving.blocking_recv() {
-                let chunk: bytes::Bytes = chunk;
-                checker.update(&chunk);
-                size += chunk.len() as u64;
-                file.write_all(&chunk)?;
-                if size - flushed >= WRITEBACK_STEP {
-                    file.flush()?;
-                    start_writeback(file.get_ref(), flushed, size - flushed);
-                    flushed = size;
-                }
-            }
-            // Durability comes from one syncfs before the sync state records
-            // the file (see CacheSync::pull), not from an fsync per file.
-            file.flush()?;
-            Ok::<_, std::io::Error>((checker.finish(), size))
-        });
-        let mut body = out.body;
-        let mut received = Ok(());
-        loop {
-            match body.try_next().await {
-                Ok(Some(chunk)) => {
-                    if chunks.send(chunk).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    received = Err(StoreError::Failed {
-                        op: "download",
-                        target: self.url(key),
-                        message: e.to_string(),
-                    });
-                    break;
-                }
-            }
-        }
-        drop(chunks);
-        let written = writer
-            .await
-            .map_err(|e| write_failed(std::io::Error::other(e)))?;
-        received?;
-        let (checked, size) = written.map_err(write_failed)?;
-        Ok(Downloaded {
-            size,
-            checked,
-            recorded_sha256,
-        })
+        download::get_to_file(self, key, dest, check).await
     }
 
     async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError> {
