@@ -16,7 +16,7 @@
 mod download;
 
 use crate::domain::config::S3Config;
-use crate::domain::part_checksums::{PartChecksums, PART_SIZE};
+use crate::domain::part_checksums::PartChecksums;
 use crate::infrastructure::hashing::{sha256_hex_to_base64, CheckKind, FileDigest};
 use crate::infrastructure::s3::store::{
     Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
@@ -30,9 +30,6 @@ use aws_sdk_s3::Client;
 use std::path::Path;
 use std::time::Duration;
 
-/// Files larger than this are uploaded in parts (of the size their part
-/// checksums were computed with).
-pub const MULTIPART_THRESHOLD: u64 = PART_SIZE;
 /// Environment variable bounding one S3 request attempt, in seconds.
 pub const TIMEOUT_ENV: &str = "SWAMP_S3_TIMEOUT_SECS";
 
@@ -339,7 +336,9 @@ impl ObjectStore for S3Store {
         path: &Path,
         digest: &FileDigest,
     ) -> Result<String, StoreError> {
-        if digest.size > MULTIPART_THRESHOLD {
+        // One rule decides which files travel in parts: those that have part
+        // checksums (their uploads send them, their downloads check them).
+        if PartChecksums::wanted_for(digest.size) {
             return self.put_multipart(key, path, digest).await;
         }
         let sha256 = digest.sha256.as_str();
