@@ -1,6 +1,7 @@
 //! The S3 object store (aws-sdk-s3) against a real local server (moto): the
 //! single and multipart uploads round-trip with their recorded SHA-256, and the
-//! checksum a single PUT carries is the one the push computed.
+//! checksum a single PUT carries is the one the push computed; a ranged download
+//! refuses parts of an object replaced after its first part.
 
 mod support;
 
@@ -185,16 +186,15 @@ fn a_multipart_upload_of_three_parts_downloads_whole() {
     assert!(std::fs::read(&again).unwrap() == body);
 }
 
-/// A TCP forwarder to `target` that keeps a copy of every byte clients send
-/// (request lines, headers and bodies), for asserting on what went over the wire.
-fn recording_forwarder(target: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+/// A TCP forwarder to `target` that shows every chunk clients send (request
+/// lines, headers and bodies) to `on_send` before passing it on, so a test can
+/// assert on the wire or act at a chosen moment of an exchange.
+fn forwarder(target: String, on_send: impl Fn(&[u8]) + Send + Sync + 'static) -> String {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::sync::{Arc, Mutex};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let record = sent.clone();
+    let on_send = std::sync::Arc::new(on_send);
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { return };
@@ -203,14 +203,17 @@ fn recording_forwarder(target: String) -> (String, std::sync::Arc<std::sync::Mut
             };
             let (mut c_read, mut s_write) =
                 (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let record = record.clone();
+            let on_send = on_send.clone();
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 64 * 1024];
                 while let Ok(n) = c_read.read(&mut buf) {
-                    if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                    if n == 0 {
                         break;
                     }
-                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    on_send(&buf[..n]);
+                    if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
                 }
                 let _ = s_write.shutdown(std::net::Shutdown::Write);
             });
@@ -220,6 +223,16 @@ fn recording_forwarder(target: String) -> (String, std::sync::Arc<std::sync::Mut
                 let _ = c_write.shutdown(std::net::Shutdown::Write);
             });
         }
+    });
+    endpoint
+}
+
+/// A forwarder to `target` that keeps a copy of every byte clients send.
+fn recording_forwarder(target: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = sent.clone();
+    let endpoint = forwarder(target, move |chunk| {
+        record.lock().unwrap().extend_from_slice(chunk)
     });
     (endpoint, sent)
 }
@@ -265,5 +278,49 @@ fn multipart_parts_carry_the_crc32s_of_the_content_that_was_hashed() {
     assert!(
         !wire.contains(&header(now)),
         "the upload re-read the changed file for its CRC32"
+    );
+}
+
+#[test]
+fn an_object_replaced_between_two_ranged_gets_fails_the_download() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let moto = Arc::new(Moto::start());
+    moto.create_bucket("swapped");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big");
+    let body: Vec<u8> = (0..(40 * 1024 * 1024))
+        .map(|i: usize| (i % 251) as u8)
+        .collect();
+    std::fs::write(&file, &body).unwrap();
+    let digest = FileDigest::of_bytes(&body);
+    let part_size = digest.parts.as_ref().unwrap().part_size;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(store_at(&rt, moto.endpoint(), "swapped").put_file("big", &file, &digest))
+        .unwrap();
+    // Another writer replaces the object just before the second part's GET
+    // reaches the server: the part must be refused, not stitched on.
+    let second_part = format!("range: bytes={part_size}-");
+    let replaced = Arc::new(AtomicBool::new(false));
+    let (server, did) = (moto.clone(), replaced.clone());
+    let target = moto.endpoint().trim_start_matches("http://").to_string();
+    let endpoint = forwarder(target, move |chunk| {
+        let text = String::from_utf8_lossy(chunk).to_ascii_lowercase();
+        if text.contains(&second_part) && !did.swap(true, Ordering::SeqCst) {
+            server.put_object("swapped", "big", &vec![7u8; 20 * 1024 * 1024]);
+        }
+    });
+    let store = store_at(&rt, endpoint, "swapped").with_part_downloads(4);
+    let dest = dir.path().join("back");
+    let got = rt.block_on(store.get_to_file("big", &dest, CheckKind::PartCrc32 { part_size }));
+    assert!(
+        replaced.load(Ordering::SeqCst),
+        "the second part was never asked for"
+    );
+    let err = got.expect_err("a download stitched from two objects must fail");
+    assert!(
+        err.to_string()
+            .contains("the object changed during the download"),
+        "{err}"
     );
 }
