@@ -37,7 +37,8 @@ fn a_single_put_round_trips_with_its_recorded_sha256() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, moto.endpoint(), "sums");
     let digest = FileDigest::of_bytes(b"the content that was hashed");
-    rt.block_on(store.put_file("good", &file, &digest)).unwrap();
+    rt.block_on(store.put_file("good", &file, &digest, None))
+        .unwrap();
     let head = rt.block_on(store.head("good")).unwrap();
     assert_eq!(head, Some((27, Some(sha.clone()))));
     let dest = dir.path().join("back");
@@ -51,10 +52,13 @@ fn a_single_put_round_trips_with_its_recorded_sha256() {
     );
 }
 
+/// The lowercased header lines and the body of one request.
+type RecordedRequest = (Vec<String>, Vec<u8>);
+
 /// Accepts one HTTP request on 127.0.0.1, answers 200 with an ETag, and
-/// returns the request's lowercased header lines (moto neither checks nor
-/// keeps `x-amz-checksum-*`, so the wire is the only place to see them).
-fn record_one_request() -> (String, std::thread::JoinHandle<Vec<String>>) {
+/// returns the request's lowercased header lines and its body (moto neither
+/// checks nor keeps `x-amz-checksum-*`, so the wire is the only place to see them).
+fn record_one_request() -> (String, std::thread::JoinHandle<RecordedRequest>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -82,7 +86,7 @@ fn record_one_request() -> (String, std::thread::JoinHandle<Vec<String>>) {
         stream
             .write_all(b"HTTP/1.1 200 OK\r\nETag: \"e1\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .unwrap();
-        headers
+        (headers, body)
     });
     (endpoint, handle)
 }
@@ -98,7 +102,7 @@ fn a_get_answered_200_with_the_etag_we_have_counts_as_not_modified() {
     let store = store_at(&rt, endpoint, "sums");
     let got = rt.block_on(store.get_bytes("k", Some("\"e1\""))).unwrap();
     assert!(matches!(got, Fetched::NotModified));
-    let headers = recorded.join().unwrap();
+    let (headers, _) = recorded.join().unwrap();
     assert!(
         headers.contains(&"if-none-match: \"e1\"".to_string()),
         "{headers:?}"
@@ -120,9 +124,9 @@ fn a_single_put_sends_the_files_sha256_for_the_server_to_verify() {
     let sha = sha256_hex(b"");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, endpoint, "sums");
-    rt.block_on(store.put_file("k", &file, &FileDigest::of_bytes(b"")))
+    rt.block_on(store.put_file("k", &file, &FileDigest::of_bytes(b""), None))
         .unwrap();
-    let headers = recorded.join().unwrap();
+    let (headers, _) = recorded.join().unwrap();
     // S3 refuses the body (BadDigest) unless it hashes to what swamp indexed,
     // so a file rewritten after hashing is never stored under the old hash.
     assert!(
@@ -136,6 +140,32 @@ fn a_single_put_sends_the_files_sha256_for_the_server_to_verify() {
         "{headers:?}"
     );
     // ...and the SDK does not hash the payload a second time to sign it.
+    assert!(
+        headers.contains(&"x-amz-content-sha256: unsigned-payload".to_string()),
+        "{headers:?}"
+    );
+}
+
+#[test]
+fn a_put_from_kept_content_sends_the_bytes_that_were_hashed() {
+    let (endpoint, recorded) = record_one_request();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    // The file changed after the hashing read that kept its bytes.
+    std::fs::write(&file, b"rewritten since").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = store_at(&rt, endpoint, "sums");
+    let kept = bytes::Bytes::from_static(b"as hashed");
+    rt.block_on(store.put_file("k", &file, &FileDigest::of_bytes(&kept), Some(kept.clone())))
+        .unwrap();
+    let (headers, body) = recorded.join().unwrap();
+    assert_eq!(body, b"as hashed");
+    let checksum = format!(
+        "x-amz-checksum-sha256: {}",
+        aws_smithy_types::base64::encode(hex::decode(sha256_hex(b"as hashed")).unwrap())
+    )
+    .to_ascii_lowercase();
+    assert!(headers.contains(&checksum), "{headers:?}");
     assert!(
         headers.contains(&"x-amz-content-sha256: unsigned-payload".to_string()),
         "{headers:?}"
@@ -162,7 +192,8 @@ fn a_multipart_upload_of_three_parts_downloads_whole() {
     assert_eq!(parts.crc32.len(), 3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, moto.endpoint(), "parts");
-    rt.block_on(store.put_file("big", &file, &digest)).unwrap();
+    rt.block_on(store.put_file("big", &file, &digest, None))
+        .unwrap();
     let dest = dir.path().join("back");
     let got = rt
         .block_on(store.get_to_file("big", &dest, CheckKind::Sha256))
@@ -256,7 +287,7 @@ fn multipart_parts_carry_the_crc32s_of_the_content_that_was_hashed() {
     let store = store_at(&rt, endpoint, "moved");
     // moto neither checks nor keeps part checksums, so it accepts the upload;
     // S3 answers BadDigest to a part whose body does not match its CRC32.
-    let _ = rt.block_on(store.put_file("big", &file, &digest));
+    let _ = rt.block_on(store.put_file("big", &file, &digest, None));
     let wire = String::from_utf8_lossy(&sent.lock().unwrap()).to_ascii_lowercase();
     let header = |crc: u32| {
         format!(
@@ -296,7 +327,7 @@ fn an_object_replaced_between_two_ranged_gets_fails_the_download() {
     let digest = FileDigest::of_bytes(&body);
     let part_size = digest.parts.as_ref().unwrap().part_size;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(store_at(&rt, moto.endpoint(), "swapped").put_file("big", &file, &digest))
+    rt.block_on(store_at(&rt, moto.endpoint(), "swapped").put_file("big", &file, &digest, None))
         .unwrap();
     // Another writer replaces the object just before the second part's GET
     // reaches the server: the part must be refused, not stitched on.

@@ -117,6 +117,54 @@ pub fn digest_file(path: &Path) -> io::Result<FileDigest> {
     Ok(FileDigest::from_pass(hasher.finish_hex(), size, parts))
 }
 
+/// Files up to this size are kept in memory by `hash_file`, so an upload
+/// sends the very bytes that were hashed without reading the file again.
+pub const KEEP_IN_MEMORY: u64 = 256 * 1024;
+
+/// A file read once for its digest, with its bytes when it is small.
+#[derive(Debug, Clone)]
+pub struct HashedFile {
+    /// What identifies the content.
+    pub digest: FileDigest,
+    /// The bytes that were hashed, for files up to `KEEP_IN_MEMORY`.
+    pub content: Option<bytes::Bytes>,
+}
+
+/// Reads the file at `path` once: its digest, and its bytes when it is no
+/// larger than `KEEP_IN_MEMORY` (a larger file is streamed, never held).
+pub fn hash_file(path: &Path) -> io::Result<HashedFile> {
+    let file = File::open(path)?;
+    let expected = file.metadata()?.len();
+    if expected > KEEP_IN_MEMORY {
+        return Ok(HashedFile {
+            digest: digest_file(path)?,
+            content: None,
+        });
+    }
+    // The file may grow after the stat: read at most one byte past the
+    // limit, and stream the whole file again if it did.
+    let mut bytes = Vec::with_capacity(expected as usize + 1);
+    file.take(KEEP_IN_MEMORY + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > KEEP_IN_MEMORY {
+        return Ok(HashedFile {
+            digest: digest_file(path)?,
+            content: None,
+        });
+    }
+    Ok(HashedFile {
+        digest: FileDigest::of_bytes(&bytes),
+        content: Some(bytes.into()),
+    })
+}
+
+/// `digest_file` on a blocking thread, so hashing a large file never holds
+/// up the runtime (and with it the lock's heartbeat).
+pub async fn digest_file_off_runtime(path: std::path::PathBuf) -> io::Result<FileDigest> {
+    tokio::task::spawn_blocking(move || digest_file(&path))
+        .await
+        .map_err(io::Error::other)?
+}
+
 /// CRC32s of consecutive fixed-size parts of a stream.
 pub struct PartCrc32 {
     part_size: u64,
@@ -355,5 +403,23 @@ mod tests {
                 crc32: vec![crc32fast::hash(b"ab"), crc32fast::hash(b"c")],
             })
         );
+    }
+
+    #[test]
+    fn hash_file_keeps_small_files_and_streams_large_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small");
+        let body = vec![3u8; KEEP_IN_MEMORY as usize];
+        std::fs::write(&small, &body).unwrap();
+        let got = hash_file(&small).unwrap();
+        assert_eq!(got.digest, FileDigest::of_bytes(&body));
+        assert_eq!(got.content.as_deref(), Some(&body[..]));
+        let large = dir.path().join("large");
+        let body = vec![4u8; KEEP_IN_MEMORY as usize + 1];
+        std::fs::write(&large, &body).unwrap();
+        let got = hash_file(&large).unwrap();
+        assert_eq!(got.digest, FileDigest::of_bytes(&body));
+        assert!(got.content.is_none());
+        assert!(hash_file(&dir.path().join("missing")).is_err());
     }
 }

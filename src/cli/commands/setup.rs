@@ -11,7 +11,7 @@ use crate::cli::output::{human_bytes, Render};
 use crate::domain::config::{datastore_yaml, Backend};
 use crate::domain::sync_index::object_key;
 use crate::infrastructure::migration::{
-    copy_verified, datastore_files, prepare_target, remove_sources, MigrationReport,
+    copy_verified, datastore_files, prepare_target, remove_sources, MigrationError, MigrationReport,
 };
 use crate::infrastructure::repo_files::save_document;
 use crate::infrastructure::s3::cache::STATE_FILE;
@@ -162,9 +162,13 @@ pub async fn setup(
         if let Some(sync) = ctx.sync() {
             sync.pull(&fence).await?;
         }
-        let files = datastore_files(&ctx.resolver)?;
+        let resolver = ctx.resolver.clone();
+        let files = off_runtime(move || datastore_files(&resolver)).await?;
         let report = match &target_conn {
-            Connected::Filesystem(path) => copy_verified(files, path, &fence)?,
+            Connected::Filesystem(path) => {
+                let (path, fence) = (path.clone(), fence.clone());
+                off_runtime(move || copy_verified(files, &path, &fence)).await?
+            }
             Connected::S3 { config, store } => {
                 upload_verified(files, store, &config.prefix, &fence, concurrency).await?
             }
@@ -189,6 +193,20 @@ pub async fn setup(
         to: target,
         migration: Some(report),
     })
+}
+
+/// Runs blocking migration work (hashing, copying) on a blocking thread, so
+/// the runtime, and with it the lock's heartbeat, keeps running.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, MigrationError> + Send + 'static,
+) -> Result<T, CliError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CliError::Io {
+            context: "migration".into(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(CliError::from)
 }
 
 impl Render for SetupResult {

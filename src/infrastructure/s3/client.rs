@@ -335,6 +335,7 @@ impl ObjectStore for S3Store {
         key: &str,
         path: &Path,
         digest: &FileDigest,
+        content: Option<bytes::Bytes>,
     ) -> Result<String, StoreError> {
         // One rule decides which files travel in parts: those that have part
         // checksums (their uploads send them, their downloads check them).
@@ -342,9 +343,12 @@ impl ObjectStore for S3Store {
             return self.put_multipart(key, path, digest).await;
         }
         let sha256 = digest.sha256.as_str();
-        let body = ByteStream::from_path(path)
-            .await
-            .map_err(|e| local_read_failed(path, e))?;
+        let body = match content {
+            Some(bytes) => ByteStream::from(bytes),
+            None => ByteStream::from_path(path)
+                .await
+                .map_err(|e| local_read_failed(path, e))?,
+        };
         // The server checks the body against the hash the push computed, so
         // a file rewritten after hashing fails here instead of being indexed
         // under the wrong hash.
@@ -361,6 +365,11 @@ impl ObjectStore for S3Store {
             .metadata(SHA_META, sha256)
             .checksum_sha256(checksum)
             .body(body)
+            // The checksum above already has the server verify the body; an
+            // in-memory body would otherwise be hashed once more for the
+            // signature (a streamed one is sent unsigned anyway).
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| self.fail("upload", key, e))?;

@@ -129,6 +129,7 @@ impl ObjectStore for MemoryStore {
         key: &str,
         path: &Path,
         digest: &FileDigest,
+        content: Option<bytes::Bytes>,
     ) -> Result<String, StoreError> {
         self.count();
         if self.fail_uploads.lock().unwrap().contains(key) {
@@ -138,11 +139,14 @@ impl ObjectStore for MemoryStore {
                 message: "injected failure".into(),
             });
         }
-        let bytes = std::fs::read(path).map_err(|e| StoreError::Failed {
-            op: "read",
-            target: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let bytes = match content {
+            Some(bytes) => bytes.to_vec(),
+            None => std::fs::read(path).map_err(|e| StoreError::Failed {
+                op: "read",
+                target: path.display().to_string(),
+                message: e.to_string(),
+            })?,
+        };
         // As S3 does with the checksum a put carries: content that changed
         // after it was hashed is refused.
         if FileDigest::of_bytes(&bytes) != *digest {

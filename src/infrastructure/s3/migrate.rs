@@ -80,7 +80,7 @@ pub async fn upload_verified(
             let key = object_key(prefix, file.rel.as_str());
             let outcome = async {
                 store
-                    .put_file(&key, &file.path, &file.digest)
+                    .put_file(&key, &file.path, &file.digest, None)
                     .await
                     .map_err(remote)?;
                 match store.head(&key).await.map_err(remote)? {

@@ -94,12 +94,15 @@ pub trait ObjectStore: Send + Sync {
         mode: PutMode,
     ) -> Result<String, StoreError>;
     /// Uploads a file (streamed; multipart when large), tagging it with its
-    /// SHA-256 and having the server check it against `digest`.
+    /// SHA-256 and having the server check it against `digest`. `content`,
+    /// when given, is the file's bytes as they were hashed: they are sent
+    /// instead of reading the file again.
     async fn put_file(
         &self,
         key: &str,
         path: &Path,
         digest: &FileDigest,
+        content: Option<bytes::Bytes>,
     ) -> Result<String, StoreError>;
     /// Reads a small object, or `NotModified` if its ETag is `if_none_match`.
     async fn get_bytes(

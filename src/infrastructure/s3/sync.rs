@@ -15,9 +15,11 @@ use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sync_index::{object_key, IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::atomic_file::{is_temp_name, temp_path_for};
 use crate::infrastructure::coordinator::LeaseFence;
-use crate::infrastructure::hashing::{digest_file, CheckKind, Checked, FileDigest};
+use crate::infrastructure::hashing::{
+    digest_file, digest_file_off_runtime, CheckKind, Checked, FileDigest,
+};
 use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, SyncedFile};
-use crate::infrastructure::s3::store::{Fetched, ObjectStore, PutMode, StoreError};
+use crate::infrastructure::s3::store::{Fetched, ObjectStore, StoreError};
 use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -25,6 +27,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
+
+mod push;
 
 /// Default number of concurrent transfers.
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -330,7 +334,7 @@ impl CacheSync {
             // A local copy with the same content (e.g. left by a migration) needs no download.
             if let Ok(meta) = std::fs::metadata(&path) {
                 if meta.len() == entry.size {
-                    if let Ok(digest) = digest_file(&path) {
+                    if let Ok(digest) = digest_file_off_runtime(path.clone()).await {
                         if digest.sha256 == entry.sha256 {
                             state.files.insert(
                                 rel_text.clone(),
@@ -398,7 +402,7 @@ impl CacheSync {
         if report.downloaded > 0 {
             // Make every downloaded file durable before the state claims it:
             // one syncfs instead of an fsync per file.
-            self.sync_filesystem()?;
+            self.sync_filesystem().await?;
         }
         if let Some(first) = failures.into_iter().next() {
             // Keep the old index ETag so the next pull fetches the index again.
@@ -412,44 +416,25 @@ impl CacheSync {
         Ok(report)
     }
 
-    fn sync_filesystem(&self) -> Result<(), SyncError> {
+    /// Flushes the cache's filesystem, on a blocking thread (it may wait on
+    /// the disk for a while after a large pull).
+    async fn sync_filesystem(&self) -> Result<(), SyncError> {
         let dir = std::fs::File::open(self.cache()).map_err(io_err(self.cache()))?;
-        use std::os::fd::AsRawFd;
-        nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| SyncError::Io {
+        let synced = tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| format!("syncfs: {e}"))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("syncfs: {e}")));
+        synced.map_err(|message| SyncError::Io {
             path: self.cache().to_path_buf(),
-            message: format!("syncfs: {e}"),
+            message,
         })
     }
 
     fn mark_current(&self) {
         self.current
             .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Refuses to push from a cache that has not seen the remote's latest
-    /// index: its uploads could overwrite newer objects before the index
-    /// write notices. Free when a pull in this process already checked.
-    async fn ensure_current(&self, state: &SyncState) -> Result<(), SyncError> {
-        if self.current.load(std::sync::atomic::Ordering::SeqCst) {
-            return Ok(());
-        }
-        let index_key = self.key(INDEX_KEY);
-        let current = match (
-            self.store
-                .get_bytes(&index_key, state.index_etag.as_deref())
-                .await,
-            &state.index_etag,
-        ) {
-            (Ok(Fetched::NotModified), _) => true,
-            (Err(StoreError::NotFound(_)), None) => true,
-            (Ok(Fetched::Object(..)), _) | (Err(StoreError::NotFound(_)), Some(_)) => false,
-            (Err(e), _) => return Err(e.into()),
-        };
-        if !current {
-            return Err(SyncError::Behind(self.remote_name()));
-        }
-        self.mark_current();
-        Ok(())
     }
 
     async fn download(
@@ -485,7 +470,16 @@ impl CacheSync {
                 return Err(e.into());
             }
         };
-        let digest = match verify_download(&temp, entry, got.size, got.checked) {
+        let verified = {
+            let (temp, entry) = (temp.clone(), entry.clone());
+            // Off the runtime: a mismatch re-reads the whole file.
+            tokio::task::spawn_blocking(move || {
+                verify_download(&temp, &entry, got.size, got.checked)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        let digest = match verified {
             Ok(Verified::AsIndexed(digest)) => digest,
             Ok(Verified::Differs(digest)) => {
                 // An object whose content matches the hash its uploader recorded
@@ -560,139 +554,6 @@ impl CacheSync {
         }
         Ok(files.into_iter().collect())
     }
-
-    /// Sends local changes to the bucket.
-    pub async fn push(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
-        let mut state = self.take_state();
-        let local = self.scan()?;
-        let (suspects, deleted) = compare_with_state(&local, &state.files);
-        let mut changed = Vec::new();
-        let mut state_dirty = false;
-        for (rel, stat) in suspects {
-            let mtime = stat.mtime_ns;
-            let path = self.cache().join(rel);
-            let digest = digest_file(&path).map_err(io_err(&path))?;
-            if let Some(agreed) = state.files.get_mut(rel) {
-                if agreed.sha256 == digest.sha256 {
-                    // Touched but unchanged: remember the new mtime.
-                    agreed.mtime_ns = mtime;
-                    agreed.size = digest.size;
-                    state_dirty = true;
-                    continue;
-                }
-            }
-            changed.push((rel.clone(), path, mtime, digest));
-        }
-        if changed.is_empty() && deleted.is_empty() {
-            if state_dirty {
-                self.save(&state)?;
-            }
-            self.keep_state(state);
-            return Ok(SyncReport::default());
-        }
-        fence.check()?;
-        self.ensure_current(&state).await?;
-        self.start_progress("push", (changed.len() + deleted.len()) as u64);
-        let uploads: Vec<_> = stream::iter(changed)
-            .map(|(rel, path, mtime, digest)| async move {
-                let outcome = self.store.put_file(&self.key(&rel), &path, &digest).await;
-                self.tick();
-                (rel, mtime, digest, outcome)
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        let deletions: Vec<_> = stream::iter(deleted)
-            .map(|rel| async move {
-                let outcome = match self.store.delete(&self.key(&rel), None).await {
-                    Err(StoreError::NotFound(_)) => Ok(()),
-                    other => other,
-                };
-                self.tick();
-                (rel, outcome)
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        let mut report = SyncReport::default();
-        let mut failures = Vec::new();
-        for (rel, mtime, digest, outcome) in uploads {
-            match outcome {
-                Ok(_) => {
-                    report.uploaded += 1;
-                    report.uploaded_bytes += digest.size;
-                    state.files.insert(
-                        rel,
-                        SyncedFile {
-                            size: digest.size,
-                            mtime_ns: mtime,
-                            sha256: digest.sha256,
-                            parts: digest.parts,
-                        },
-                    );
-                }
-                Err(e) => failures.push(format!("{rel}: {e}")),
-            }
-        }
-        for (rel, outcome) in deletions {
-            match outcome {
-                Ok(()) => {
-                    report.deleted_remote += 1;
-                    state.files.remove(&rel);
-                }
-                Err(e) => failures.push(format!("{rel}: {e}")),
-            }
-        }
-        // The index lists exactly what the bucket holds: agreed files plus
-        // what just succeeded; failed uploads keep their previous entry.
-        let index = RemoteIndex {
-            format: crate::domain::sync_index::INDEX_FORMAT,
-            files: state
-                .files
-                .iter()
-                .map(|(k, f)| {
-                    (
-                        k.clone(),
-                        IndexEntry {
-                            size: f.size,
-                            sha256: f.sha256.clone(),
-                            // The state file is local and may be damaged:
-                            // checksums that cannot fit would make the index
-                            // unreadable for everyone.
-                            parts: f.parts.clone().filter(|p| p.fits(f.size)),
-                        },
-                    )
-                })
-                .collect(),
-        };
-        fence.check()?;
-        let mode = match &state.index_etag {
-            Some(etag) => PutMode::Update(etag.clone()),
-            None => PutMode::Create,
-        };
-        let index_key = self.key(INDEX_KEY);
-        match self
-            .store
-            .put_bytes(&index_key, index.to_json(), mode)
-            .await
-        {
-            Ok(etag) => state.index_etag = Some(etag),
-            Err(StoreError::Precondition(target)) => {
-                // Objects went up but the index did not: forget the agreed
-                // state so the next pull+push reconciles from content.
-                state.index_etag = None;
-                self.save(&state)?;
-                return Err(SyncError::IndexConflict(target));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.save(&state)?;
-        self.keep_state(state);
-        if !failures.is_empty() {
-            return Err(SyncError::Incomplete(failures));
-        }
-        Ok(report)
-    }
 }
 
 /// How a download compares with its index entry.
@@ -736,7 +597,7 @@ fn verify_download(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::lease_clock;
     use crate::domain::path_resolver::DATASTORE_DIRS;
@@ -744,7 +605,7 @@ mod tests {
     use crate::infrastructure::s3::memory_store::MemoryStore;
     use std::time::Duration;
 
-    fn fence() -> LeaseFence {
+    pub(super) fn fence() -> LeaseFence {
         LeaseFence::new(Duration::from_secs(3600), lease_clock::now())
     }
 
@@ -789,7 +650,7 @@ mod tests {
         assert!(deleted.is_empty());
     }
 
-    fn machine(store: &Arc<MemoryStore>, cache: &Path) -> CacheSync {
+    pub(super) fn machine(store: &Arc<MemoryStore>, cache: &Path) -> CacheSync {
         let resolver = DatastorePathResolver::new(
             cache.to_path_buf(),
             cache.join("local"),
@@ -799,13 +660,13 @@ mod tests {
         CacheSync::new(store.clone(), "p".into(), resolver, 4)
     }
 
-    fn write(cache: &Path, rel: &str, content: &str) {
+    pub(super) fn write(cache: &Path, rel: &str, content: &str) {
         let path = cache.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     }
 
-    fn index(store: &MemoryStore) -> RemoteIndex {
+    pub(super) fn index(store: &MemoryStore) -> RemoteIndex {
         RemoteIndex::parse(&store.object("p/.datastore-index.json").unwrap()).unwrap()
     }
 
@@ -1005,7 +866,7 @@ mod tests {
         std::fs::write(&newer, "v2!").unwrap();
         let digest = crate::infrastructure::hashing::digest_file(&newer).unwrap();
         store
-            .put_file("p/outputs/new", &newer, &digest)
+            .put_file("p/outputs/new", &newer, &digest, None)
             .await
             .unwrap();
         store.delete("p/outputs/gone", None).await.unwrap();
