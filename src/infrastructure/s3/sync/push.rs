@@ -72,6 +72,10 @@ impl SendGate {
         }
     }
 
+    fn refused(&self) -> bool {
+        self.refusal.lock().map(|r| r.is_some()).unwrap_or(true)
+    }
+
     fn take_refusal(&self) -> Option<SyncError> {
         self.refusal.lock().ok().and_then(|mut r| r.take())
     }
@@ -195,6 +199,10 @@ impl CacheSync {
 
     /// Reads one suspect (off the runtime) and sends it if its content changed.
     async fn push_one(&self, suspect: Suspect, fence: &LeaseFence, gate: &SendGate) -> Pushed {
+        if gate.refused() {
+            // The push is refused: reading more files would only delay saying so.
+            return Pushed::Held;
+        }
         let path = self.cache().join(&suspect.rel);
         let read = {
             let path = path.clone();
@@ -456,6 +464,19 @@ mod tests {
             a.push_one(suspect, &fence(), &gate).await,
             Pushed::Held
         ));
+        assert!(gate.refused());
+        // Later suspects are not even read once the push is refused.
+        let before = requests(&store);
+        let missing = Suspect {
+            rel: "outputs/missing".into(),
+            mtime_ns: 1,
+            agreed_sha256: None,
+        };
+        assert!(matches!(
+            a.push_one(missing, &fence(), &gate).await,
+            Pushed::Held
+        ));
+        assert_eq!(requests(&store), before);
         assert!(matches!(gate.take_refusal(), Some(SyncError::Behind(_))));
         assert!(store.object("p/outputs/f").is_none());
     }
