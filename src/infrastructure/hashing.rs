@@ -106,11 +106,16 @@ impl FileDigest {
 pub fn digest_file(path: &Path) -> io::Result<FileDigest> {
     let file = File::open(path)?;
     let expected = file.metadata()?.len();
+    digest_reader(file, expected)
+}
+
+/// The digest of everything `reader` yields (`expected` bytes, roughly).
+fn digest_reader(reader: impl Read, expected: u64) -> io::Result<FileDigest> {
     let mut hasher = Sha256::new();
     // Always computed, kept only for large files: the file may grow past a
     // part while it is read, and a CRC of a small file costs next to nothing.
     let mut parts = PartCrc32::new(PART_SIZE);
-    let size = for_each_chunk(file, expected, |chunk| {
+    let size = for_each_chunk(reader, expected, |chunk| {
         hasher.update(chunk);
         parts.update(chunk);
     })?;
@@ -133,21 +138,24 @@ pub struct HashedFile {
 /// Reads the file at `path` once: its digest, and its bytes when it is no
 /// larger than `KEEP_IN_MEMORY` (a larger file is streamed, never held).
 pub fn hash_file(path: &Path) -> io::Result<HashedFile> {
-    let file = File::open(path)?;
+    let mut file = File::open(path)?;
     let expected = file.metadata()?.len();
     if expected > KEEP_IN_MEMORY {
         return Ok(HashedFile {
-            digest: digest_file(path)?,
+            digest: digest_reader(file, expected)?,
             content: None,
         });
     }
     // The file may grow after the stat: read at most one byte past the
-    // limit, and stream the whole file again if it did.
+    // limit; if it did, hash what was read and stream on from there.
     let mut bytes = Vec::with_capacity(expected as usize + 1);
-    file.take(KEEP_IN_MEMORY + 1).read_to_end(&mut bytes)?;
+    (&mut file)
+        .take(KEEP_IN_MEMORY + 1)
+        .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > KEEP_IN_MEMORY {
+        let read = bytes.len() as u64;
         return Ok(HashedFile {
-            digest: digest_file(path)?,
+            digest: digest_reader(io::Cursor::new(bytes).chain(file), read)?,
             content: None,
         });
     }
