@@ -162,6 +162,12 @@ impl LeaseFence {
         self.is_lost.store(true, Ordering::SeqCst);
     }
 
+    /// Closes the fence for good: the lease is being released, so no write
+    /// that outlived its command (a blocking copy past its grace) may land.
+    fn close(&self) {
+        self.lose("the lock was released".into());
+    }
+
     /// `Err(LockError::Lost)` when the lease is gone or may have expired.
     pub fn check(&self) -> Result<(), LockError> {
         let since = lease_clock::now().saturating_sub(Duration::from_nanos(
@@ -273,6 +279,7 @@ impl LockGuard {
         let work = async {
             let mut state = self.state.lock().await;
             state.released = true;
+            self.fence.close();
             self.heartbeat.abort();
             self.lock.release(&state.lease).await
         };
@@ -334,7 +341,9 @@ async fn heartbeat(
 ///
 /// A stop request (signal or lost lock) gives `op` a grace period to wind
 /// down (it sees the same `StopSignal`), then drops it. The result is `op`'s,
-/// unless a stop cut it short.
+/// unless a stop cut it short or the lease was lost at any point before the
+/// release: then it is `LockError::Lost`, whatever `op` returned, because
+/// some of its work may have run without the lock.
 pub async fn run_guarded<T, E, Fut>(guard: LockGuard, stop: StopSignal, op: Fut) -> Result<T, E>
 where
     E: From<LockError>,
@@ -350,6 +359,12 @@ where
             let _ = tokio::time::timeout(grace, &mut op).await;
             Err(stop_error(&reason).into())
         }
+    };
+    // The heartbeat may not have noticed yet (a paused process resumes with
+    // its op already finished): judge the lease once more before releasing.
+    let result = match guard.fence.check() {
+        Err(lost) => Err(lost.into()),
+        Ok(()) => result,
     };
     let released = guard.release().await;
     match (result, released) {
@@ -367,5 +382,48 @@ pub fn stop_error(reason: &StopReason) -> LockError {
     match reason {
         StopReason::Signal(sig) => LockError::Interrupted { signal: *sig },
         StopReason::Lost(why) => LockError::Lost(why.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infrastructure::file_lock::FileLock;
+
+    fn timing() -> LockTiming {
+        LockTiming {
+            ttl: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_released_lease_fences_every_later_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = Arc::new(FileLock::new(dir.path(), Duration::from_secs(30)));
+        let stop = StopController::install().unwrap();
+        let guard = LockGuard::acquire(lock, timing(), &stop).await.unwrap();
+        let fence = guard.fence();
+        fence.check().unwrap();
+        guard.release().await.unwrap();
+        // A blocking copy that outlived its command must not write now.
+        assert!(matches!(fence.check(), Err(LockError::Lost(_))));
+    }
+
+    #[tokio::test]
+    async fn a_lease_lost_while_the_op_ran_turns_its_success_into_lock_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = Arc::new(FileLock::new(dir.path(), Duration::from_secs(30)));
+        let stop = StopController::install().unwrap();
+        let guard = LockGuard::acquire(lock, timing(), &stop).await.unwrap();
+        let fence = guard.fence();
+        // The op finishes at the moment its lease is found lost, before the
+        // heartbeat has said so.
+        let result: Result<u32, LockError> = run_guarded(guard, stop.signal(), async move {
+            fence.lose("taken over".into());
+            Ok(7)
+        })
+        .await;
+        assert!(matches!(result, Err(LockError::Lost(_))), "{result:?}");
     }
 }
