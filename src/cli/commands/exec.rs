@@ -1,16 +1,19 @@
 //! `swamp exec -- CMD ARGS...`: runs any command inside the guard, with
 //! `SWAMP_DATASTORE_DIR` naming the datastore directory. The child's exit code
-//! passes through. If the lock is lost the child is killed at once (it must not
-//! write without the lock); on SIGINT/SIGTERM/SIGHUP the signal is forwarded and
-//! the child gets a short grace period before it is killed.
+//! passes through. The child runs in a process group of its own
+//! (`infrastructure::child_group`): if the lock is lost the whole group is
+//! killed at once (nothing may write without the lock); on SIGINT/SIGTERM/SIGHUP
+//! the signal is forwarded to the group, which gets a short grace period before
+//! it is killed; and whatever the child left running when it exited is killed
+//! before the push and the release.
 
 use crate::cli::commands::with_guard;
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::Render;
+use crate::infrastructure::child_group::ChildGroup;
 use crate::infrastructure::coordinator::StopReason;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -32,34 +35,31 @@ pub async fn exec(ctx: &RepoContext, argv: &[String]) -> Result<ExecResult, CliE
         .ok_or_else(|| CliError::Validation("exec needs a command to run".into()))?;
     let datastore_dir = ctx.resolver.datastore_root().to_path_buf();
     with_guard(ctx, |_fence, mut stop| async move {
-        let mut child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        command
             .args(args)
             .env("SWAMP_DATASTORE_DIR", &datastore_dir)
-            .env("SWAMP_REPO_DIR", &ctx.repo_dir)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| CliError::Spawn {
-                program: program.clone(),
-                code: if e.kind() == io::ErrorKind::NotFound {
-                    127
-                } else {
-                    126
-                },
-                reason: e.to_string(),
-            })?;
+            .env("SWAMP_REPO_DIR", &ctx.repo_dir);
+        let mut child = ChildGroup::spawn(command).map_err(|e| CliError::Spawn {
+            program: program.clone(),
+            code: if e.kind() == io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            },
+            reason: e.to_string(),
+        })?;
         let status = tokio::select! {
             status = child.wait() => status,
             reason = stop.wait() => {
                 match reason {
-                    StopReason::Lost(_) => {
-                        let _ = child.kill().await;
-                    }
+                    StopReason::Lost(_) => child.kill().await,
                     StopReason::Signal(sig) => {
-                        if let (Some(pid), Ok(signal)) = (child.id(), Signal::try_from(sig)) {
-                            let _ = kill(Pid::from_raw(pid as i32), signal);
+                        if let Ok(signal) = Signal::try_from(sig) {
+                            child.signal(signal);
                         }
                         if tokio::time::timeout(CHILD_GRACE, child.wait()).await.is_err() {
-                            let _ = child.kill().await;
+                            child.kill().await;
                         }
                     }
                 }
