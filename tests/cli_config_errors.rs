@@ -561,7 +561,8 @@ fn bad_part_downloads_env_fails_before_any_request() {
 #[test]
 fn bad_lock_timeout_flag_fails() {
     let repo = init_repo();
-    for value in ["-1", "nan", "inf", "abc"] {
+    // 1e20 and 1e99 overflowed Duration and panicked (exit 101) once.
+    for value in ["-1", "nan", "inf", "abc", "1e20", "1e99", "31536001"] {
         let out = swamp_cli(repo.path())
             .arg(format!("--lock-timeout={value}"))
             .args(["--json", "data", "list"])
@@ -570,6 +571,49 @@ fn bad_lock_timeout_flag_fails() {
         let msg = assert_json_config_error(&out, "validation_failed");
         assert!(msg.contains("lock-timeout"), "{value}: {msg}");
     }
+}
+
+/// Setup moves the datastore `.swamp.yaml` names; under an override it would
+/// migrate out of the override and orphan the configured one. It refuses
+/// (exit 2) before touching anything.
+#[test]
+fn setup_refuses_while_an_override_is_set() {
+    let repo = init_repo();
+    let other = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    put(repo.path(), "kept", b"in the configured datastore");
+    let before = read_config(repo.path());
+    let override_spec = format!("filesystem:{}", other.path().display());
+    let cases: [(&str, Option<&str>, Option<&str>); 2] = [
+        ("SWAMP_DATASTORE", Some(&override_spec), None),
+        ("--datastore", None, Some(&override_spec)),
+    ];
+    for (what, env, flag) in cases {
+        let mut cmd = swamp_cli(repo.path());
+        if let Some(value) = env {
+            cmd.env("SWAMP_DATASTORE", value);
+        }
+        if let Some(value) = flag {
+            cmd.args(["--datastore", value]);
+        }
+        let out = cmd
+            .args(["--json", "datastore", "setup", "filesystem", "--path"])
+            .arg(target.path())
+            .output()
+            .unwrap();
+        let msg = assert_json_config_error(&out, "validation_failed");
+        assert!(msg.contains(what) && msg.contains("unset"), "{what}: {msg}");
+        assert_eq!(read_config(repo.path()), before, "{what}: config changed");
+        assert!(
+            files_under(target.path()).is_empty(),
+            "{what}: target written"
+        );
+    }
+    let got = swamp_cli(repo.path())
+        .args(["data", "get", "kept"])
+        .output()
+        .unwrap();
+    assert_eq!(got.stdout, b"in the configured datastore");
 }
 
 #[test]

@@ -287,6 +287,19 @@ fn lock_status_with_planted_lock() {
     assert!(expires > 0 && expires <= 600_000, "{doc}");
 }
 
+/// A live lock with a TTL too large for milliseconds in an i64 once showed
+/// `expiresInMs: 0`, as if it were about to expire.
+#[test]
+fn a_live_lock_with_a_huge_ttl_is_not_shown_as_expiring() {
+    let repo = init_repo();
+    plant_lock(&local_dir(repo.path()), HOLDER, u64::MAX);
+    let doc = lock_status_json(repo.path());
+    let lock = &doc["lock"];
+    assert_eq!(lock["stale"], false, "{doc}");
+    let expires = lock["expiresInMs"].as_u64().expect("expiresInMs");
+    assert!(expires > u64::MAX / 2, "{doc}");
+}
+
 #[test]
 fn corrupt_lock_is_unreadable_but_held() {
     let repo = init_repo();

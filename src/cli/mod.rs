@@ -231,18 +231,25 @@ fn globals(cli: &Cli) -> Result<GlobalOptions, CliError> {
             source,
         })?,
     };
-    if !(cli.lock_timeout.is_finite() && cli.lock_timeout >= 0.0) {
-        return Err(CliError::Validation(format!(
-            "--lock-timeout must be a non-negative number of seconds, not {}",
-            cli.lock_timeout
-        )));
-    }
     Ok(GlobalOptions {
         json: cli.json,
         repo_dir,
         datastore: cli.datastore.clone(),
-        lock_timeout: Duration::from_secs_f64(cli.lock_timeout),
+        lock_timeout: lock_timeout(cli.lock_timeout)?,
     })
+}
+
+/// The longest `--lock-timeout` accepted: a year is "wait as long as it takes".
+const MAX_LOCK_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// `--lock-timeout` as a duration: finite, non-negative, at most a year.
+fn lock_timeout(seconds: f64) -> Result<Duration, CliError> {
+    if seconds.is_finite() && (0.0..=MAX_LOCK_TIMEOUT_SECS).contains(&seconds) {
+        return Ok(Duration::from_secs_f64(seconds));
+    }
+    Err(CliError::Validation(format!(
+        "--lock-timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT_SECS} (one year), not {seconds}"
+    )))
 }
 
 type Outcome = (Box<dyn Render>, i32);

@@ -29,8 +29,8 @@ pub fn observation_json(obs: &Option<LockObservation>) -> Value {
         Some(o) => {
             let mut doc = json!(o);
             if let Some(info) = &o.info {
-                let expires = info.ttl().as_millis() as i64 - o.age.as_millis() as i64;
-                doc["expiresInMs"] = json!(expires.max(0));
+                let expires = info.ttl().saturating_sub(o.age).as_millis();
+                doc["expiresInMs"] = json!(u64::try_from(expires).unwrap_or(u64::MAX));
             }
             doc
         }

@@ -8,7 +8,7 @@ use crate::cli::commands::with_lock;
 use crate::cli::context::{Connected, RepoContext};
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
-use crate::domain::config::{datastore_yaml, Backend};
+use crate::domain::config::{datastore_yaml, Backend, ConfigSource, DATASTORE_ENV};
 use crate::domain::sync_index::object_key;
 use crate::infrastructure::migration::{
     copy_verified, datastore_files, prepare_target, remove_sources, MigrationError, MigrationReport,
@@ -139,12 +139,27 @@ async fn verify_target(ctx: &RepoContext, target: &Connected) -> Result<(), CliE
     }
 }
 
+/// Setup moves the datastore that `.swamp.yaml` names. Under an override the
+/// datastore in use is another one, so a setup would migrate out of the
+/// override and leave the configured datastore unreferenced.
+fn refuse_under_override(ctx: &RepoContext) -> Result<(), CliError> {
+    let how = match ctx.datastore.source {
+        ConfigSource::Env => format!("{DATASTORE_ENV} is set"),
+        ConfigSource::Flag => "--datastore is given".to_string(),
+        ConfigSource::RepoConfig | ConfigSource::Default => return Ok(()),
+    };
+    Err(CliError::Validation(format!(
+        "refusing to set up a datastore while {how}: setup moves the datastore .swamp.yaml names, not the override; unset {DATASTORE_ENV} and drop --datastore, then rerun"
+    )))
+}
+
 /// Moves the datastore to `target` (or only switches the config).
 pub async fn setup(
     ctx: &RepoContext,
     target: Backend,
     skip_migration: bool,
 ) -> Result<SetupResult, CliError> {
+    refuse_under_override(ctx)?;
     let from = ctx.datastore.backend.clone();
     let target_conn = Connected::connect(&target).await?;
     verify_target(ctx, &target_conn).await?;
