@@ -6,6 +6,7 @@
 //! the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod s3;
 
 use serde_json::Value;
