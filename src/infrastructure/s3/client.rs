@@ -14,6 +14,7 @@
 //! second SHA-256 pass.
 
 mod download;
+mod server_date;
 
 use crate::domain::config::S3Config;
 use crate::domain::part_checksums::PartChecksums;
@@ -118,6 +119,9 @@ impl S3Store {
         let target = self.url(key);
         match status {
             Some(412) => return StoreError::Precondition(target),
+            Some(409) if matches!(err.code(), Some("ConditionalRequestConflict")) => {
+                return StoreError::Conflict(target)
+            }
             Some(404) if !matches!(err.code(), Some("NoSuchBucket")) => {
                 return StoreError::NotFound(target)
             }
@@ -385,7 +389,8 @@ impl ObjectStore for S3Store {
         if let Some(etag) = if_none_match {
             req = req.if_none_match(etag);
         }
-        let out = match req.send().await {
+        let date = server_date::ServerDate::default();
+        let out = match req.customize().interceptor(date.clone()).send().await {
             Ok(out) => out,
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(304) => {
                 return Ok(Fetched::NotModified)
@@ -395,6 +400,7 @@ impl ObjectStore for S3Store {
         let meta = ObjectMeta {
             etag: out.e_tag().unwrap_or_default().to_string(),
             last_modified: out.last_modified().and_then(to_system_time),
+            server_time: date.get(),
         };
         // Some S3-compatible servers (s3s-fs) ignore If-None-Match and answer
         // 200: the ETag still says the object is the one we have.

@@ -1,13 +1,21 @@
 //! `S3Lock`: the lock of an S3 datastore, the object `{prefix}/.datastore.lock`.
 //!
 //! Every write is conditional: acquire with `If-None-Match: *`; renew with
-//! `If-Match: <our ETag>` (412 = lost); take over a record whose
-//! LastModified + ttlMs has passed by overwriting it with `If-Match: <the stale
-//! ETag>` — never delete-then-create, so two takers cannot both win and no
-//! taker can remove a record it did not judge. Release reads the record first
-//! and deletes only if the token is ours, with `If-Match` on top: stores that
-//! ignore conditional deletes (some S3-compatibles) are still protected except
-//! for the window between that read and the delete.
+//! `If-Match: <our ETag>`; take over a record whose LastModified + ttlMs has
+//! passed (by the server's clock: the `Date` of the response that returned the
+//! record) by overwriting it with `If-Match: <the stale ETag>` — never
+//! delete-then-create, so two takers cannot both win and no taker can remove a
+//! record it did not judge. Release reads the record first and deletes only if
+//! the token is ours, with `If-Match` on top: stores that ignore conditional
+//! deletes (some S3-compatibles) are still protected except for the window
+//! between that read and the delete.
+//!
+//! A refused write (412, or 404 on a missing key) is not taken at its word:
+//! the request may have landed and only its reply been lost, so the SDK's
+//! retry met our own write. The record is read back; if it is exactly what we
+//! sent (tokens are unique per acquisition, `renewedAt` per renewal), the
+//! write landed and is adopted. 409 `ConditionalRequestConflict` (AWS, for
+//! racing conditional writes) means nothing was written: retried.
 
 use crate::domain::lock::{
     is_stale, Attempt, DistributedLock, Lease, LockError, LockInfo, LockObservation, LockVersion,
@@ -15,7 +23,29 @@ use crate::domain::lock::{
 use crate::infrastructure::s3::store::{Fetched, ObjectStore, PutMode, StoreError};
 use async_trait::async_trait;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+/// 409 conflicts a lock write retries before it reports the store error.
+const CONFLICT_RETRIES: u32 = 5;
+
+/// Whether the record is exactly `sent`: a write of ours that landed.
+/// Tokens are unique per acquisition and `renewedAt` per renewal, so no other
+/// writer can produce it.
+fn is_exactly(obs: &LockObservation, sent: &LockInfo) -> bool {
+    obs.info.as_ref() == Some(sent)
+}
+
+/// Whether the record belongs to the acquisition with `token`.
+fn holds_token(obs: &LockObservation, token: &str) -> bool {
+    obs.info.as_ref().map(|i| i.token.as_str()) == Some(token)
+}
+
+fn acquired(info: LockInfo, etag: String) -> Attempt {
+    Attempt::Acquired(Lease {
+        info,
+        version: LockVersion(etag),
+    })
+}
 
 /// The lock of an S3 datastore.
 pub struct S3Lock {
@@ -41,13 +71,46 @@ impl S3Lock {
         }
     }
 
+    /// A conditional put of `info`, retried while the store reports a
+    /// concurrent conditional write (409 `ConditionalRequestConflict`).
+    async fn put(&self, info: &LockInfo, mode: PutMode) -> Result<String, StoreError> {
+        let mut backoff = Duration::from_millis(20);
+        let mut conflicts = 0;
+        loop {
+            match self
+                .store
+                .put_bytes(&self.key, info.to_json(), mode.clone())
+                .await
+            {
+                Err(StoreError::Conflict(_)) if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    tokio::time::sleep(backoff.mul_f64(rand::random::<f64>() + 0.5)).await;
+                    backoff *= 2;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A delete conditional on `etag`, retried on 409 conflicts.
+    async fn delete(&self, etag: &str) -> Result<(), StoreError> {
+        let mut conflicts = 0;
+        loop {
+            match self.store.delete(&self.key, Some(etag)).await {
+                Err(StoreError::Conflict(_)) if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    tokio::time::sleep(Duration::from_millis(20 << conflicts)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn read(&self) -> Result<Option<LockObservation>, LockError> {
         match self.store.get_bytes(&self.key, None).await {
             Ok(Fetched::Object(bytes, meta)) => {
-                let age = meta
-                    .last_modified
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .unwrap_or(Duration::ZERO);
+                // One clock for everyone: the server's (see `ObjectMeta::age`).
+                let age = meta.age();
                 let (info, corrupt) = match LockInfo::from_json(&bytes) {
                     Ok(i) => (Some(i), None),
                     Err(why) => (None, Some(why)),
@@ -77,41 +140,33 @@ impl DistributedLock for S3Lock {
     async fn try_acquire(&self, ttl: Duration) -> Result<Attempt, LockError> {
         for _ in 0..4 {
             let info = LockInfo::for_this_process(ttl);
-            match self
-                .store
-                .put_bytes(&self.key, info.to_json(), PutMode::Create)
-                .await
-            {
-                Ok(etag) => {
-                    return Ok(Attempt::Acquired(Lease {
-                        info,
-                        version: LockVersion(etag),
-                    }))
-                }
+            match self.put(&info, PutMode::Create).await {
+                Ok(etag) => return Ok(acquired(info, etag)),
                 Err(StoreError::Precondition(_)) => {}
                 Err(e) => return Err(self.err(e)),
             }
-            let Some(current) = self.read().await? else {
-                continue;
+            let current = match self.read().await? {
+                // Our create landed, its reply was lost, the retry was refused.
+                Some(obs) if is_exactly(&obs, &info) => return Ok(acquired(info, obs.version.0)),
+                Some(obs) => obs,
+                None => continue,
             };
             if !current.stale {
                 return Ok(Attempt::Busy(current));
             }
             tracing::info!(holder = %current.describe(), "taking over a stale S3 lock");
             let stale_etag = current.version.0.clone();
-            match self
-                .store
-                .put_bytes(&self.key, info.to_json(), PutMode::Update(stale_etag))
-                .await
-            {
-                Ok(etag) => {
-                    return Ok(Attempt::Acquired(Lease {
-                        info,
-                        version: LockVersion(etag),
-                    }))
+            match self.put(&info, PutMode::Update(stale_etag)).await {
+                Ok(etag) => return Ok(acquired(info, etag)),
+                // Someone renewed, released or took it first — or our
+                // takeover landed and only its reply was lost: look again.
+                Err(StoreError::Precondition(_)) | Err(StoreError::NotFound(_)) => {
+                    if let Some(obs) = self.read().await? {
+                        if is_exactly(&obs, &info) {
+                            return Ok(acquired(info, obs.version.0));
+                        }
+                    }
                 }
-                // Someone renewed, released or took it first: look again.
-                Err(StoreError::Precondition(_)) | Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(self.err(e)),
             }
         }
@@ -131,12 +186,7 @@ impl DistributedLock for S3Lock {
         let mut info = lease.info.clone();
         info.renewed_at = Some(chrono::Utc::now());
         match self
-            .store
-            .put_bytes(
-                &self.key,
-                info.to_json(),
-                PutMode::Update(lease.version.0.clone()),
-            )
+            .put(&info, PutMode::Update(lease.version.0.clone()))
             .await
         {
             Ok(etag) => Ok(Lease {
@@ -144,26 +194,50 @@ impl DistributedLock for S3Lock {
                 version: LockVersion(etag),
             }),
             Err(StoreError::Precondition(_)) | Err(StoreError::NotFound(_)) => {
-                Err(LockError::Lost(
-                    "the lock object changed (taken over after the TTL, or force-released)".into(),
-                ))
+                match self.read().await? {
+                    // This very renewal landed; only its reply was lost.
+                    Some(obs) if is_exactly(&obs, &info) => Ok(Lease {
+                        info,
+                        version: obs.version,
+                    }),
+                    // Still our record, but not this renewal: retry soon
+                    // (the fence ends it if that lasts too long).
+                    Some(obs) if holds_token(&obs, &info.token) => Err(LockError::Store {
+                        location: self.location(),
+                        message: "the renewal was refused but the lock is still ours; retrying"
+                            .into(),
+                    }),
+                    _ => Err(LockError::Lost(
+                        "the lock object changed (taken over after the TTL, or force-released)"
+                            .into(),
+                    )),
+                }
             }
             Err(e) => Err(self.err(e)),
         }
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), LockError> {
-        let Some(current) = self.read().await? else {
-            return Ok(());
-        };
-        let ours = current.info.as_ref().map(|i| &i.token) == Some(&lease.info.token);
-        if !ours {
-            return Ok(());
+        // A few rounds: a refused delete (a lost reply whose retry met the
+        // deletion; a store answering 412 for a missing key) is judged by
+        // reading again, never by deleting blind.
+        for _ in 0..3 {
+            let Some(current) = self.read().await? else {
+                return Ok(());
+            };
+            if !holds_token(&current, &lease.info.token) {
+                return Ok(());
+            }
+            match self.delete(&current.version.0).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => return Ok(()),
+                Err(StoreError::Precondition(_)) => {}
+                Err(e) => return Err(self.err(e)),
+            }
         }
-        match self.store.delete(&self.key, Some(&current.version.0)).await {
-            Ok(()) | Err(StoreError::Precondition(_)) | Err(StoreError::NotFound(_)) => Ok(()),
-            Err(e) => Err(self.err(e)),
-        }
+        Err(LockError::Store {
+            location: self.location(),
+            message: "the lock record kept changing while it was being released; it expires after its TTL".into(),
+        })
     }
 
     async fn inspect(&self) -> Result<Option<LockObservation>, LockError> {
@@ -242,5 +316,91 @@ mod tests {
         let removed = l.force_release().await.unwrap().unwrap();
         assert_eq!(removed.info.unwrap().token, other.info.token);
         assert!(l.inspect().await.unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
+mod lost_reply_tests {
+    use super::*;
+    use crate::infrastructure::s3::memory_store::MemoryStore;
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    fn lock(store: &Arc<MemoryStore>) -> S3Lock {
+        S3Lock::new(store.clone(), "p/.datastore.lock".into(), TTL)
+    }
+
+    fn lose_next_reply(store: &MemoryStore) {
+        *store.lost_put_replies.lock().unwrap() = 1;
+    }
+
+    async fn acquire(l: &S3Lock) -> Lease {
+        match l.try_acquire(TTL).await.unwrap() {
+            Attempt::Acquired(lease) => lease,
+            Attempt::Busy(obs) => panic!("busy: {}", obs.describe()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_reply_was_lost_is_adopted_not_waited_for() {
+        let store = Arc::new(MemoryStore::default());
+        let l = lock(&store);
+        lose_next_reply(&store);
+        let lease = acquire(&l).await;
+        // The lease is the record in the store, so it renews and releases.
+        let renewed = l.renew(&lease).await.unwrap();
+        l.release(&renewed).await.unwrap();
+        assert!(l.inspect().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_renewal_whose_reply_was_lost_keeps_the_lease() {
+        let store = Arc::new(MemoryStore::default());
+        let l = lock(&store);
+        let lease = acquire(&l).await;
+        lose_next_reply(&store);
+        let renewed = l.renew(&lease).await.expect("not lost");
+        assert_ne!(renewed.version, lease.version);
+        let again = l.renew(&renewed).await.unwrap();
+        l.release(&again).await.unwrap();
+        assert!(l.inspect().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_takeover_whose_reply_was_lost_is_adopted() {
+        let store = Arc::new(MemoryStore::default());
+        let (dead, taker) = (lock(&store), lock(&store));
+        let _ghost = acquire(&dead).await;
+        store.age("p/.datastore.lock", Duration::from_secs(60));
+        // The create is refused (busy); the takeover lands, its reply is lost.
+        *store.lost_put_replies.lock().unwrap() = 2;
+        let lease = acquire(&taker).await;
+        assert_eq!(
+            taker.inspect().await.unwrap().unwrap().info.unwrap(),
+            lease.info
+        );
+    }
+
+    #[tokio::test]
+    async fn a_renewal_refused_for_a_successor_is_still_lost() {
+        let store = Arc::new(MemoryStore::default());
+        let (old, new) = (lock(&store), lock(&store));
+        let lease = acquire(&old).await;
+        store.age("p/.datastore.lock", Duration::from_secs(60));
+        let successor = acquire(&new).await;
+        assert!(matches!(old.renew(&lease).await, Err(LockError::Lost(_))));
+        old.release(&lease).await.unwrap();
+        let now = new.inspect().await.unwrap().unwrap().info.unwrap();
+        assert_eq!(now.token, successor.info.token);
+    }
+
+    #[tokio::test]
+    async fn conflicts_are_retried() {
+        let store = Arc::new(MemoryStore::default());
+        let l = lock(&store);
+        *store.put_conflicts.lock().unwrap() = 3;
+        let lease = acquire(&l).await;
+        *store.put_conflicts.lock().unwrap() = 2;
+        l.renew(&lease).await.unwrap();
     }
 }

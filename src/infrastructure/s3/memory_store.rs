@@ -1,6 +1,8 @@
-//! An in-memory `ObjectStore` with real conditional semantics and injectable
-//! failures, for unit tests of the lock and sync logic in addition to (never
-//! instead of) the tests against a real S3 server.
+//! An in-memory `ObjectStore` with real conditional semantics (check and
+//! write under one lock, as S3 makes them atomic) and injectable failures —
+//! failed uploads, lost replies, 409 conflicts — for unit tests of the lock and
+//! sync logic in addition to (never instead of) the tests against a real S3
+//! server.
 
 use crate::infrastructure::hashing::{CheckKind, ContentChecker, FileDigest};
 use crate::infrastructure::s3::store::{
@@ -28,6 +30,11 @@ pub struct MemoryStore {
     pub fail_uploads: Mutex<HashSet<String>>,
     /// Number of requests served.
     pub requests: Mutex<u64>,
+    /// The next this many `put_bytes` land, lose their reply and are retried,
+    /// as an SDK does: the caller sees the retry's answer.
+    pub lost_put_replies: Mutex<u32>,
+    /// The next this many `put_bytes` are refused with `Conflict` unwritten.
+    pub put_conflicts: Mutex<u32>,
     counter: Mutex<u64>,
 }
 
@@ -79,7 +86,7 @@ impl MemoryStore {
         mode: PutMode,
         sha: Option<String>,
     ) -> Result<String, StoreError> {
-        let objects = self.objects.lock().unwrap();
+        let mut objects = self.objects.lock().unwrap();
         match (&mode, objects.get(key)) {
             (PutMode::Create, Some(_)) => return Err(StoreError::Precondition(key.into())),
             (PutMode::Update(_), None) => return Err(StoreError::NotFound(key.into())),
@@ -88,9 +95,8 @@ impl MemoryStore {
             }
             _ => {}
         }
-        drop(objects);
         let etag = self.next_etag();
-        self.objects.lock().unwrap().insert(
+        objects.insert(
             key.to_string(),
             Object {
                 bytes,
@@ -101,6 +107,16 @@ impl MemoryStore {
         );
         Ok(etag)
     }
+}
+
+/// Takes one from a countdown; whether there was one.
+fn take_one(counter: &Mutex<u32>) -> bool {
+    let mut n = counter.lock().unwrap();
+    if *n == 0 {
+        return false;
+    }
+    *n -= 1;
+    true
 }
 
 #[async_trait]
@@ -121,6 +137,14 @@ impl ObjectStore for MemoryStore {
         mode: PutMode,
     ) -> Result<String, StoreError> {
         self.count();
+        if take_one(&self.put_conflicts) {
+            return Err(StoreError::Conflict(key.into()));
+        }
+        if take_one(&self.lost_put_replies) {
+            // The first attempt lands; its reply is lost; the retry answers.
+            self.write(key, bytes.clone(), mode.clone(), None)?;
+            self.count();
+        }
         self.write(key, bytes, mode, None)
     }
 
@@ -177,6 +201,7 @@ impl ObjectStore for MemoryStore {
             ObjectMeta {
                 etag: o.etag.clone(),
                 last_modified: Some(o.modified),
+                server_time: Some(SystemTime::now()),
             },
         ))
     }

@@ -29,6 +29,10 @@ pub enum StoreError {
     /// No such object.
     #[error("{0} does not exist")]
     NotFound(String),
+    /// Another conditional write on the same key was in flight (HTTP 409
+    /// `ConditionalRequestConflict` on AWS): nothing was written; retry.
+    #[error("a concurrent conditional write to {0} was in progress")]
+    Conflict(String),
     /// Anything else, with a message that names the fix.
     #[error("{op} {target}: {message}")]
     Failed {
@@ -48,6 +52,19 @@ pub struct ObjectMeta {
     pub etag: String,
     /// Server time of the last write.
     pub last_modified: Option<SystemTime>,
+    /// Server time of the response that returned this (its `Date` header).
+    pub server_time: Option<SystemTime>,
+}
+
+impl ObjectMeta {
+    /// Time since the last write, judged by the server's clock alone when it
+    /// sent one; else by ours (skew then shifts the result).
+    pub fn age(&self) -> std::time::Duration {
+        let now = self.server_time.unwrap_or_else(SystemTime::now);
+        self.last_modified
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// A conditional read's result.
