@@ -49,6 +49,14 @@ pub enum CliError {
         /// 127 not found, 126 not executable.
         code: i32,
     },
+    /// The store ignores conditions the lock depends on.
+    #[error("{target} does not honour conditional writes (it ignored {}), so its lock could not keep two writers apart; use a store that supports S3 conditional writes (AWS S3, MinIO, SeaweedFS, Ceph RGW)", missing.join(" and "))]
+    UnsafeStore {
+        /// `s3://bucket/prefix`.
+        target: String,
+        /// The conditions it ignored.
+        missing: Vec<&'static str>,
+    },
     /// Other I/O failures.
     #[error("{context}: {source}")]
     Io {
@@ -84,6 +92,7 @@ impl CliError {
             CliError::Data(_)
             | CliError::Migration(_)
             | CliError::Sync(_)
+            | CliError::UnsafeStore { .. }
             | CliError::Io { .. } => 1,
         }
     }
@@ -106,6 +115,7 @@ impl CliError {
             CliError::Migration(MigrationError::Conflicts(_)) => "migration_conflict",
             CliError::Migration(_) => "migration_failed",
             CliError::Spawn { .. } => "spawn_failed",
+            CliError::UnsafeStore { .. } => "conditional_writes_unsupported",
             CliError::Sync(SyncError::Index(_)) => "remote_index_invalid",
             CliError::Sync(SyncError::Store(_)) => "s3_error",
             CliError::Sync(_) => "sync_failed",

@@ -8,6 +8,7 @@ use crate::cli::commands::with_lock;
 use crate::cli::context::{Connected, RepoContext};
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
+use crate::domain::config::S3Config;
 use crate::domain::config::{datastore_yaml, Backend, ConfigSource, DATASTORE_ENV};
 use crate::domain::sync_index::object_key;
 use crate::infrastructure::migration::{
@@ -16,7 +17,8 @@ use crate::infrastructure::migration::{
 use crate::infrastructure::repo_files::save_document;
 use crate::infrastructure::s3::cache::STATE_FILE;
 use crate::infrastructure::s3::migrate::{delete_remote_sources, upload_verified};
-use crate::infrastructure::s3::store::PutMode;
+use crate::infrastructure::s3::probe::{probe_conditional_writes, ConditionalSupport};
+use crate::infrastructure::s3::store::ObjectStore;
 use serde_json::{json, Value};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ pub struct SetupResult {
     from: Backend,
     to: Backend,
     migration: Option<MigrationReport>,
+    conditional_writes: Option<ConditionalSupport>,
 }
 
 /// Writes `backend` into `.swamp.yaml`, keeping every other key.
@@ -89,8 +92,12 @@ fn canonical(p: &Path) -> PathBuf {
     }
 }
 
-/// Checks that the target is usable and is not the source.
-async fn verify_target(ctx: &RepoContext, target: &Connected) -> Result<(), CliError> {
+/// Checks that the target is usable and is not the source; for an S3
+/// target, what the conditional-write probe found.
+async fn verify_target(
+    ctx: &RepoContext,
+    target: &Connected,
+) -> Result<Option<ConditionalSupport>, CliError> {
     let same = match (&ctx.connected, target) {
         (Connected::Filesystem(a), Connected::Filesystem(b)) => canonical(a) == canonical(b),
         (Connected::S3 { config: a, .. }, Connected::S3 { config: b, .. }) => {
@@ -121,22 +128,39 @@ async fn verify_target(ctx: &RepoContext, target: &Connected) -> Result<(), CliE
                 )));
             }
             prepare_target(path)?;
-            Ok(())
+            Ok(None)
         }
         Connected::S3 { config, store } => {
             store.head_bucket().await?;
-            // Prove we may write there before moving anything.
-            let probe = object_key(
-                &config.prefix,
-                &format!(".swamp-tmp-probe-{}", uuid::Uuid::new_v4().simple()),
-            );
-            store
-                .put_bytes(&probe, b"probe".to_vec(), PutMode::Overwrite)
-                .await?;
-            store.delete(&probe, None).await?;
-            Ok(())
+            // Prove we may write there, and that the store honours the
+            // conditions the lock relies on, before moving anything.
+            let support = probe_store(store.as_ref(), config).await?;
+            if !support.is_sufficient() {
+                return Err(CliError::UnsafeStore {
+                    target: target_url(config),
+                    missing: support.missing(),
+                });
+            }
+            Ok(Some(support))
         }
     }
+}
+
+/// `s3://bucket/prefix` of an S3 config.
+fn target_url(config: &S3Config) -> String {
+    format!("s3://{}/{}", config.bucket, config.prefix)
+}
+
+/// Runs the conditional-write probe under `config`'s prefix.
+pub async fn probe_store(
+    store: &dyn ObjectStore,
+    config: &S3Config,
+) -> Result<ConditionalSupport, CliError> {
+    let scratch = object_key(
+        &config.prefix,
+        &format!(".swamp-tmp-probe-{}", uuid::Uuid::new_v4().simple()),
+    );
+    Ok(probe_conditional_writes(store, &scratch).await?)
 }
 
 /// Setup moves the datastore that `.swamp.yaml` names. Under an override the
@@ -162,13 +186,14 @@ pub async fn setup(
     refuse_under_override(ctx)?;
     let from = ctx.datastore.backend.clone();
     let target_conn = Connected::connect(&target).await?;
-    verify_target(ctx, &target_conn).await?;
+    let conditional_writes = verify_target(ctx, &target_conn).await?;
     if skip_migration {
         switch_config(ctx, &target)?;
         return Ok(SetupResult {
             from,
             to: target,
             migration: None,
+            conditional_writes,
         });
     }
     let concurrency = ctx.concurrency;
@@ -207,6 +232,7 @@ pub async fn setup(
         from,
         to: target,
         migration: Some(report),
+        conditional_writes,
     })
 }
 
@@ -226,16 +252,26 @@ async fn off_runtime<T: Send + 'static>(
 
 impl Render for SetupResult {
     fn to_json(&self) -> Value {
-        json!({
+        let mut doc = json!({
             "from": self.from.describe(),
             "to": self.to.describe(),
             "type": self.to.type_name(),
             "migrated": self.migration.is_some(),
             "migration": self.migration,
-        })
+        });
+        if let Some(support) = &self.conditional_writes {
+            doc["conditionalWrites"] = json!(support);
+        }
+        doc
     }
 
     fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.conditional_writes.is_some_and(|c| !c.delete) {
+            writeln!(
+                out,
+                "note: this store ignores If-Match on DELETE; releasing the lock still compares its token first (see design/datastores.md)"
+            )?;
+        }
         match &self.migration {
             None => writeln!(
                 out,

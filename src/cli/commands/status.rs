@@ -1,13 +1,16 @@
 //! `swamp datastore status`: which datastore is in use and why, whether it is
-//! healthy (with latency), its directories and excludes, and who holds its lock.
-//! It never takes the lock.
+//! healthy (with latency; for S3 also whether the store honours the
+//! conditional writes the lock relies on), its directories and excludes, and
+//! who holds its lock. It never takes the lock.
 
 use crate::cli::commands::lock::{observation_json, observation_text};
+use crate::cli::commands::setup::probe_store;
 use crate::cli::context::{Connected, RepoContext};
 use crate::cli::error::CliError;
 use crate::cli::output::Render;
 use crate::domain::config::{Backend, ConfigSource};
 use crate::domain::lock::LockObservation;
+use crate::infrastructure::s3::probe::ConditionalSupport;
 use crate::infrastructure::s3::store::ObjectStore;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -37,6 +40,7 @@ pub struct StatusResult {
     directories: Vec<String>,
     exclude: Vec<String>,
     lock: Option<LockObservation>,
+    conditional_writes: Option<ConditionalSupport>,
 }
 
 /// Checks a filesystem datastore directory: exists, is a directory, writable.
@@ -91,10 +95,31 @@ pub async fn s3_health(store: &dyn ObjectStore) -> Health {
 
 /// Reports the datastore in use.
 pub async fn status(ctx: &RepoContext) -> Result<StatusResult, CliError> {
-    let health = match &ctx.connected {
+    let mut conditional_writes = None;
+    let mut health = match &ctx.connected {
         Connected::Filesystem(path) => filesystem_health(path),
         Connected::S3 { store, .. } => s3_health(store.as_ref()).await,
     };
+    if let (Connected::S3 { store, config }, true) = (&ctx.connected, health.healthy) {
+        // A store that ignores conditional writes answers, but its lock
+        // cannot keep two writers apart: that is not healthy.
+        match probe_store(store.as_ref(), config).await {
+            Ok(support) => {
+                if !support.is_sufficient() {
+                    health.healthy = false;
+                    health.message = format!(
+                        "bucket reachable, but it ignores {}: the lock cannot keep writers apart",
+                        support.missing().join(" and ")
+                    );
+                }
+                conditional_writes = Some(support);
+            }
+            Err(e) => {
+                health.healthy = false;
+                health.message = format!("conditional-write probe failed: {e}");
+            }
+        }
+    }
     // An unreachable store has no readable lock; the health line says why.
     let lock = if health.healthy {
         ctx.lock().inspect().await?
@@ -110,6 +135,7 @@ pub async fn status(ctx: &RepoContext) -> Result<StatusResult, CliError> {
         directories: ctx.datastore.directories.clone(),
         exclude: ctx.datastore.exclude.clone(),
         lock,
+        conditional_writes,
     })
 }
 
@@ -130,6 +156,7 @@ impl Render for StatusResult {
             Backend::S3(s3) => {
                 doc["s3"] = json!(s3);
                 doc["cachePath"] = json!(self.local_root);
+                doc["conditionalWrites"] = json!(self.conditional_writes);
             }
         }
         doc
@@ -153,6 +180,18 @@ impl Render for StatusResult {
             self.health.message,
             self.health.latency_ms
         )?;
+        if let Some(c) = &self.conditional_writes {
+            let missing = c.missing();
+            writeln!(
+                out,
+                "Conditions:  {}",
+                if missing.is_empty() {
+                    "conditional writes honoured (create, update, delete)".to_string()
+                } else {
+                    format!("ignored: {}", missing.join(", "))
+                }
+            )?;
+        }
         writeln!(out, "Directories: {}", self.directories.join(", "))?;
         if !self.exclude.is_empty() {
             writeln!(out, "Exclude:     {}", self.exclude.join(", "))?;

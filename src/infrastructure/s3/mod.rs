@@ -8,5 +8,6 @@ pub mod lock;
 #[cfg(test)]
 pub mod memory_store;
 pub mod migrate;
+pub mod probe;
 pub mod store;
 pub mod sync;

@@ -1,0 +1,389 @@
+//! The S3 lock never fails silently: real swamp processes reach a real S3
+//! server (moto) through the fault-injecting proxy (`support::proxy`), which
+//! loses replies, answers 409/503, stalls and strips conditional headers; a
+//! skewed clock comes from `faketime`; holders are frozen with SIGSTOP.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use support::proxy::*;
+use support::s3::*;
+use support::*;
+
+/// A world whose datastore is reached through a proxy in front of moto.
+struct Proxied {
+    w: World,
+    proxy: FaultProxy,
+    home: tempfile::TempDir,
+}
+
+/// Requests on the lock object.
+fn lock_key() -> Match {
+    Match::any().key_suffix("/.datastore.lock")
+}
+
+fn lock_put() -> Match {
+    Match::put().key_suffix("/.datastore.lock")
+}
+
+impl Proxied {
+    /// A repo set up on S3 through the proxy (no faults during setup).
+    fn new(bucket: &'static str) -> Self {
+        let p = Self::bare(bucket);
+        let out = p.setup();
+        assert!(out.status.success(), "setup: {}", stderr(&out));
+        p
+    }
+
+    /// The proxy and world, not yet set up.
+    fn bare(bucket: &'static str) -> Self {
+        let w = World::create(Moto::start(), bucket);
+        let proxy = FaultProxy::start(w.moto.port);
+        Proxied {
+            w,
+            proxy,
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `--json datastore setup s3` with the proxy as the endpoint.
+    fn setup(&self) -> Output {
+        let mut args = self.w.setup_args();
+        let at = args.iter().position(|a| a == "--endpoint-url").unwrap();
+        args[at + 1] = self.proxy.endpoint();
+        args.insert(0, "--json".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.w.run_on(self.home.path(), &args)
+    }
+
+    fn cmd(&self) -> Command {
+        self.w.on(self.home.path())
+    }
+
+    fn remote_lock(&self) -> Option<Value> {
+        self.w
+            .fetch(&format!("{PREFIX}/.datastore.lock"))
+            .map(|b| serde_json::from_slice(&b).expect("lock json"))
+    }
+}
+
+/// A JSON error document: exit code and error code checked, message returned.
+fn json_error(out: &Output, exit: i32, code: &str) -> String {
+    assert_json_error(out, exit, code)
+}
+
+#[test]
+fn a_lock_create_whose_reply_was_lost_is_adopted_at_once() {
+    let p = Proxied::new("lost-create");
+    let rule = p
+        .proxy
+        .add(Rule::new(lock_put().has_header("if-none-match"), Fault::LoseReply).times(1));
+    // Without adoption the command meets its own 30 s record and times out.
+    let out = run(p
+        .cmd()
+        .args(["--lock-timeout", "5", "data", "put", "a", "--file", "-"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(p.proxy.applied(rule), 1);
+    assert!(p.remote_lock().is_none(), "released");
+}
+
+#[test]
+fn a_renewal_whose_reply_was_lost_keeps_the_command_alive() {
+    let p = Proxied::new("lost-renewal");
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let renewal = lock_put().has_header("if-match");
+    let rule = p
+        .proxy
+        .add(Rule::new(renewal.clone(), Fault::LoseReply).times(1));
+    let mut holder = p
+        .cmd()
+        .env("SWAMP_LOCK_TTL_MS", "1500")
+        .args(["exec", "--", "sh", "-c"])
+        .arg(format!(
+            "while [ ! -f {} ]; do sleep 0.02; done",
+            go.display()
+        ))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn holder");
+    // The lost renewal lands; the SDK's retry meets our own write (412).
+    let lost = p.proxy.wait_for(&renewal, 1, S3_DEADLINE)[0].seq;
+    assert_eq!(p.proxy.applied(rule), 1);
+    // The adopted lease keeps renewing: three more renewals succeed, which
+    // spans more than the 1.5 s TTL, so a lease taken for lost would have
+    // been fenced by now.
+    wait_until("renewals succeed after the lost reply", || {
+        p.proxy
+            .seen()
+            .iter()
+            .filter(|s| renewal.matches(s) && s.seq > lost && s.status == Some(200))
+            .count()
+            >= 3
+    });
+    std::fs::write(&go, b"").unwrap();
+    let status = wait_child(&mut holder);
+    let mut err = String::new();
+    std::io::Read::read_to_string(holder.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(p.remote_lock().is_none(), "released");
+}
+
+#[test]
+fn a_takeover_whose_reply_was_lost_is_adopted() {
+    let p = Proxied::new("lost-takeover");
+    let ghost = lock_record("ghost@gone", 100, "ghost-token");
+    p.w.plant(
+        &format!("{PREFIX}/.datastore.lock"),
+        &serde_json::to_vec(&ghost).unwrap(),
+    );
+    wait_until("the planted lock is stale", || {
+        p.w.json(p.home.path(), &["datastore", "lock", "status"])["lock"]["stale"] == true
+    });
+    let takeover = lock_put().has_header("if-match");
+    let rule = p.proxy.add(Rule::new(takeover, Fault::LoseReply).times(1));
+    let out = run(p
+        .cmd()
+        .args(["--lock-timeout", "5", "data", "put", "a", "--file", "-"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(p.proxy.applied(rule), 1);
+    assert!(p.remote_lock().is_none(), "released");
+}
+
+#[test]
+fn a_release_whose_reply_was_lost_still_releases() {
+    let p = Proxied::new("lost-release");
+    let rule = p.proxy.add(
+        Rule::new(
+            Match::delete().key_suffix("/.datastore.lock"),
+            Fault::LoseReply,
+        )
+        .times(1),
+    );
+    let out = run(p.cmd().args(["data", "put", "a", "--file", "-"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "no warning: {}", stderr(&out));
+    assert_eq!(p.proxy.applied(rule), 1);
+    assert!(p.remote_lock().is_none(), "released");
+}
+
+#[test]
+fn conflicts_and_slowdowns_on_the_lock_are_retried() {
+    let p = Proxied::new("lock-retries");
+    let conflicts = p
+        .proxy
+        .add(Rule::new(lock_put(), Fault::Status(409, "ConditionalRequestConflict")).times(2));
+    let slow = p
+        .proxy
+        .add(Rule::new(lock_key(), Fault::Status(503, "SlowDown")).times(2));
+    let out = run(p.cmd().args(["data", "put", "a", "--file", "-"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(p.proxy.applied(conflicts), 2);
+    assert_eq!(p.proxy.applied(slow), 2);
+    assert!(p.remote_lock().is_none(), "released");
+}
+
+#[test]
+fn a_store_that_ignores_conditional_writes_is_refused_before_anything_changes() {
+    let p = Proxied::bare("careless-store");
+    p.proxy
+        .add(Rule::new(Match::any(), Fault::StripConditionalHeaders));
+    put(p.w.repo.path(), "kept", b"local data");
+    let before = p.w.config();
+    let out = p.setup();
+    let msg = json_error(&out, 1, "conditional_writes_unsupported");
+    assert!(
+        msg.contains("If-None-Match") && msg.contains("If-Match"),
+        "{msg}"
+    );
+    assert_eq!(p.w.config(), before, "config unchanged");
+    assert!(
+        p.w.rel_keys().is_empty(),
+        "nothing left in the bucket: {:?}",
+        p.w.rel_keys()
+    );
+    let got = run(swamp(p.w.repo.path()).args(["data", "get", "kept"]));
+    assert_eq!(got.stdout, b"local data");
+}
+
+#[test]
+fn a_store_that_ignores_only_conditional_deletes_is_accepted_and_said_so() {
+    let p = Proxied::bare("no-cond-delete");
+    p.proxy
+        .add(Rule::new(Match::delete(), Fault::StripConditionalHeaders));
+    let out = p.setup();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = json_of(&out);
+    assert_eq!(doc["conditionalWrites"]["create"], true, "{doc}");
+    assert_eq!(doc["conditionalWrites"]["update"], true, "{doc}");
+    assert_eq!(doc["conditionalWrites"]["delete"], false, "{doc}");
+    let put = run(p.cmd().args(["data", "put", "a", "--file", "-"]));
+    assert!(put.status.success(), "{}", stderr(&put));
+    assert!(p.remote_lock().is_none(), "released");
+}
+
+#[test]
+fn status_runs_the_probe_and_calls_a_careless_store_unhealthy() {
+    let p = Proxied::new("status-probe");
+    let healthy = p.w.json(p.home.path(), &["datastore", "status"]);
+    assert_eq!(healthy["health"]["healthy"], true, "{healthy}");
+    assert_eq!(healthy["conditionalWrites"]["create"], true, "{healthy}");
+    p.proxy
+        .add(Rule::new(Match::any(), Fault::StripConditionalHeaders));
+    let doc = p.w.json(p.home.path(), &["datastore", "status"]);
+    assert_eq!(doc["health"]["healthy"], false, "{doc}");
+    assert_eq!(doc["conditionalWrites"]["create"], false, "{doc}");
+    assert_eq!(doc["conditionalWrites"]["update"], false, "{doc}");
+    let text = stdout_of(&run(p.cmd().args(["datastore", "status"])));
+    assert!(
+        text.contains("UNHEALTHY") && text.contains("If-None-Match"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_stalled_store_fails_the_command_clearly_and_releases_the_lock() {
+    let p = Proxied::new("stalled");
+    p.proxy.add(Rule::new(
+        Match::put().key_suffix("/.datastore-index.json"),
+        Fault::Stall(Duration::from_secs(600)),
+    ));
+    let out = run(p
+        .cmd()
+        .env("SWAMP_S3_TIMEOUT_SECS", "1")
+        .args(["--json", "data", "put", "a", "--file", "-"]));
+    assert_ne!(code_of(&out), 0);
+    let doc = json_of(&out);
+    let msg = doc["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.contains("timed out"), "{doc}");
+    assert!(p.remote_lock().is_none(), "the lock was released");
+}
+
+/// A `swamp` for the world whose clock runs `offset` (e.g. "+45s") off.
+fn skewed(p: &Proxied, offset: &str) -> Command {
+    let mut cmd = Command::new("faketime");
+    cmd.arg("-f")
+        .arg(offset)
+        .arg(bin())
+        .arg("--repo-dir")
+        .arg(p.w.repo.path())
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env_remove("SWAMP_DATASTORE")
+        .env_remove("SWAMP_LOCK_TTL_MS")
+        .stdin(Stdio::null());
+    s3_env(&mut cmd, &p.w.moto, p.home.path());
+    cmd
+}
+
+#[test]
+fn a_clock_running_ahead_does_not_steal_a_live_lock() {
+    let p = Proxied::new("clock-ahead");
+    let dir = tempfile::tempdir().unwrap();
+    let (started, go) = (dir.path().join("started"), dir.path().join("go"));
+    let mut holder = p
+        .cmd()
+        .args(["exec", "--", "sh", "-c"])
+        .arg(format!(
+            "touch {}; while [ ! -f {} ]; do sleep 0.02; done",
+            started.display(),
+            go.display()
+        ))
+        .process_group(0)
+        .spawn()
+        .expect("spawn holder");
+    let _group = GroupGuard(holder.id());
+    wait_until("holder started", || started.exists());
+    // 45 s ahead of a 30 s lock: by its own clock the lock looks expired.
+    let status = run(skewed(&p, "+45s").args(["--json", "datastore", "lock", "status"]));
+    assert_eq!(
+        json_of(&status)["lock"]["stale"],
+        false,
+        "{}",
+        stdout_of(&status)
+    );
+    let out = run(skewed(&p, "+45s").args([
+        "--json",
+        "--lock-timeout",
+        "3",
+        "data",
+        "put",
+        "x",
+        "--file",
+        "-",
+    ]));
+    json_error(&out, 75, "lock_timeout");
+    std::fs::write(&go, b"").unwrap();
+    assert!(
+        wait_child(&mut holder).success(),
+        "the holder was not disturbed"
+    );
+}
+
+#[test]
+fn a_clock_running_behind_takes_over_a_dead_holder_after_its_ttl() {
+    let p = Proxied::new("clock-behind");
+    let ghost = lock_record("ghost@gone", 1000, "ghost-token");
+    p.w.plant(
+        &format!("{PREFIX}/.datastore.lock"),
+        &serde_json::to_vec(&ghost).unwrap(),
+    );
+    // 45 s behind: by its own clock the 1 s lock stays fresh for 46 s.
+    let out =
+        run(skewed(&p, "-45s").args(["--lock-timeout", "30", "data", "put", "x", "--file", "-"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(p.remote_lock().is_none(), "released");
+}
+
+/// Freezes swamp after its command ended, until the lease expired and
+/// another machine took the lock and wrote; resumed, it must exit 75 and
+/// push nothing.
+#[test]
+fn a_holder_frozen_after_its_child_ended_exits_75_and_pushes_nothing() {
+    let p = Proxied::new("frozen-s3");
+    let other = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (started, go) = (dir.path().join("started"), dir.path().join("go"));
+    let script = format!(
+        "touch {s}; while [ ! -f {g} ]; do sleep 0.02; done; mkdir -p \"$SWAMP_DATASTORE_DIR/data\"; echo late > \"$SWAMP_DATASTORE_DIR/data/late.txt\"",
+        s = started.display(),
+        g = go.display()
+    );
+    let late = p.w.cache(p.home.path()).join("data/late.txt");
+    let mut holder = p
+        .cmd()
+        .env("SWAMP_LOCK_TTL_MS", "1500")
+        .args(["--json", "exec", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn holder");
+    let _group = GroupGuard(holder.id());
+    wait_until("holder's command started", || started.exists());
+    signal_group(holder.id(), Signal::SIGSTOP);
+    std::fs::write(&go, b"").unwrap();
+    wait_until("the command wrote and ended", || late.exists());
+    wait_until("the frozen lease is stale", || {
+        p.w.json(other.path(), &["datastore", "lock", "status"])["lock"]["stale"] == true
+    });
+    p.w.put_ok(other.path(), "other", b"written by the taker");
+    signal_group(holder.id(), Signal::SIGCONT);
+    let status = wait_child(&mut holder);
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(holder.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(75));
+    let doc: Value = serde_json::from_slice(&out).expect("json");
+    assert_eq!(doc["error"]["code"], "lock_lost");
+    assert!(
+        !p.w.rel_keys().iter().any(|k| k.contains("late.txt")),
+        "pushed without the lock: {:?}",
+        p.w.rel_keys()
+    );
+}
