@@ -1135,3 +1135,53 @@ fn setup_waits_for_the_lock() {
     assert_eq!(after, source_before);
     assert!(files_under(&target).is_empty());
 }
+
+/// A target that already holds another datastore's files is not merged into
+/// silently: refused before anything changes, unless `--merge` is given.
+#[test]
+fn setup_refuses_a_target_holding_another_datastore_unless_merge() {
+    let repo = init_repo();
+    put(repo.path(), "mine", b"from this repo");
+    let targets = tempfile::tempdir().unwrap();
+    let target = targets.path().join("store");
+    fs::create_dir_all(target.join("data/theirs")).unwrap();
+    fs::write(target.join("data/theirs/file.txt"), b"another datastore").unwrap();
+    let before = read_config(repo.path());
+    let out = setup_fs(repo.path(), &target, &[]);
+    let msg = assert_json_error(&out, 1, "target_occupied");
+    assert!(
+        msg.contains("data/theirs/file.txt") && msg.contains("--merge"),
+        "{msg}"
+    );
+    assert_eq!(read_config(repo.path()), before);
+    assert!(!target.join("data/mine").exists(), "nothing copied");
+    let merged = setup_fs(repo.path(), &target, &["--merge"]);
+    assert_eq!(code_of(&merged), 0, "{}", stdout_of(&merged));
+    assert_eq!(
+        fs::read(target.join("data/theirs/file.txt")).unwrap(),
+        b"another datastore"
+    );
+    let got = swamp_cli(repo.path())
+        .args(["data", "get", "mine"])
+        .output()
+        .unwrap();
+    assert_eq!(got.stdout, b"from this repo");
+}
+
+/// Setup takes the target's lock as well: a target whose lock another
+/// process holds is not migrated into behind its back.
+#[test]
+fn setup_waits_for_the_target_lock() {
+    let repo = init_repo();
+    put(repo.path(), "mine", b"data");
+    let targets = tempfile::tempdir().unwrap();
+    let target = targets.path().join("store");
+    fs::create_dir_all(&target).unwrap();
+    plant_lock(&target, HOLDER, 600_000);
+    let before = read_config(repo.path());
+    let out = setup_fs(repo.path(), &target, &["--lock-timeout", "1"]);
+    let msg = assert_json_error(&out, 75, "lock_timeout");
+    assert!(msg.contains(HOLDER), "{msg}");
+    assert_eq!(read_config(repo.path()), before);
+    assert!(!target.join("data").exists(), "nothing copied");
+}

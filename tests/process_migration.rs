@@ -112,3 +112,66 @@ fn kill_9_while_cleaning_up_loses_nothing() {
         config_points_to(repo, target)
     });
 }
+
+/// Two setups of one repo at once: both wait for the source lock; the one
+/// that comes second finds `.swamp.yaml` changed and refuses, instead of
+/// migrating out of a datastore the config no longer names.
+#[test]
+fn two_setups_at_once_one_wins_the_other_fails_clearly() {
+    let repo = init_repo();
+    let dir = repo.path();
+    put(dir, "app/config", b"replicas: 3\n");
+    let marker = tempfile::tempdir().unwrap();
+    let (started, go) = (marker.path().join("started"), marker.path().join("go"));
+    let mut holder = swamp(dir)
+        .args(["exec", "--", "sh", "-c"])
+        .arg(format!(
+            "touch {}; while [ ! -f {} ]; do sleep 0.02; done",
+            started.display(),
+            go.display()
+        ))
+        .spawn()
+        .expect("spawn holder");
+    wait_until("holder started", || started.exists());
+    let targets = tempfile::tempdir().unwrap();
+    let (a, b) = (targets.path().join("a"), targets.path().join("b"));
+    let setups: Vec<_> = [&a, &b]
+        .iter()
+        .map(|t| {
+            swamp(dir)
+                .args([
+                    "--json",
+                    "--lock-timeout",
+                    "120",
+                    "datastore",
+                    "setup",
+                    "filesystem",
+                    "--path",
+                ])
+                .arg(t)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn setup")
+        })
+        .collect();
+    // Both are waiting for the lock the holder has.
+    wait_until("both setups wait", || {
+        lock_status(dir, None)["held"] == true
+    });
+    std::fs::write(&go, b"").unwrap();
+    assert!(wait_child(&mut holder).success());
+    let outs: Vec<_> = setups
+        .into_iter()
+        .map(|s| s.wait_with_output().expect("wait setup"))
+        .collect();
+    let winners: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(winners.len(), 1, "exactly one setup wins: {outs:?}");
+    let loser = outs.iter().find(|o| !o.status.success()).unwrap();
+    let msg = assert_json_error(loser, 2, "refused");
+    assert!(msg.contains("changed while this setup waited"), "{msg}");
+    let won = if config_points_to(dir, &a) { &a } else { &b };
+    assert!(config_points_to(dir, won));
+    let got = run(swamp(dir).args(["data", "get", "app/config"]));
+    assert_eq!(got.stdout, b"replicas: 3\n");
+}

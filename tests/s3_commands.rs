@@ -859,13 +859,24 @@ fn setup_s3_into_a_prefix_that_holds_data_reuses_identical_files_and_stops_on_co
         sha256_hex(b"extra")
     );
 
-    // A third repo with a different file at the same path: nothing changes.
+    // A third repo with a different file at the same path: nothing changes,
+    // neither without --merge (the prefix holds files it lacks) nor with it
+    // (a conflict).
     let third = init_repo();
     write_local(third.path(), "shared", b"DIFFERENT");
     let config_before = std::fs::read_to_string(third.path().join(".swamp.yaml")).unwrap();
     let mut cmd = swamp(third.path());
     s3_env(&mut cmd, &w.moto, home.path());
     let out = run(cmd.args(w.setup_args()));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already holds another datastore"),
+        "{}",
+        stderr(&out)
+    );
+    let mut cmd = swamp(third.path());
+    s3_env(&mut cmd, &w.moto, home.path());
+    let out = run(cmd.args(w.setup_args()).arg("--merge"));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(

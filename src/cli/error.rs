@@ -113,6 +113,7 @@ impl CliError {
             CliError::Data(DataError::Corrupt { .. }) => "corrupt_data",
             CliError::Data(DataError::Io { .. }) | CliError::Io { .. } => "io_error",
             CliError::Migration(MigrationError::Conflicts(_)) => "migration_conflict",
+            CliError::Migration(MigrationError::Occupied { .. }) => "target_occupied",
             CliError::Migration(_) => "migration_failed",
             CliError::Spawn { .. } => "spawn_failed",
             CliError::UnsafeStore { .. } => "conditional_writes_unsupported",

@@ -148,6 +148,9 @@ pub struct SetupS3Args {
     /// Only switch .swamp.yaml; do not move data.
     #[arg(long)]
     pub skip_migration: bool,
+    /// Combine with a datastore the target already holds (files at the same path must be identical).
+    #[arg(long, conflicts_with = "skip_migration")]
+    pub merge: bool,
 }
 
 /// Arguments of `setup filesystem`.
@@ -159,6 +162,9 @@ pub struct SetupFilesystemArgs {
     /// Only switch .swamp.yaml; do not move data.
     #[arg(long)]
     pub skip_migration: bool,
+    /// Combine with a datastore the target already holds (files at the same path must be identical).
+    #[arg(long, conflicts_with = "skip_migration")]
+    pub merge: bool,
 }
 
 /// `swamp datastore lock ...`
@@ -292,7 +298,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 let target = Backend::Filesystem {
                     path: setup::absolute(&args.path)?,
                 };
-                ok(setup::setup(&ctx, target, args.skip_migration).await?)
+                ok(setup::setup(&ctx, target, args.skip_migration, args.merge).await?)
             }
             DatastoreCommand::Setup(SetupCommand::S3(args)) => {
                 validate_bucket_name(&args.bucket).map_err(ConfigError::from)?;
@@ -303,7 +309,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                     region: args.region,
                     endpoint: args.endpoint_url,
                 });
-                ok(setup::setup(&ctx, target, args.skip_migration).await?)
+                ok(setup::setup(&ctx, target, args.skip_migration, args.merge).await?)
             }
             DatastoreCommand::Sync {
                 pull,

@@ -19,6 +19,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// A fence slot whose lease is not held yet (never the oldest renewal).
+const NOT_HELD: u64 = u64::MAX;
+
 /// How long a command may take to wind down after a signal before it is dropped.
 const SIGNAL_GRACE: Duration = Duration::from_millis(2500);
 /// How long a command may take to stop after its lock was lost.
@@ -131,28 +134,41 @@ fn request_stop(tx: &watch::Sender<Option<StopReason>>, reason: StopReason) {
     });
 }
 
-/// A synchronous check a writer makes right before each write.
+/// A synchronous check a writer makes right before each write. It covers
+/// every lease a command holds (one per lock): each has its own renewal time,
+/// and the fence fails once any of them may have expired.
 #[derive(Debug)]
 pub struct LeaseFence {
     valid_for: Duration,
-    renewed_at_nanos: AtomicU64,
+    renewed_at_nanos: Vec<AtomicU64>,
     lost: Mutex<Option<String>>,
     is_lost: AtomicBool,
 }
 
 impl LeaseFence {
+    /// A fence for one lease last renewed at `renewed_at` (by `lease_clock`).
+    #[cfg(test)]
     pub(crate) fn new(ttl: Duration, renewed_at: Duration) -> Self {
+        let fence = Self::for_leases(ttl, 1);
+        fence.renewed(0, renewed_at);
+        fence
+    }
+
+    /// A fence for `leases` leases, none held yet: a slot counts from the
+    /// moment `renewed` first sets it.
+    fn for_leases(ttl: Duration, leases: usize) -> Self {
         Self {
             valid_for: ttl.mul_f64(0.9),
-            renewed_at_nanos: AtomicU64::new(renewed_at.as_nanos() as u64),
+            renewed_at_nanos: (0..leases).map(|_| AtomicU64::new(NOT_HELD)).collect(),
             lost: Mutex::new(None),
             is_lost: AtomicBool::new(false),
         }
     }
 
-    fn renewed(&self, at: Duration) {
-        self.renewed_at_nanos
-            .store(at.as_nanos() as u64, Ordering::SeqCst);
+    fn renewed(&self, lease: usize, at: Duration) {
+        if let Some(slot) = self.renewed_at_nanos.get(lease) {
+            slot.store(at.as_nanos() as u64, Ordering::SeqCst);
+        }
     }
 
     fn lose(&self, why: String) {
@@ -170,9 +186,13 @@ impl LeaseFence {
 
     /// `Err(LockError::Lost)` when the lease is gone or may have expired.
     pub fn check(&self) -> Result<(), LockError> {
-        let since = lease_clock::now().saturating_sub(Duration::from_nanos(
-            self.renewed_at_nanos.load(Ordering::SeqCst),
-        ));
+        let oldest = self
+            .renewed_at_nanos
+            .iter()
+            .map(|slot| slot.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(NOT_HELD);
+        let since = lease_clock::now().saturating_sub(Duration::from_nanos(oldest));
         if since >= self.valid_for {
             self.lose(format!(
                 "the lease was not renewed for {:.1}s (process paused or store unreachable), so another process may hold it",
@@ -206,12 +226,17 @@ pub struct LockTiming {
     pub timeout: Duration,
 }
 
-/// A held lock with its heartbeat.
-pub struct LockGuard {
+/// One held lease and its heartbeat.
+struct Held {
     lock: Arc<dyn DistributedLock>,
     state: Arc<tokio::sync::Mutex<LeaseState>>,
-    fence: Arc<LeaseFence>,
     heartbeat: JoinHandle<()>,
+}
+
+/// One or more held locks, their heartbeats, and the fence over all of them.
+pub struct LockGuard {
+    held: Vec<Held>,
+    fence: Arc<LeaseFence>,
 }
 
 impl LockGuard {
@@ -222,51 +247,60 @@ impl LockGuard {
         timing: LockTiming,
         stop: &StopController,
     ) -> Result<Self, LockError> {
+        Self::acquire_all(vec![lock], timing, stop).await
+    }
+
+    /// Acquires every lock, in the order of their locations (so two commands
+    /// that need the same two locks can never each hold one and wait for the
+    /// other), within one deadline; on failure releases those it holds.
+    pub async fn acquire_all(
+        mut locks: Vec<Arc<dyn DistributedLock>>,
+        timing: LockTiming,
+        stop: &StopController,
+    ) -> Result<Self, LockError> {
+        locks.sort_by_key(|l| l.location());
+        locks.dedup_by_key(|l| l.location());
         let started = lease_clock::now();
-        let mut backoff = Duration::from_millis(25);
-        let mut signal = stop.signal();
-        let lease = loop {
-            let attempt_at = lease_clock::now();
-            match lock.try_acquire(timing.ttl).await? {
-                Attempt::Acquired(lease) => break (lease, attempt_at),
-                Attempt::Busy(obs) => {
-                    let waited = lease_clock::now().saturating_sub(started);
-                    if waited >= timing.timeout {
-                        return Err(LockError::Timeout {
-                            waited,
-                            holder: obs.describe(),
-                        });
-                    }
-                    tracing::debug!(holder = %obs.describe(), "lock busy, waiting");
-                    let jitter = rand::random::<f64>() + 0.5;
-                    let pause = backoff.mul_f64(jitter).min(timing.timeout - waited);
-                    backoff = (backoff * 3 / 2).min(Duration::from_millis(500));
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
-                        reason = signal.wait() => return Err(stop_error(&reason)),
-                    }
-                }
-            }
-        };
-        let (lease, attempt_at) = lease;
-        let fence = Arc::new(LeaseFence::new(timing.ttl, attempt_at));
-        let state = Arc::new(tokio::sync::Mutex::new(LeaseState {
-            lease,
-            released: false,
-        }));
-        let heartbeat = tokio::spawn(heartbeat(
-            lock.clone(),
-            state.clone(),
-            fence.clone(),
-            stop.sender(),
-            timing.ttl,
-        ));
-        Ok(Self {
-            lock,
-            state,
+        let fence = Arc::new(LeaseFence::for_leases(timing.ttl, locks.len()));
+        let mut guard = Self {
+            held: Vec::new(),
             fence,
-            heartbeat,
-        })
+        };
+        for (slot, lock) in locks.into_iter().enumerate() {
+            let remaining = timing
+                .timeout
+                .saturating_sub(lease_clock::now().saturating_sub(started));
+            let (lease, at) = match wait_for(&lock, timing.ttl, remaining, stop).await {
+                Ok(won) => won,
+                Err(e) => {
+                    if let Err(release) = guard.release().await {
+                        tracing::warn!(error = %release, "releasing after a failed acquisition");
+                    }
+                    return Err(e);
+                }
+            };
+            // Renew each lease from the moment it is held: waiting for the
+            // next lock may take longer than a TTL.
+            guard.fence.renewed(slot, at);
+            let state = Arc::new(tokio::sync::Mutex::new(LeaseState {
+                lease,
+                released: false,
+            }));
+            let heartbeat = tokio::spawn(heartbeat(
+                lock.clone(),
+                state.clone(),
+                guard.fence.clone(),
+                slot,
+                stop.sender(),
+                timing.ttl,
+            ));
+            guard.held.push(Held {
+                lock,
+                state,
+                heartbeat,
+            });
+        }
+        Ok(guard)
     }
 
     /// The check writers make before each write.
@@ -274,24 +308,69 @@ impl LockGuard {
         self.fence.clone()
     }
 
-    /// Releases the lock (bounded in time); a lock that is no longer ours is left alone.
+    /// Releases every lock (bounded in time); a lock that is no longer ours
+    /// is left alone. The first failure is returned.
     pub async fn release(self) -> Result<(), LockError> {
-        let work = async {
-            let mut state = self.state.lock().await;
-            state.released = true;
-            self.fence.close();
-            self.heartbeat.abort();
-            self.lock.release(&state.lease).await
-        };
-        match tokio::time::timeout(RELEASE_TIMEOUT, work).await {
-            Ok(result) => result,
-            Err(_) => Err(LockError::Store {
-                location: self.lock.location(),
-                message: format!(
-                    "release did not finish within {}ms; the lock expires after its TTL",
-                    RELEASE_TIMEOUT.as_millis()
-                ),
-            }),
+        self.fence.close();
+        let mut first_error = None;
+        for held in self.held.into_iter().rev() {
+            let location = held.lock.location();
+            let work = async {
+                let mut state = held.state.lock().await;
+                state.released = true;
+                held.heartbeat.abort();
+                held.lock.release(&state.lease).await
+            };
+            let outcome = match tokio::time::timeout(RELEASE_TIMEOUT, work).await {
+                Ok(result) => result,
+                Err(_) => Err(LockError::Store {
+                    location,
+                    message: format!(
+                        "release did not finish within {}ms; the lock expires after its TTL",
+                        RELEASE_TIMEOUT.as_millis()
+                    ),
+                }),
+            };
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Waits for one lock until `timeout`; returns the lease and when the
+/// winning attempt started (by `lease_clock`).
+async fn wait_for(
+    lock: &Arc<dyn DistributedLock>,
+    ttl: Duration,
+    timeout: Duration,
+    stop: &StopController,
+) -> Result<(Lease, Duration), LockError> {
+    let started = lease_clock::now();
+    let mut backoff = Duration::from_millis(25);
+    let mut signal = stop.signal();
+    loop {
+        let attempt_at = lease_clock::now();
+        match lock.try_acquire(ttl).await? {
+            Attempt::Acquired(lease) => return Ok((lease, attempt_at)),
+            Attempt::Busy(obs) => {
+                let waited = lease_clock::now().saturating_sub(started);
+                if waited >= timeout {
+                    return Err(LockError::Timeout {
+                        waited,
+                        holder: obs.describe(),
+                    });
+                }
+                tracing::debug!(holder = %obs.describe(), "lock busy, waiting");
+                let jitter = rand::random::<f64>() + 0.5;
+                let pause = backoff.mul_f64(jitter).min(timeout - waited);
+                backoff = (backoff * 3 / 2).min(Duration::from_millis(500));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    reason = signal.wait() => return Err(stop_error(&reason)),
+                }
+            }
         }
     }
 }
@@ -300,6 +379,7 @@ async fn heartbeat(
     lock: Arc<dyn DistributedLock>,
     state: Arc<tokio::sync::Mutex<LeaseState>>,
     fence: Arc<LeaseFence>,
+    slot: usize,
     stop: Arc<watch::Sender<Option<StopReason>>>,
     ttl: Duration,
 ) {
@@ -319,7 +399,7 @@ async fn heartbeat(
         match lock.renew(&st.lease).await {
             Ok(lease) => {
                 st.lease = lease;
-                fence.renewed(attempt_at);
+                fence.renewed(slot, attempt_at);
                 interval = ttl / 3;
             }
             Err(LockError::Lost(why)) => {
@@ -408,6 +488,40 @@ mod tests {
         guard.release().await.unwrap();
         // A blocking copy that outlived its command must not write now.
         assert!(matches!(fence.check(), Err(LockError::Lost(_))));
+    }
+
+    /// Waiting for a second lock for longer than a TTL must not let the
+    /// first lease lapse: each lease is renewed from the moment it is held.
+    #[tokio::test]
+    async fn a_lease_held_while_waiting_for_the_next_lock_stays_valid() {
+        // Locks are taken in the order of their locations: a, then b.
+        let root = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir_all(&dir_a).unwrap();
+        std::fs::create_dir_all(&dir_b).unwrap();
+        let ttl = Duration::from_millis(300);
+        let timing = LockTiming {
+            ttl,
+            timeout: Duration::from_secs(20),
+        };
+        let lock_a: Arc<dyn DistributedLock> = Arc::new(FileLock::new(&dir_a, ttl));
+        let lock_b: Arc<dyn DistributedLock> = Arc::new(FileLock::new(&dir_b, ttl));
+        let stop = StopController::install().unwrap();
+        let blocker = LockGuard::acquire(lock_b.clone(), timing, &stop)
+            .await
+            .unwrap();
+        let unblock = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            blocker.release().await.unwrap();
+        });
+        let both = LockGuard::acquire_all(vec![lock_a, lock_b], timing, &stop)
+            .await
+            .unwrap();
+        unblock.await.unwrap();
+        both.fence()
+            .check()
+            .expect("the first lease was renewed meanwhile");
+        both.release().await.unwrap();
     }
 
     #[tokio::test]

@@ -36,6 +36,14 @@ pub enum MigrationError {
     /// The target holds different files at the same paths.
     #[error("migration stopped before changing anything: the target already holds different files at {}{}", .0.iter().take(10).cloned().collect::<Vec<_>>().join(", "), if .0.len() > 10 { format!(" and {} more", .0.len() - 10) } else { String::new() })]
     Conflicts(Vec<String>),
+    /// The target already holds files of another datastore.
+    #[error("{target} already holds another datastore ({} files this one does not have, e.g. {}); rerun with --merge to combine them (files at the same path must be identical), or choose an empty target", .foreign.len(), .foreign.iter().take(3).cloned().collect::<Vec<_>>().join(", "))]
+    Occupied {
+        /// The target.
+        target: String,
+        /// Its files that are not among the migrating ones.
+        foreign: Vec<String>,
+    },
     /// A copied file did not verify.
     #[error("verification failed for {path}: {reason}")]
     Verify {
@@ -149,6 +157,63 @@ pub fn datastore_files(
         }
     }
     Ok(files)
+}
+
+/// The paths of `files` and of every directory above them: a target file at
+/// one of these is the migration's conflict to report, not a foreign file.
+pub fn paths_and_parents(files: &[SourceFile]) -> std::collections::HashSet<String> {
+    let mut set = std::collections::HashSet::new();
+    for file in files {
+        let mut path = file.rel.as_str();
+        set.insert(path.to_string());
+        while let Some((parent, _)) = path.rsplit_once('/') {
+            if !set.insert(parent.to_string()) {
+                break;
+            }
+            path = parent;
+        }
+    }
+    set
+}
+
+/// The files under `target`'s datastore `directories` that are not among
+/// `files` (temp files and the lock are not files of a datastore).
+pub fn foreign_files(
+    target: &Path,
+    directories: &[String],
+    files: &[SourceFile],
+) -> Result<Vec<String>, MigrationError> {
+    let ours = paths_and_parents(files);
+    let mut foreign = Vec::new();
+    for dir in directories {
+        let top = target.join(dir);
+        if !top.exists() {
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&top)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
+            let entry = entry.map_err(|e| MigrationError::Io {
+                path: top.clone(),
+                source: e.into(),
+            })?;
+            let name = entry.file_name().to_string_lossy();
+            if entry.file_type().is_dir() || is_temp_name(&name) || name == LOCK_FILE {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(target)
+                .unwrap_or(entry.path())
+                .to_string_lossy()
+                .into_owned();
+            if !ours.contains(rel.as_str()) {
+                foreign.push(rel);
+            }
+        }
+    }
+    Ok(foreign)
 }
 
 /// Checks that `target` exists or can be created, is a directory, and is writable.

@@ -11,6 +11,7 @@ pub mod sync;
 
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
+use crate::domain::lock::DistributedLock;
 use crate::infrastructure::coordinator::{
     run_guarded, LeaseFence, LockGuard, StopController, StopSignal,
 };
@@ -52,11 +53,27 @@ where
     F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
     Fut: Future<Output = Result<T, CliError>>,
 {
+    with_locks(ctx, Vec::new(), op).await
+}
+
+/// `with_lock` holding `also` as well (e.g. a migration target's lock): all
+/// are acquired in a fixed order, and one fence covers every lease.
+pub async fn with_locks<T, F, Fut>(
+    ctx: &RepoContext,
+    also: Vec<Arc<dyn DistributedLock>>,
+    op: F,
+) -> Result<T, CliError>
+where
+    F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
+    Fut: Future<Output = Result<T, CliError>>,
+{
     let stop = StopController::install().map_err(|source| CliError::Io {
         context: "installing signal handlers".into(),
         source,
     })?;
-    let guard = LockGuard::acquire(ctx.lock(), ctx.timing, &stop).await?;
+    let mut locks = vec![ctx.lock()];
+    locks.extend(also);
+    let guard = LockGuard::acquire_all(locks, ctx.timing, &stop).await?;
     let fence = guard.fence();
     run_guarded(guard, stop.signal(), op(fence, stop.signal())).await
 }

@@ -4,7 +4,7 @@
 //! any two backends (filesystem ↔ S3, S3 → another prefix); an S3 source is
 //! pulled into its cache first, so the files migrated are complete.
 
-use crate::cli::commands::with_lock;
+use crate::cli::commands::with_locks;
 use crate::cli::context::{Connected, RepoContext};
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
@@ -12,11 +12,12 @@ use crate::domain::config::S3Config;
 use crate::domain::config::{datastore_yaml, Backend, ConfigSource, DATASTORE_ENV};
 use crate::domain::sync_index::object_key;
 use crate::infrastructure::migration::{
-    copy_verified, datastore_files, prepare_target, remove_sources, MigrationError, MigrationReport,
+    copy_verified, datastore_files, foreign_files, prepare_target, remove_sources, MigrationError,
+    MigrationReport, SourceFile,
 };
-use crate::infrastructure::repo_files::save_document;
+use crate::infrastructure::repo_files::{load_config, save_document};
 use crate::infrastructure::s3::cache::STATE_FILE;
-use crate::infrastructure::s3::migrate::{delete_remote_sources, upload_verified};
+use crate::infrastructure::s3::migrate::{delete_remote_sources, foreign_objects, upload_verified};
 use crate::infrastructure::s3::probe::{probe_conditional_writes, ConditionalSupport};
 use crate::infrastructure::s3::store::ObjectStore;
 use serde_json::{json, Value};
@@ -182,6 +183,7 @@ pub async fn setup(
     ctx: &RepoContext,
     target: Backend,
     skip_migration: bool,
+    merge: bool,
 ) -> Result<SetupResult, CliError> {
     refuse_under_override(ctx)?;
     let from = ctx.datastore.backend.clone();
@@ -198,12 +200,19 @@ pub async fn setup(
     }
     let concurrency = ctx.concurrency;
     let new_backend = target.clone();
-    let report = with_lock(ctx, |fence, _stop| async move {
+    // The target's lock too: a machine already using the target must not
+    // write into it while files arrive (and its push would then fail).
+    let target_lock = target_conn.lock(ctx.timing.ttl);
+    let report = with_locks(ctx, vec![target_lock], |fence, _stop| async move {
+        refuse_changed_config(ctx)?;
         if let Some(sync) = ctx.sync() {
             sync.pull(&fence).await?;
         }
         let resolver = ctx.resolver.clone();
-        let files = off_runtime(move || datastore_files(&resolver)).await?;
+        let mut files = off_runtime(move || datastore_files(&resolver)).await?;
+        if !merge {
+            files = refuse_occupied(&target_conn, &new_backend, ctx, files).await?;
+        }
         let report = match &target_conn {
             Connected::Filesystem(path) => {
                 let (path, fence) = (path.clone(), fence.clone());
@@ -234,6 +243,52 @@ pub async fn setup(
         migration: Some(report),
         conditional_writes,
     })
+}
+
+/// A setup that waited for the lock while another one ran would migrate out
+/// of a datastore the config no longer names: refuse when `.swamp.yaml`
+/// changed since this command read it.
+fn refuse_changed_config(ctx: &RepoContext) -> Result<(), CliError> {
+    let now = load_config(&ctx.repo_dir)?;
+    if now.document != ctx.config.document {
+        return Err(CliError::Refused(
+            ".swamp.yaml changed while this setup waited for the lock (another setup ran first); check 'swamp datastore status' and rerun if still needed".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a target that already holds files of another datastore (files
+/// this one does not have): a migration would merge the two silently.
+/// Returns `files` for the migration.
+async fn refuse_occupied(
+    target: &Connected,
+    backend: &Backend,
+    ctx: &RepoContext,
+    files: Vec<SourceFile>,
+) -> Result<Vec<SourceFile>, CliError> {
+    let (files, foreign) = match target {
+        Connected::Filesystem(path) => {
+            let (path, directories) = (path.clone(), ctx.datastore.directories.clone());
+            off_runtime(move || {
+                let foreign = foreign_files(&path, &directories, &files)?;
+                Ok((files, foreign))
+            })
+            .await?
+        }
+        Connected::S3 { config, store } => {
+            let foreign = foreign_objects(store, &config.prefix, &files).await?;
+            (files, foreign)
+        }
+    };
+    if foreign.is_empty() {
+        return Ok(files);
+    }
+    Err(MigrationError::Occupied {
+        target: backend.describe(),
+        foreign,
+    }
+    .into())
 }
 
 /// Runs blocking migration work (hashing, copying) on a blocking thread, so

@@ -8,12 +8,15 @@
 //! objects. Out of: delete the migrated objects and then the index, after the
 //! config names the new location.
 
-use crate::domain::sync_index::{object_key, IndexEntry, RemoteIndex, INDEX_KEY};
+use crate::domain::sync_index::{object_key, IndexEntry, RemoteIndex, INDEX_KEY, LOCK_KEY};
+use crate::infrastructure::atomic_file::is_temp_name;
 use crate::infrastructure::coordinator::LeaseFence;
-use crate::infrastructure::migration::{MigrationError, MigrationReport, SourceFile};
+use crate::infrastructure::migration::{
+    paths_and_parents, MigrationError, MigrationReport, SourceFile,
+};
 use crate::infrastructure::s3::store::{Fetched, ObjectStore, PutMode, StoreError};
 use futures::stream::{self, StreamExt};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 fn remote(e: StoreError) -> MigrationError {
@@ -134,6 +137,48 @@ pub async fn upload_verified(
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// The files the datastore under `prefix` holds (its index entries and its
+/// objects; not the lock, the index or temp objects) that are not among `files`.
+pub async fn foreign_objects(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    files: &[SourceFile],
+) -> Result<Vec<String>, MigrationError> {
+    let ours = paths_and_parents(files);
+    let mut foreign = BTreeSet::new();
+    match store.get_bytes(&object_key(prefix, INDEX_KEY), None).await {
+        Ok(Fetched::Object(bytes, _)) => {
+            let index =
+                RemoteIndex::parse(&bytes).map_err(|e| MigrationError::Remote(e.to_string()))?;
+            foreign.extend(
+                index
+                    .files
+                    .keys()
+                    .filter(|k| !ours.contains(k.as_str()))
+                    .cloned(),
+            );
+        }
+        Ok(Fetched::NotModified) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(remote(e)),
+    }
+    let list_prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    for listed in store.list(&list_prefix).await.map_err(remote)? {
+        let rel = listed.key[list_prefix.len()..].to_string();
+        let name = rel.rsplit('/').next().unwrap_or_default();
+        if rel == INDEX_KEY || rel == LOCK_KEY || is_temp_name(name) {
+            continue;
+        }
+        if !ours.contains(rel.as_str()) {
+            foreign.insert(rel);
+        }
+    }
+    Ok(foreign.into_iter().collect())
 }
 
 /// Deletes the migrated objects under `prefix`, then the index.
