@@ -387,3 +387,160 @@ fn a_holder_frozen_after_its_child_ended_exits_75_and_pushes_nothing() {
         p.w.rel_keys()
     );
 }
+
+/// Setup into S3 takes the target's lock too: a prefix whose lock another
+/// machine holds is not migrated into behind its back.
+#[test]
+fn setup_into_a_prefix_whose_lock_is_held_waits_and_changes_nothing() {
+    let p = Proxied::bare("target-locked");
+    put(p.w.repo.path(), "mine", b"local data");
+    let live = lock_record("alice@ci-7", 600_000, "alice-token");
+    p.w.plant(
+        &format!("{PREFIX}/.datastore.lock"),
+        &serde_json::to_vec(&live).unwrap(),
+    );
+    let before = p.w.config();
+    let mut args = p.w.setup_args();
+    args.splice(
+        0..0,
+        ["--json".to_string(), "--lock-timeout".into(), "1".into()],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = p.w.run_on(p.home.path(), &args);
+    let msg = json_error(&out, 75, "lock_timeout");
+    assert!(msg.contains("alice@ci-7"), "{msg}");
+    assert_eq!(p.w.config(), before);
+    assert_eq!(p.w.rel_keys(), vec![".datastore.lock".to_string()]);
+}
+
+/// A prefix that already holds another datastore is not merged into silently.
+#[test]
+fn setup_into_a_prefix_holding_another_datastore_needs_merge() {
+    let p = Proxied::bare("target-occupied");
+    // Plain files: `data put` also writes a dated audit log, and two repos'
+    // logs of one day would conflict.
+    let write = |repo: &std::path::Path, name: &str| {
+        let outputs = repo.join(".swamp/outputs");
+        std::fs::create_dir_all(&outputs).unwrap();
+        std::fs::write(outputs.join(name), name.as_bytes()).unwrap();
+    };
+    write(p.w.repo.path(), "mine");
+    // Another repo's datastore lives there already.
+    let other = init_repo();
+    write(other.path(), "theirs");
+    let mut args = p.w.setup_args();
+    args.insert(0, "--json".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = swamp(other.path());
+    s3_env(&mut cmd, &p.w.moto, p.home.path());
+    let theirs = run(cmd.args(&args));
+    assert!(theirs.status.success(), "{}", stderr(&theirs));
+    let before = p.w.config();
+    let out = p.w.run_on(p.home.path(), &args);
+    let msg = json_error(&out, 1, "target_occupied");
+    assert!(
+        msg.contains("outputs/theirs") && msg.contains("--merge"),
+        "{msg}"
+    );
+    assert_eq!(p.w.config(), before);
+    assert!(
+        !p.w.rel_keys().iter().any(|k| k.contains("mine")),
+        "nothing uploaded"
+    );
+    let mut merge = args.clone();
+    merge.push("--merge");
+    let merged = p.w.run_on(p.home.path(), &merge);
+    assert!(merged.status.success(), "{}", stdout_of(&merged));
+    let index = p.w.index();
+    let files = index["files"].as_object().expect("files");
+    assert!(files.contains_key("outputs/mine"), "{index}");
+    assert!(files.contains_key("outputs/theirs"), "{index}");
+}
+
+/// SIGTERM while the push hangs on a stalled upload: swamp winds down within
+/// its bounds, releases the lock, and the index names nothing that did not
+/// reach the bucket.
+#[test]
+fn sigterm_during_a_stalled_push_releases_the_lock() {
+    let p = Proxied::new("term-mid-push");
+    let stalled = Match::put().key_contains("/outputs/");
+    p.proxy.add(Rule::new(
+        stalled.clone(),
+        Fault::Stall(Duration::from_secs(600)),
+    ));
+    let script = r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs"; for i in 1 2 3 4 5 6 7 8; do echo $i > "$SWAMP_DATASTORE_DIR/outputs/f$i"; done"#;
+    let mut holder = p
+        .cmd()
+        .args(["exec", "--", "sh", "-c", script])
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn holder");
+    let _group = GroupGuard(holder.id());
+    p.proxy.wait_for_arrivals(&stalled, 1, S3_DEADLINE);
+    let sent = std::time::Instant::now();
+    signal(holder.id(), Signal::SIGTERM);
+    let status = wait_child(&mut holder);
+    let took = sent.elapsed();
+    eprintln!("exited {took:?} after SIGTERM");
+    assert_eq!(status.code(), Some(143));
+    // The design bound is 5 s (2.5 s grace + 1.5 s release); a busy machine
+    // gets slack, a hang does not.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(p.remote_lock().is_none(), "the lock was released");
+    let listed = p.w.fetch(&format!("{PREFIX}/.datastore-index.json"));
+    if let Some(index) = listed {
+        let index: Value = serde_json::from_slice(&index).unwrap();
+        assert!(
+            !index["files"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("outputs/")),
+            "{index}"
+        );
+    }
+}
+
+/// kill -9 of an S3 holder: its lock stays until its TTL passes (a command
+/// that will not wait gets 75), or until `lock release --force`.
+#[test]
+fn after_kill_9_of_an_s3_holder_the_lock_waits_for_its_ttl_or_a_force_release() {
+    let p = Proxied::new("kill-9-s3");
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let mut holder = p
+        .cmd()
+        .args(["exec", "--", "sh", "-c"])
+        .arg(format!("touch {}; exec sleep 600", started.display()))
+        .process_group(0)
+        .spawn()
+        .expect("spawn holder");
+    let group = GroupGuard(holder.id());
+    wait_until("holder started", || started.exists());
+    signal_group(holder.id(), Signal::SIGKILL);
+    let _ = holder.wait();
+    drop(group);
+    let blocked = run(p.cmd().args([
+        "--json",
+        "--lock-timeout",
+        "0",
+        "data",
+        "put",
+        "x",
+        "--file",
+        "-",
+    ]));
+    json_error(&blocked, 75, "lock_timeout");
+    let released = run(p.cmd().args(["datastore", "lock", "release", "--force"]));
+    assert!(released.status.success(), "{}", stderr(&released));
+    assert!(
+        stdout_of(&released).contains("pid"),
+        "{}",
+        stdout_of(&released)
+    );
+    let out = run(p
+        .cmd()
+        .args(["--lock-timeout", "0", "data", "put", "x", "--file", "-"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+}

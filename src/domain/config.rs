@@ -588,4 +588,53 @@ mod tests {
         let err = RepoConfig::parse(Path::new("/f"), &text).unwrap_err();
         assert!(err.to_string().contains("unknown directory 'nope'"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A spec from a variable or a flag never panics the parser.
+            #[test]
+            fn any_spec_parses_or_fails_without_panicking(value in ".*") {
+                let _ = parse_datastore_spec(&value, ConfigSource::Env);
+            }
+
+            /// Whatever an S3 spec says, the prefix it yields is a safe
+            /// relative key prefix: no leading '/', no '.' or '..' segment.
+            #[test]
+            fn s3_prefixes_are_always_safe(rest in "[a-z0-9./-]{0,40}") {
+                if let Ok(Backend::S3(s3)) = parse_datastore_spec(&format!("s3:{rest}"), ConfigSource::Flag) {
+                    prop_assert!(!s3.prefix.starts_with('/') && !s3.prefix.ends_with('/'));
+                    prop_assert!(s3.prefix.is_empty() || s3.prefix.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".."));
+                }
+            }
+
+            /// A valid bucket and prefix survive parsing unchanged.
+            #[test]
+            fn valid_s3_specs_round_trip(
+                bucket in "[a-z0-9][a-z0-9-]{1,30}[a-z0-9]",
+                segments in proptest::collection::vec("[A-Za-z0-9_-]{1,8}", 0..4),
+            ) {
+                let prefix = segments.join("/");
+                let spec = if prefix.is_empty() { format!("s3:{bucket}") } else { format!("s3:{bucket}/{prefix}") };
+                let parsed = parse_datastore_spec(&spec, ConfigSource::Env);
+                match parsed {
+                    Ok(Backend::S3(s3)) => {
+                        prop_assert_eq!(s3.bucket, bucket);
+                        prop_assert_eq!(s3.prefix, prefix);
+                    }
+                    other => prop_assert!(false, "{spec}: {other:?}"),
+                }
+            }
+
+            /// A filesystem spec that parses names an absolute path.
+            #[test]
+            fn filesystem_specs_are_absolute(rest in ".*") {
+                if let Ok(Backend::Filesystem { path }) = parse_datastore_spec(&format!("filesystem:{rest}"), ConfigSource::Env) {
+                    prop_assert!(path.is_absolute());
+                }
+            }
+        }
+    }
 }

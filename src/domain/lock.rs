@@ -256,4 +256,65 @@ mod tests {
         assert!(!is_stale(Duration::from_secs(30), ttl));
         assert!(is_stale(Duration::from_millis(30_001), ttl));
     }
+
+    mod properties {
+        use super::*;
+        use chrono::TimeZone;
+        use proptest::prelude::*;
+
+        fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+            (0i64..4_102_444_800, 0u32..1_000_000_000)
+                .prop_map(|(s, ns)| Utc.timestamp_opt(s, ns).single().unwrap_or_default())
+        }
+
+        fn any_info() -> impl Strategy<Value = LockInfo> {
+            (
+                ".*",
+                ".*",
+                any::<u32>(),
+                any_time(),
+                proptest::option::of(any_time()),
+                any::<u64>(),
+                ".+",
+            )
+                .prop_map(
+                    |(holder, hostname, pid, acquired_at, renewed_at, ttl_ms, token)| LockInfo {
+                        holder,
+                        hostname,
+                        pid,
+                        acquired_at,
+                        renewed_at,
+                        ttl_ms,
+                        token,
+                    },
+                )
+        }
+
+        proptest! {
+            /// What a holder writes, every reader reads back exactly: lost-reply
+            /// adoption compares records for equality.
+            #[test]
+            fn every_record_round_trips_exactly(info in any_info()) {
+                prop_assert_eq!(LockInfo::from_json(&info.to_json()), Ok(info));
+            }
+
+            /// Whatever another machine (or a corrupt store) left there, reading
+            /// it never panics, and a record it accepts has a token.
+            #[test]
+            fn any_bytes_parse_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(info) = LockInfo::from_json(&bytes) {
+                    prop_assert!(!info.token.is_empty());
+                }
+            }
+
+            /// Staleness is monotonic in age: once stale, older is stale too.
+            #[test]
+            fn staleness_is_monotonic(age in any::<u64>(), more in any::<u32>(), ttl in any::<u64>()) {
+                let (age, ttl) = (Duration::from_millis(age), Duration::from_millis(ttl));
+                if is_stale(age, ttl) {
+                    prop_assert!(is_stale(age + Duration::from_millis(more.into()), ttl));
+                }
+            }
+        }
+    }
 }
