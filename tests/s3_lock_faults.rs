@@ -544,3 +544,30 @@ fn after_kill_9_of_an_s3_holder_the_lock_waits_for_its_ttl_or_a_force_release() 
         .args(["--lock-timeout", "0", "data", "put", "x", "--file", "-"]));
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// The index write lands and its reply is lost; the SDK's retry meets our
+/// own index (412). The command succeeds, stores exactly one version, and
+/// another machine sees it.
+#[test]
+fn an_index_write_whose_reply_was_lost_is_not_reported_as_a_conflict() {
+    let p = Proxied::new("lost-index-reply");
+    let rule = p.proxy.add(
+        Rule::new(
+            Match::put().key_suffix("/.datastore-index.json"),
+            Fault::LoseReply,
+        )
+        .times(1),
+    );
+    let out = p.w.put(p.home.path(), "app/config", b"replicas: 3\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(p.proxy.applied(rule), 1);
+    let other = tempfile::tempdir().unwrap();
+    let versions = p.w.json(other.path(), &["data", "versions", "app/config"]);
+    assert_eq!(
+        versions["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{versions}"
+    );
+    let got = p.w.ok(other.path(), &["data", "get", "app/config"]);
+    assert_eq!(got, b"replicas: 3\n");
+}

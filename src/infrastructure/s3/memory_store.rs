@@ -35,6 +35,9 @@ pub struct MemoryStore {
     pub lost_put_replies: Mutex<u32>,
     /// The next this many `put_bytes` are refused with `Conflict` unwritten.
     pub put_conflicts: Mutex<u32>,
+    /// The next this many `put_bytes` are refused with `Precondition`
+    /// unwritten, as if another writer had just changed the object.
+    pub put_refusals: Mutex<u32>,
     counter: Mutex<u64>,
 }
 
@@ -139,6 +142,9 @@ impl ObjectStore for MemoryStore {
         self.count();
         if take_one(&self.put_conflicts) {
             return Err(StoreError::Conflict(key.into()));
+        }
+        if take_one(&self.put_refusals) {
+            return Err(StoreError::Precondition(key.into()));
         }
         if take_one(&self.lost_put_replies) {
             // The first attempt lands; its reply is lost; the retry answers.

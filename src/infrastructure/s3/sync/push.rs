@@ -135,6 +135,9 @@ impl CacheSync {
         let mut failures = Vec::new();
         let mut sent_any = !deletions.is_empty();
         let mut state_dirty = false;
+        // What this push changed in the agreed state, to undo if its index
+        // cannot be written: then nothing it sent counts as agreed.
+        let mut undo: Vec<(String, Option<SyncedFile>)> = Vec::new();
         for outcome in pushed {
             match outcome {
                 Pushed::Touched {
@@ -159,8 +162,8 @@ impl CacheSync {
                         Ok(_) => {
                             report.uploaded += 1;
                             report.uploaded_bytes += digest.size;
-                            state.files.insert(
-                                rel,
+                            let previous = state.files.insert(
+                                rel.clone(),
                                 SyncedFile {
                                     size: digest.size,
                                     mtime_ns,
@@ -168,6 +171,7 @@ impl CacheSync {
                                     parts: digest.parts,
                                 },
                             );
+                            undo.push((rel, previous));
                         }
                         Err(e) => failures.push(format!("{rel}: {e}")),
                     }
@@ -180,13 +184,14 @@ impl CacheSync {
             match outcome {
                 Ok(()) => {
                     report.deleted_remote += 1;
-                    state.files.remove(&rel);
+                    let previous = state.files.remove(&rel);
+                    undo.push((rel, previous));
                 }
                 Err(e) => failures.push(format!("{rel}: {e}")),
             }
         }
         if sent_any {
-            self.write_index(&mut state, fence).await?;
+            self.write_index(&mut state, undo, fence).await?;
         } else if state_dirty {
             self.save(&state)?;
         }
@@ -306,9 +311,17 @@ impl CacheSync {
     /// Writes the index of what the bucket now holds: agreed files plus what
     /// just succeeded (failed uploads keep their previous entry), with
     /// `If-Match` on the ETag we pulled.
+    ///
+    /// A refusal (412) is read back first: the write may have landed with
+    /// its reply lost, and the SDK's retry met it. If the index there is the
+    /// one we sent, we are done. Otherwise another writer's index stands, and
+    /// `undo` restores the agreed state from before this push, so everything
+    /// it sent stays dirty (pushed again, never taken for agreed and then
+    /// deleted by the next pull).
     async fn write_index(
         &self,
         state: &mut crate::infrastructure::s3::cache::SyncState,
+        undo: Vec<(String, Option<SyncedFile>)>,
         fence: &LeaseFence,
     ) -> Result<(), SyncError> {
         let index = RemoteIndex {
@@ -344,16 +357,39 @@ impl CacheSync {
         {
             Ok(etag) => state.index_etag = Some(etag),
             Err(StoreError::Precondition(target)) => {
-                // Objects went up but the index did not: forget the agreed
-                // state so the next pull+push reconciles from content.
-                state.index_etag = None;
-                self.save(state)?;
-                return Err(SyncError::IndexConflict(target));
+                if let Some(etag) = self.landed(&index_key, &index).await {
+                    state.index_etag = Some(etag);
+                } else {
+                    for (rel, previous) in undo.into_iter().rev() {
+                        match previous {
+                            Some(entry) => state.files.insert(rel, entry),
+                            None => state.files.remove(&rel),
+                        };
+                    }
+                    // The next pull reads the index from scratch.
+                    state.index_etag = None;
+                    self.save(state)?;
+                    return Err(SyncError::IndexConflict(target));
+                }
             }
             Err(e) => return Err(e.into()),
         }
         self.save(state)?;
         Ok(())
+    }
+}
+
+impl CacheSync {
+    /// The ETag of the index at `key` if it is exactly `sent` (our write
+    /// landed); `None` if it is another or cannot be read.
+    async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<String> {
+        match self.store.get_bytes(key, None).await {
+            Ok(Fetched::Object(bytes, meta)) => {
+                let there = RemoteIndex::parse(&bytes).ok()?;
+                (there == *sent).then_some(meta.etag)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -479,5 +515,50 @@ mod tests {
         assert_eq!(requests(&store), before);
         assert!(matches!(gate.take_refusal(), Some(SyncError::Behind(_))));
         assert!(store.object("p/outputs/f").is_none());
+    }
+
+    #[tokio::test]
+    async fn an_index_write_whose_reply_was_lost_is_adopted() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/first", "1");
+        *store.lost_put_replies.lock().unwrap() = 1;
+        a.push(&fence())
+            .await
+            .expect("our own index is not another writer's");
+        assert!(index(&store).files.contains_key("outputs/first"));
+        // The adopted ETag is the real one: the next conditional write works.
+        write(dir.path(), "outputs/second", "2");
+        a.push(&fence()).await.unwrap();
+        assert_eq!(index(&store).files.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_index_write_leaves_everything_it_sent_dirty() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/kept", "agreed");
+        a.push(&fence()).await.unwrap();
+        write(dir.path(), "outputs/new", "never indexed");
+        *store.put_refusals.lock().unwrap() = 1;
+        let err = a.push(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::IndexConflict(_)), "{err}");
+        assert!(!index(&store).files.contains_key("outputs/new"));
+        // The next command pulls (the index did not list the file, so it is
+        // not taken for deleted) and pushes it again.
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("outputs/new")).unwrap(),
+            "never indexed"
+        );
+        let report = a.push(&fence()).await.unwrap();
+        assert_eq!(report.uploaded, 1);
+        assert!(index(&store).files.contains_key("outputs/new"));
+        assert!(index(&store).files.contains_key("outputs/kept"));
     }
 }
