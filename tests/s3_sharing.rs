@@ -252,3 +252,37 @@ fn a_paused_holder_loses_its_lock_and_pushes_nothing() {
     // The holder did not delete the taker's lock record either; it is free now.
     assert_eq!(w.lock_status(c.path())["held"], false);
 }
+
+/// A change that never reached the bucket (written behind swamp's back, as
+/// a failed push leaves it) meets a change of the same path from another
+/// machine: the remote version takes the path, the local one is kept as a
+/// conflict copy, the user is told, and `datastore status` lists it.
+#[test]
+fn a_local_change_that_meets_a_remote_one_is_kept_as_a_conflict_copy() {
+    let w = World::new();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_output(&w, a.path(), "f", "base");
+    assert_eq!(read_output(&w, b.path(), "f"), "base");
+    write_output(&w, a.path(), "f", "theirs");
+    let local = w.cache(b.path()).join("outputs/f");
+    std::fs::write(&local, "mine, never pushed").unwrap();
+    let out = w.run_on(b.path(), &["exec", "--", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("warning: outputs/f was changed here and changed remotely"),
+        "{warning}"
+    );
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), "theirs");
+    let status = w.json(b.path(), &["datastore", "status"]);
+    let conflicts = status["conflicts"].as_array().expect("conflicts");
+    assert_eq!(conflicts.len(), 1, "{status}");
+    let copy = w
+        .cache(b.path())
+        .join(".swamp-conflicts")
+        .join(conflicts[0].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(copy).unwrap(), "mine, never pushed");
+    // The copy stays on this machine: nothing of it reaches the bucket.
+    assert!(!w.rel_keys().iter().any(|k| k.contains("swamp-conflicts")));
+    assert_eq!(read_output(&w, a.path(), "f"), "theirs");
+}

@@ -15,6 +15,7 @@ use crate::domain::lock::DistributedLock;
 use crate::infrastructure::coordinator::{
     run_guarded, LeaseFence, LockGuard, StopController, StopSignal,
 };
+use crate::infrastructure::s3::sync::ConflictCopy;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -30,7 +31,8 @@ where
     let sync = ctx.sync();
     with_lock(ctx, |fence, signal| async move {
         if let Some(sync) = &sync {
-            sync.pull(&fence).await?;
+            let pulled = sync.pull(&fence).await?;
+            warn_conflicts(&pulled.conflicts);
         }
         let result = op(fence.clone(), signal).await;
         if let Some(sync) = &sync {
@@ -44,6 +46,18 @@ where
         result
     })
     .await
+}
+
+/// One warning line per local change a pull kept as a conflict copy.
+pub fn warn_conflicts(conflicts: &[ConflictCopy]) {
+    for c in conflicts {
+        eprintln!(
+            "warning: {} was changed here and {} remotely; the remote version took its place and yours is kept at {}",
+            c.path,
+            c.remote,
+            c.copy.display()
+        );
+    }
 }
 
 /// Runs `op` under the datastore lock only (no automatic pull/push): acquire,

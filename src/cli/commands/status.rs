@@ -12,6 +12,7 @@ use crate::domain::config::{Backend, ConfigSource};
 use crate::domain::lock::LockObservation;
 use crate::infrastructure::s3::probe::ConditionalSupport;
 use crate::infrastructure::s3::store::ObjectStore;
+use crate::infrastructure::s3::sync::{list_conflicts, CONFLICTS_DIR};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::{self, Write};
@@ -41,6 +42,7 @@ pub struct StatusResult {
     exclude: Vec<String>,
     lock: Option<LockObservation>,
     conditional_writes: Option<ConditionalSupport>,
+    conflicts: Vec<String>,
 }
 
 /// Checks a filesystem datastore directory: exists, is a directory, writable.
@@ -136,6 +138,10 @@ pub async fn status(ctx: &RepoContext) -> Result<StatusResult, CliError> {
         exclude: ctx.datastore.exclude.clone(),
         lock,
         conditional_writes,
+        conflicts: match &ctx.connected {
+            Connected::S3 { .. } => list_conflicts(ctx.resolver.datastore_root()),
+            Connected::Filesystem(_) => Vec::new(),
+        },
     })
 }
 
@@ -157,6 +163,7 @@ impl Render for StatusResult {
                 doc["s3"] = json!(s3);
                 doc["cachePath"] = json!(self.local_root);
                 doc["conditionalWrites"] = json!(self.conditional_writes);
+                doc["conflicts"] = json!(self.conflicts);
             }
         }
         doc
@@ -190,6 +197,15 @@ impl Render for StatusResult {
                 } else {
                     format!("ignored: {}", missing.join(", "))
                 }
+            )?;
+        }
+        if !self.conflicts.is_empty() {
+            writeln!(
+                out,
+                "Conflicts:   {} local versions kept under {}: {} (remove each once resolved)",
+                self.conflicts.len(),
+                self.local_root.join(CONFLICTS_DIR).display(),
+                self.conflicts.join(", ")
             )?;
         }
         writeln!(out, "Directories: {}", self.directories.join(", "))?;

@@ -1,7 +1,7 @@
 //! `swamp datastore sync [--pull | --push]`: an explicit pull and/or push of an
 //! S3 datastore under its lock, with a progress bar on a terminal.
 
-use crate::cli::commands::with_lock;
+use crate::cli::commands::{warn_conflicts, with_lock};
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
@@ -57,7 +57,11 @@ pub async fn sync(ctx: &RepoContext, direction: Direction) -> Result<SyncResult,
     let remote = ctx.datastore.backend.describe();
     let outcome = with_lock(ctx, |fence, _stop| async move {
         let pulled = if direction != Direction::Push {
-            sync.pull(&fence).await?
+            let pulled = sync.pull(&fence).await?;
+            if !ctx.globals.json {
+                warn_conflicts(&pulled.conflicts);
+            }
+            pulled
         } else {
             SyncReport::default()
         };

@@ -28,7 +28,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
+mod conflicts;
 mod push;
+
+pub use conflicts::{list_conflicts, ConflictCopy, CONFLICTS_DIR};
 
 /// Default number of concurrent transfers.
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -107,6 +110,8 @@ pub struct SyncReport {
     pub uploaded_bytes: u64,
     /// Remote objects deleted.
     pub deleted_remote: u64,
+    /// Local changes moved aside because the remote changed the same path.
+    pub conflicts: Vec<ConflictCopy>,
 }
 
 impl SyncReport {
@@ -117,6 +122,7 @@ impl SyncReport {
         self.uploaded += other.uploaded;
         self.uploaded_bytes += other.uploaded_bytes;
         self.deleted_remote += other.deleted_remote;
+        self.conflicts.extend(other.conflicts.iter().cloned());
     }
 
     /// Merges two reports.
@@ -314,6 +320,8 @@ impl CacheSync {
         };
         let mut report = SyncReport::default();
         let mut wanted = Vec::new();
+        // Paths where the local file changed too: kept as conflict copies.
+        let mut conflicted: Vec<(SafeRelativePath, PathBuf, &'static str)> = Vec::new();
         for (rel_text, entry) in &remote.files {
             let rel = SafeRelativePath::parse(rel_text)
                 .map_err(|e| SyncError::Index(IndexError::UnsafeKey(e.to_string())))?;
@@ -350,6 +358,10 @@ impl CacheSync {
                     }
                 }
             }
+            let agreed = state.files.get(rel_text).cloned();
+            if self.changed_locally(&path, agreed.as_ref()).await {
+                conflicted.push((rel.clone(), path.clone(), "changed"));
+            }
             wanted.push((rel, path, entry.clone()));
         }
         let gone: Vec<String> = state
@@ -359,9 +371,20 @@ impl CacheSync {
             .cloned()
             .collect();
         fence.check()?;
+        for (rel, path, remote_did) in conflicted {
+            self.keep_conflict(&rel, &path, remote_did, &mut report)?;
+        }
         for rel_text in gone {
             if let Ok(rel) = SafeRelativePath::parse(&rel_text) {
                 let path = safe_cache_path(self.cache(), &rel).map_err(io_err(self.cache()))?;
+                if self
+                    .changed_locally(&path, state.files.get(&rel_text))
+                    .await
+                {
+                    self.keep_conflict(&rel, &path, "deleted", &mut report)?;
+                    state.files.remove(&rel_text);
+                    continue;
+                }
                 match std::fs::remove_file(&path) {
                     Ok(()) => report.deleted_local += 1,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -414,6 +437,47 @@ impl CacheSync {
         self.mark_current();
         self.keep_state(state);
         Ok(report)
+    }
+
+    /// Whether the local file at `path` holds a change no index recorded: it
+    /// exists and either no agreed version is known or its content is not the
+    /// agreed one (hashed only when size or mtime moved).
+    async fn changed_locally(&self, path: &Path, agreed: Option<&SyncedFile>) -> bool {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !meta.is_file() {
+            return false;
+        }
+        let Some(agreed) = agreed else {
+            return true;
+        };
+        if meta.len() == agreed.size && mtime_ns(&meta) == agreed.mtime_ns {
+            return false;
+        }
+        match digest_file_off_runtime(path.to_path_buf()).await {
+            Ok(digest) => digest.sha256 != agreed.sha256,
+            // Unreadable: keep it rather than overwrite what we cannot check.
+            Err(_) => true,
+        }
+    }
+
+    /// Moves the local file at `path` aside as a conflict copy.
+    fn keep_conflict(
+        &self,
+        rel: &SafeRelativePath,
+        path: &Path,
+        remote_did: &'static str,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let copy = conflicts::keep_as_conflict(self.cache(), rel, path).map_err(io_err(path))?;
+        tracing::info!(path = %rel, copy = %copy.display(), "kept a local change as a conflict copy");
+        report.conflicts.push(ConflictCopy {
+            path: rel.to_string(),
+            copy,
+            remote: remote_did,
+        });
+        Ok(())
     }
 
     /// Flushes the cache's filesystem, on a blocking thread (it may wait on
@@ -965,5 +1029,75 @@ pub(super) mod tests {
         let err = machine(&store, c.path()).pull(&fence()).await.unwrap_err();
         assert!(matches!(err, SyncError::Integrity { .. }), "{err}");
         assert!(!c.path().join("outputs/big").exists());
+    }
+
+    /// Two caches of one bucket where `a` agreed on `outputs/f` = "base".
+    async fn two_machines_agreed_on_base(
+        store: &Arc<MemoryStore>,
+    ) -> (tempfile::TempDir, CacheSync, tempfile::TempDir, CacheSync) {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (machine(store, da.path()), machine(store, db.path()));
+        a.pull(&fence()).await.unwrap();
+        write(da.path(), "outputs/f", "base");
+        a.push(&fence()).await.unwrap();
+        b.pull(&fence()).await.unwrap();
+        (da, a, db, b)
+    }
+
+    #[tokio::test]
+    async fn a_local_change_meeting_a_remote_change_is_kept_as_a_conflict_copy() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, a, db, b) = two_machines_agreed_on_base(&store).await;
+        write(da.path(), "outputs/f", "theirs");
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        // b's change never reached the bucket (say its push failed).
+        write(db.path(), "outputs/f", "mine, unpushed");
+        let report = b.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(db.path().join("outputs/f")).unwrap(),
+            "theirs"
+        );
+        assert_eq!(report.conflicts.len(), 1);
+        let c = &report.conflicts[0];
+        assert_eq!((c.path.as_str(), c.remote), ("outputs/f", "changed"));
+        assert_eq!(std::fs::read_to_string(&c.copy).unwrap(), "mine, unpushed");
+        assert_eq!(list_conflicts(db.path()).len(), 1);
+        // The copy is not synced: the next push sends nothing.
+        assert_eq!(b.push(&fence()).await.unwrap().uploaded, 0);
+    }
+
+    #[tokio::test]
+    async fn a_local_change_meeting_a_remote_deletion_is_kept_as_a_conflict_copy() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, a, db, b) = two_machines_agreed_on_base(&store).await;
+        std::fs::remove_file(da.path().join("outputs/f")).unwrap();
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        write(db.path(), "outputs/f", "mine, unpushed");
+        let report = b.pull(&fence()).await.unwrap();
+        assert!(!db.path().join("outputs/f").exists());
+        assert_eq!(report.conflicts.len(), 1);
+        assert_eq!(report.conflicts[0].remote, "deleted");
+        assert_eq!(
+            std::fs::read_to_string(&report.conflicts[0].copy).unwrap(),
+            "mine, unpushed"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_local_file_simply_follows_the_remote() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, a, db, b) = two_machines_agreed_on_base(&store).await;
+        write(da.path(), "outputs/f", "theirs");
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        let report = b.pull(&fence()).await.unwrap();
+        assert!(report.conflicts.is_empty());
+        assert_eq!(
+            std::fs::read_to_string(db.path().join("outputs/f")).unwrap(),
+            "theirs"
+        );
+        assert!(list_conflicts(db.path()).is_empty());
     }
 }
