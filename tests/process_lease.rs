@@ -166,7 +166,11 @@ fn jobs_left_running_by_the_command_end_before_the_release() {
         "(trap '' TERM HUP; echo $(exec sh -c 'echo $PPID') > {d}/bg.pid; exec sleep 600) & while [ ! -s {d}/bg.pid ]; do sleep 0.02; done",
         d = dir.display()
     );
-    let out = run(swamp(dir).args(["exec", "--", "sh", "-c", &script]));
+    // Its own process group: not the foreground of a terminal the test
+    // runner may have (interactively, exec keeps the command in its group).
+    let out = run(swamp(dir)
+        .args(["exec", "--", "sh", "-c", &script])
+        .process_group(0));
     assert!(out.status.success(), "{}", stderr(&out));
     let bg = read_pid(&dir.join("bg.pid")).expect("bg pid");
     assert!(
@@ -194,4 +198,65 @@ fn the_command_dies_with_a_swamp_killed_with_9() {
     signal(holder.id(), Signal::SIGKILL);
     let _ = holder.wait();
     wait_until("the command died with swamp", || is_dead(child));
+}
+
+/// A private tmux server (its own socket), killed when the test ends.
+struct Tmux(String);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .expect("tmux (apt-get install tmux)")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// In the foreground of a real terminal, `exec`'s command stays in swamp's
+/// process group, so it can read the terminal (a group of its own would be a
+/// background job and stop on its first read).
+#[test]
+fn an_interactive_command_reads_the_terminal() {
+    let repo = init_repo();
+    let dir = repo.path();
+    let tmux = Tmux(format!("swamp-test-{}", std::process::id()));
+    let line = format!(
+        "{bin} --repo-dir {d} exec -- sh -c 'read answer; echo \"got:$answer\" > {d}/out'; echo \"exit:$?\" > {d}/code",
+        bin = bin().display(),
+        d = dir.display()
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-x",
+        "120",
+        "-y",
+        "20",
+        "sh",
+        "-c",
+        &line,
+    ]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    wait_until("swamp holds the lock", || {
+        lock_status(dir, None)["held"] == true
+    });
+    let typed = tmux.run(&["send-keys", "hello", "Enter"]);
+    assert!(typed.status.success(), "{}", stderr(&typed));
+    wait_until("the command finished", || dir.join("code").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out")).unwrap(),
+        "got:hello\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("code")).unwrap(),
+        "exit:0\n"
+    );
 }

@@ -149,6 +149,7 @@ mod tests {
     #[test]
     fn lock_failures_map_to_tempfail() {
         let t = CliError::Lock(LockError::Timeout {
+            location: "/x/.datastore.lock".into(),
             waited: Duration::from_secs(1),
             holder: "x".into(),
         });

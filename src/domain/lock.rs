@@ -178,8 +178,10 @@ pub enum Attempt {
 #[derive(Debug, Error)]
 pub enum LockError {
     /// The lock was not acquired before the deadline.
-    #[error("timed out after {}s waiting for the datastore lock held by {holder}; retry later, or if that process is gone run 'swamp datastore lock release --force'", waited.as_secs())]
+    #[error("timed out after {}s waiting for the lock {location} held by {holder}; retry later, or if that process is gone release it with 'swamp datastore lock release --force' on that datastore", waited.as_secs())]
     Timeout {
+        /// The lock waited for (file path or `s3://bucket/key`).
+        location: String,
         /// How long we waited.
         waited: Duration,
         /// Who holds it.

@@ -6,68 +6,72 @@
 //! still runs, because nothing may write into the datastore once swamp
 //! releases the lock. The command is also tied to swamp's life: it gets
 //! SIGKILL if swamp dies (`PR_SET_PDEATHSIG`), so a swamp killed with -9 does
-//! not leave it writing without a lock. When swamp runs in the foreground of a
-//! terminal, the terminal is handed to the new group (as a shell does for a
-//! job), so an interactive command can still read it, and taken back after.
+//! not leave it writing without a lock.
+//!
+//! Interactive use is the exception: when swamp runs in the foreground of its
+//! controlling terminal, the command stays in swamp's own group, so the
+//! terminal's job control (Ctrl-Z, Ctrl-C, reads from the terminal) treats both
+//! as one job, exactly as without swamp. A group of its own would be a
+//! background job there: its reads of the terminal would stop it, and a Ctrl-Z
+//! would stop it alone while swamp kept the lock. Then only the command itself
+//! (not what it started) is signalled and killed.
 //!
 //! Residual: grandchildren do not get a death signal of their own; if swamp
-//! is SIGKILLed they outlive it until they exit (the lock expires by its TTL).
+//! is SIGKILLed they outlive it until they exit (the lock expires by its TTL);
+//! the same holds for an interactive command's background jobs.
 
-use nix::sys::signal::{killpg, sigprocmask, SigSet, SigmaskHow, Signal};
-use nix::unistd::{getpgrp, getpid, getppid, setpgid, tcgetpgrp, tcsetpgrp, Pid};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::{getpgrp, getpid, getppid, tcgetpgrp, Pid};
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 use tokio::process::{Child, Command};
 
-/// A command running in its own process group.
-pub(crate) struct ChildGroup {
-    child: Child,
-    pgid: Pid,
-    /// Whether the terminal was handed to the group (and must be taken back).
-    took_terminal: bool,
-}
+/// The group of the command swamp runs now (0: none), so a second signal,
+/// which exits at once, can still stop it.
+static CURRENT_GROUP: AtomicI32 = AtomicI32::new(0);
 
-/// Standard input, if it is a terminal whose foreground group is ours.
-fn foreground_terminal() -> Option<BorrowedFd<'static>> {
-    // SAFETY: fd 0 stays open for the life of the process.
-    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
-    match tcgetpgrp(stdin) {
-        Ok(fg) if fg == getpgrp() => Some(stdin),
-        _ => None,
+/// Kills the process group of the running command, if it has one of its own.
+pub(crate) fn kill_current_group() {
+    let pgid = CURRENT_GROUP.load(Ordering::SeqCst);
+    if pgid > 0 {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
 }
 
-/// Calls `tcsetpgrp` with SIGTTOU blocked: a process outside the foreground
-/// group gets SIGTTOU (and stops) for it otherwise.
-fn give_terminal(fd: BorrowedFd<'_>, to: Pid) -> nix::Result<()> {
-    let mut ttou = SigSet::empty();
-    ttou.add(Signal::SIGTTOU);
-    let mut old = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old))?;
-    let result = tcsetpgrp(fd, to);
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
-    result
+/// A command running in its own process group (or, interactively, in ours).
+pub(crate) struct ChildGroup {
+    child: Child,
+    pid: Pid,
+    /// Whether the command leads a group of its own.
+    own_group: bool,
+}
+
+/// Whether swamp runs in the foreground of its controlling terminal.
+fn in_terminal_foreground() -> bool {
+    match std::fs::File::open("/dev/tty") {
+        Ok(tty) => matches!(tcgetpgrp(&tty), Ok(fg) if fg == getpgrp()),
+        Err(_) => false,
+    }
 }
 
 impl ChildGroup {
-    /// Spawns `cmd` as the leader of a new process group tied to this process.
+    /// Spawns `cmd` as the leader of a new process group tied to this process
+    /// (in this process's group when it runs in a terminal's foreground).
     pub(crate) fn spawn(mut cmd: Command) -> io::Result<Self> {
         let parent = getpid();
-        let terminal = foreground_terminal().is_some();
+        let own_group = !in_terminal_foreground();
+        if own_group {
+            cmd.process_group(0);
+        }
         // SAFETY: the closure runs between fork and exec and only makes
-        // async-signal-safe system calls (setpgid, tcsetpgrp, sigprocmask,
-        // prctl, getppid).
+        // async-signal-safe system calls (prctl, getppid) and allocates
+        // nothing.
         unsafe {
             cmd.pre_exec(move || {
-                setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-                if terminal {
-                    let stdin = BorrowedFd::borrow_raw(0);
-                    give_terminal(stdin, getpid())?;
-                }
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 // swamp may have died before the death signal was armed.
                 if getppid() != parent {
-                    return Err(io::Error::other("swamp exited before the command started"));
+                    return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
                 }
                 Ok(())
             });
@@ -76,55 +80,48 @@ impl ChildGroup {
         let pid = child
             .id()
             .ok_or_else(|| io::Error::other("the command exited before it could be tracked"))?;
-        let pgid = Pid::from_raw(pid as i32);
-        // Also from the parent, so the group exists before we signal it
-        // (whichever of the two runs first wins; the other is a no-op).
-        let _ = setpgid(pgid, pgid);
-        if terminal {
-            if let Some(fd) = foreground_terminal() {
-                let _ = give_terminal(fd, pgid);
-            }
+        let pid = Pid::from_raw(pid as i32);
+        if own_group {
+            CURRENT_GROUP.store(pid.as_raw(), Ordering::SeqCst);
         }
         Ok(Self {
             child,
-            pgid,
-            took_terminal: terminal,
+            pid,
+            own_group,
         })
     }
 
     /// Waits for the leader to exit.
     pub(crate) async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
-        let status = self.child.wait().await;
-        self.restore_terminal();
-        status
+        self.child.wait().await
     }
 
-    /// Sends `signal` to every process of the group.
+    /// Sends `signal` to every process of the group (interactively: to the
+    /// command).
     pub(crate) fn signal(&self, signal: Signal) {
-        // ESRCH: the group is already empty.
-        let _ = killpg(self.pgid, signal);
+        // ESRCH: already gone.
+        let _ = if self.own_group {
+            killpg(self.pid, signal)
+        } else {
+            kill(self.pid, signal)
+        };
     }
 
     /// Kills every process of the group and reaps the leader.
     pub(crate) async fn kill(&mut self) {
         self.signal(Signal::SIGKILL);
         let _ = self.child.wait().await;
-        self.restore_terminal();
-    }
-
-    fn restore_terminal(&mut self) {
-        if std::mem::take(&mut self.took_terminal) {
-            // SAFETY: fd 0 stays open for the life of the process.
-            let stdin = unsafe { BorrowedFd::borrow_raw(0) };
-            let _ = give_terminal(stdin, getpgrp());
-        }
     }
 }
 
 impl Drop for ChildGroup {
     fn drop(&mut self) {
-        // Whatever happens to swamp's future, nothing of the group outlives it.
-        self.signal(Signal::SIGKILL);
-        self.restore_terminal();
+        // Whatever happens to swamp's future, nothing of the group outlives
+        // it. (Interactively the leader is killed by `kill_on_drop` unless
+        // it was reaped already.)
+        if self.own_group {
+            let _ = killpg(self.pid, Signal::SIGKILL);
+            CURRENT_GROUP.store(0, Ordering::SeqCst);
+        }
     }
 }

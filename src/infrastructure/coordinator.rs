@@ -89,6 +89,9 @@ impl StopController {
                     _ = hup.recv() => libc_sig::SIGHUP,
                 };
                 if seen {
+                    // Exiting skips every destructor: stop the command's
+                    // group first, so nothing it started outlives the lock.
+                    crate::infrastructure::child_group::kill_current_group();
                     eprintln!("swamp: second signal, exiting now");
                     std::process::exit(128 + sig);
                 }
@@ -308,34 +311,27 @@ impl LockGuard {
         self.fence.clone()
     }
 
-    /// Releases every lock (bounded in time); a lock that is no longer ours
-    /// is left alone. The first failure is returned.
+    /// Releases every lock, all at once and within one bound in time; a lock
+    /// that is no longer ours is left alone. The first failure is returned.
     pub async fn release(self) -> Result<(), LockError> {
         self.fence.close();
-        let mut first_error = None;
-        for held in self.held.into_iter().rev() {
-            let location = held.lock.location();
-            let work = async {
-                let mut state = held.state.lock().await;
-                state.released = true;
-                held.heartbeat.abort();
-                held.lock.release(&state.lease).await
-            };
-            let outcome = match tokio::time::timeout(RELEASE_TIMEOUT, work).await {
-                Ok(result) => result,
-                Err(_) => Err(LockError::Store {
-                    location,
-                    message: format!(
-                        "release did not finish within {}ms; the lock expires after its TTL",
-                        RELEASE_TIMEOUT.as_millis()
-                    ),
-                }),
-            };
-            if let Err(e) = outcome {
-                first_error.get_or_insert(e);
-            }
+        let locations: Vec<String> = self.held.iter().map(|h| h.lock.location()).collect();
+        let releases = self.held.into_iter().map(|held| async move {
+            let mut state = held.state.lock().await;
+            state.released = true;
+            held.heartbeat.abort();
+            held.lock.release(&state.lease).await
+        });
+        match tokio::time::timeout(RELEASE_TIMEOUT, futures::future::join_all(releases)).await {
+            Ok(outcomes) => outcomes.into_iter().collect(),
+            Err(_) => Err(LockError::Store {
+                location: locations.join(", "),
+                message: format!(
+                    "release did not finish within {}ms; the lock expires after its TTL",
+                    RELEASE_TIMEOUT.as_millis()
+                ),
+            }),
         }
-        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -358,6 +354,7 @@ async fn wait_for(
                 let waited = lease_clock::now().saturating_sub(started);
                 if waited >= timeout {
                     return Err(LockError::Timeout {
+                        location: lock.location(),
                         waited,
                         holder: obs.describe(),
                     });

@@ -13,7 +13,7 @@ use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::domain::lock::DistributedLock;
 use crate::infrastructure::coordinator::{
-    run_guarded, LeaseFence, LockGuard, StopController, StopSignal,
+    run_guarded, stop_error, LeaseFence, LockGuard, StopController, StopSignal,
 };
 use crate::infrastructure::s3::sync::ConflictCopy;
 use std::future::Future;
@@ -88,6 +88,13 @@ where
     let mut locks = vec![ctx.lock()];
     locks.extend(also);
     let guard = LockGuard::acquire_all(locks, ctx.timing, &stop).await?;
+    // A signal during the last attempt: do not start the command at all.
+    if let Some(reason) = stop.signal().current() {
+        if let Err(e) = guard.release().await {
+            eprintln!("warning: {e}");
+        }
+        return Err(stop_error(&reason).into());
+    }
     let fence = guard.fence();
     run_guarded(guard, stop.signal(), op(fence, stop.signal())).await
 }

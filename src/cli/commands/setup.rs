@@ -1,6 +1,6 @@
 //! `swamp datastore setup filesystem|s3`: verify the target, copy and verify
-//! every datastore file under the source's lock, switch `.swamp.yaml`
-//! atomically, and only then remove the migrated source files. Works between
+//! every datastore file under the source's and the target's lock, switch
+//! `.swamp.yaml` atomically, and only then remove the migrated source files. Works between
 //! any two backends (filesystem ↔ S3, S3 → another prefix); an S3 source is
 //! pulled into its cache first, so the files migrated are complete.
 
@@ -227,10 +227,14 @@ pub async fn setup(
         // The config now names the verified target: clean the source.
         let cache = ctx.resolver.datastore_root();
         match &ctx.connected {
-            Connected::Filesystem(root) => remove_sources(&report, root)?,
+            Connected::Filesystem(root) => {
+                let (done, root) = (report.clone(), root.clone());
+                off_runtime(move || remove_sources(&done, &root)).await?
+            }
             Connected::S3 { config, store } => {
                 delete_remote_sources(&report, store, &config.prefix, concurrency).await?;
-                remove_sources(&report, cache)?;
+                let (done, root) = (report.clone(), cache.to_path_buf());
+                off_runtime(move || remove_sources(&done, &root)).await?;
                 let _ = std::fs::remove_file(cache.join(STATE_FILE));
             }
         }

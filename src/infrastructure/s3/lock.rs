@@ -200,13 +200,28 @@ impl DistributedLock for S3Lock {
                         info,
                         version: obs.version,
                     }),
-                    // Still our record, but not this renewal: retry soon
-                    // (the fence ends it if that lasts too long).
-                    Some(obs) if holds_token(&obs, &info.token) => Err(LockError::Store {
-                        location: self.location(),
-                        message: "the renewal was refused but the lock is still ours; retrying"
-                            .into(),
-                    }),
+                    // Still our record, but an earlier write of ours (a
+                    // renewal that timed out here yet landed there): renew on
+                    // top of it. The new write lands after this attempt
+                    // began, so the fence's assumption holds; never adopt
+                    // the older record itself.
+                    Some(obs) if holds_token(&obs, &info.token) => {
+                        match self
+                            .put(&info, PutMode::Update(obs.version.0.clone()))
+                            .await
+                        {
+                            Ok(etag) => Ok(Lease {
+                                info,
+                                version: LockVersion(etag),
+                            }),
+                            Err(e) => Err(LockError::Store {
+                                location: self.location(),
+                                message: format!(
+                                    "renewing on top of our own record failed ({e}); retrying"
+                                ),
+                            }),
+                        }
+                    }
                     _ => Err(LockError::Lost(
                         "the lock object changed (taken over after the TTL, or force-released)"
                             .into(),
@@ -402,5 +417,19 @@ mod lost_reply_tests {
         let lease = acquire(&l).await;
         *store.put_conflicts.lock().unwrap() = 2;
         l.renew(&lease).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_renewal_after_one_that_timed_out_but_landed_succeeds() {
+        let store = Arc::new(MemoryStore::default());
+        let l = lock(&store);
+        let lease = acquire(&l).await;
+        // The heartbeat never heard back: the renewal landed anyway.
+        let _landed_unseen = l.renew(&lease).await.unwrap();
+        // The next renewal still names the old version.
+        let renewed = l.renew(&lease).await.expect("still ours");
+        let again = l.renew(&renewed).await.unwrap();
+        l.release(&again).await.unwrap();
+        assert!(l.inspect().await.unwrap().is_none());
     }
 }

@@ -56,14 +56,50 @@ pub struct ObjectMeta {
     pub server_time: Option<SystemTime>,
 }
 
+/// `Date` and `Last-Modified` carry whole seconds: their difference may
+/// exceed the real age by up to this much.
+const HEADER_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl ObjectMeta {
     /// Time since the last write, judged by the server's clock alone when it
-    /// sent one; else by ours (skew then shifts the result).
+    /// sent one; else by ours (skew then shifts the result). Never more than
+    /// the real age: both stamps are whole seconds, so one second of their
+    /// difference is given back, and an object is judged at most a second
+    /// later than it could be — never sooner.
     pub fn age(&self) -> std::time::Duration {
         let now = self.server_time.unwrap_or_else(SystemTime::now);
         self.last_modified
             .and_then(|t| now.duration_since(t).ok())
             .unwrap_or_default()
+            .saturating_sub(HEADER_RESOLUTION)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn age_never_exceeds_the_real_age_at_one_second_resolution() {
+        let written = SystemTime::UNIX_EPOCH + Duration::from_millis(10_999);
+        let truncated = |t: SystemTime| {
+            let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+        };
+        for real_ms in [0u64, 1, 400, 999, 1_000, 1_500, 30_000] {
+            let now = written + Duration::from_millis(real_ms);
+            let meta = ObjectMeta {
+                etag: String::new(),
+                last_modified: Some(truncated(written)),
+                server_time: Some(truncated(now)),
+            };
+            assert!(
+                meta.age() <= Duration::from_millis(real_ms),
+                "{real_ms} ms: {:?}",
+                meta.age()
+            );
+        }
     }
 }
 
