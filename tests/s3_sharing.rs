@@ -286,3 +286,39 @@ fn a_local_change_that_meets_a_remote_one_is_kept_as_a_conflict_copy() {
     assert!(!w.rel_keys().iter().any(|k| k.contains("swamp-conflicts")));
     assert_eq!(read_output(&w, a.path(), "f"), "theirs");
 }
+
+/// An object the index lists is deleted from the bucket by hand. A fresh
+/// machine's command fails and names it, instead of taking it for deleted
+/// and pushing an index without it (which would delete everyone's copy).
+#[test]
+fn an_object_lost_from_the_bucket_is_reported_never_propagated_as_a_deletion() {
+    let w = World::new();
+    let (a, fresh) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_output(&w, a.path(), "kept", "k");
+    write_output(&w, a.path(), "lost", "l");
+    let (status, _) = w
+        .moto
+        .request(
+            "DELETE",
+            &format!("/{}/{PREFIX}/outputs/lost", w.bucket),
+            b"",
+        )
+        .expect("server reachable");
+    assert!(status == 204 || status == 200, "delete answered {status}");
+    let out = w.run_on(fresh.path(), &["--json", "exec", "--", "true"]);
+    let msg = assert_json_error(&out, 1, "sync_failed");
+    assert!(
+        msg.contains("outputs/lost") && msg.contains("missing from the bucket"),
+        "{msg}"
+    );
+    assert!(
+        w.index()["files"]["outputs/lost"].is_object(),
+        "still indexed"
+    );
+    // The machine that holds it keeps it, and keeps working.
+    assert_eq!(read_output(&w, a.path(), "lost"), "l");
+    assert!(
+        w.index()["files"]["outputs/lost"].is_object(),
+        "still indexed"
+    );
+}

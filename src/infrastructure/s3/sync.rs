@@ -55,6 +55,12 @@ pub enum SyncError {
         /// Hash of what arrived.
         actual: String,
     },
+    /// The index lists an object the bucket does not hold.
+    #[error("{key} is listed in the remote index but missing from the bucket: the bucket lost it (swamp unlists an object before deleting it), so nothing was deleted here; copy the file back to that key from a machine whose swamp cache holds it, with any S3 tool")]
+    MissingObject {
+        /// Object key.
+        key: String,
+    },
     /// Local I/O failed.
     #[error("{path}: {message}")]
     Io {
@@ -136,8 +142,6 @@ impl SyncReport {
 enum Arrival {
     /// The file is in place.
     Landed(SyncedFile),
-    /// The object was gone; `removed` says whether a local copy was deleted.
-    Vanished { removed: bool },
 }
 
 /// Size and mtime of a cache file, as the stat walk saw them.
@@ -415,10 +419,6 @@ impl CacheSync {
                     report.downloaded_bytes += entry.size;
                     state.files.insert(rel.to_string(), file);
                 }
-                Ok(Arrival::Vanished { removed }) => {
-                    report.deleted_local += u64::from(removed);
-                    state.files.remove(rel.as_str());
-                }
                 Err(e) => failures.push(e),
             }
         }
@@ -522,12 +522,12 @@ impl CacheSync {
         let got = match self.store.get_to_file(&key, &temp, check).await {
             Ok(got) => got,
             Err(StoreError::NotFound(_)) => {
-                // Listed but gone: a push deleted it and was interrupted before
-                // its index write. Mirror the deletion.
+                // Listed but gone. A push records deletions in the index
+                // before it deletes objects, so this is damage (a stray
+                // delete, a lifecycle rule), never a deletion to mirror: the
+                // copies other caches hold are what can repair it.
                 let _ = std::fs::remove_file(&temp);
-                tracing::warn!(%key, "object listed in the index is missing; treating it as deleted");
-                let removed = std::fs::remove_file(path).is_ok();
-                return Ok(Arrival::Vanished { removed });
+                return Err(SyncError::MissingObject { key });
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&temp);
@@ -920,12 +920,10 @@ pub(super) mod tests {
         let store = Arc::new(MemoryStore::default());
         let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         write(da.path(), "outputs/new", "v1");
-        write(da.path(), "outputs/gone", "bye");
         let a = machine(&store, da.path());
         a.pull(&fence()).await.unwrap();
         a.push(&fence()).await.unwrap();
-        // A push uploaded a newer object and deleted another, then died before
-        // writing the index.
+        // A push uploaded a newer object, then died before writing the index.
         let newer = da.path().join("outputs/new");
         std::fs::write(&newer, "v2!").unwrap();
         let digest = crate::infrastructure::hashing::digest_file(&newer).unwrap();
@@ -933,14 +931,12 @@ pub(super) mod tests {
             .put_file("p/outputs/new", &newer, &digest, None)
             .await
             .unwrap();
-        store.delete("p/outputs/gone", None).await.unwrap();
         let b = machine(&store, db.path());
         b.pull(&fence()).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(db.path().join("outputs/new")).unwrap(),
             "v2!"
         );
-        assert!(!db.path().join("outputs/gone").exists());
         // Content that matches neither the index nor its uploader is refused.
         store.plant("p/outputs/new", b"evil");
         let c = tempfile::tempdir().unwrap();
@@ -1099,5 +1095,54 @@ pub(super) mod tests {
             "theirs"
         );
         assert!(list_conflicts(db.path()).is_empty());
+    }
+
+    /// An object the index lists but the bucket lost is damage, not a
+    /// deletion: the pull fails and says so, and nothing is deleted anywhere.
+    #[tokio::test]
+    async fn a_listed_object_missing_from_the_bucket_is_an_error_not_a_deletion() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        write(da.path(), "outputs/kept", "k");
+        write(da.path(), "outputs/lost", "l");
+        a.push(&fence()).await.unwrap();
+        store.delete("p/outputs/lost", None).await.unwrap();
+        let c = machine(&store, dc.path());
+        let err = c.pull(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::MissingObject { .. }), "{err}");
+        assert!(err.to_string().contains("outputs/lost"), "{err}");
+        assert!(index(&store).files.contains_key("outputs/lost"));
+        // The machine that holds it keeps it.
+        a.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(da.path().join("outputs/lost")).unwrap(),
+            "l"
+        );
+    }
+
+    /// A push records a deletion in the index before it deletes the object:
+    /// when the index write is refused, no object is gone.
+    #[tokio::test]
+    async fn a_refused_index_write_deletes_no_object() {
+        let store = Arc::new(MemoryStore::default());
+        let da = tempfile::tempdir().unwrap();
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        write(da.path(), "outputs/f", "data");
+        a.push(&fence()).await.unwrap();
+        std::fs::remove_file(da.path().join("outputs/f")).unwrap();
+        *store.put_refusals.lock().unwrap() = 1;
+        let err = a.push(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::IndexConflict(_)), "{err}");
+        assert!(index(&store).files.contains_key("outputs/f"));
+        assert_eq!(store.object("p/outputs/f").unwrap(), b"data");
+        // Once the index can be written, the deletion goes through.
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        a.push(&fence()).await.unwrap();
+        assert!(!index(&store).files.contains_key("outputs/f"));
+        assert!(store.object("p/outputs/f").is_none());
     }
 }

@@ -107,25 +107,11 @@ impl CacheSync {
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        let deletions: Vec<(String, Result<(), StoreError>)> = stream::iter(deleted)
-            .map(|rel| {
-                let gate = &gate;
-                async move {
-                    if !self.may_send(gate, fence).await {
-                        return None;
-                    }
-                    let outcome = match self.store.delete(&self.key(&rel), None).await {
-                        Err(StoreError::NotFound(_)) => Ok(()),
-                        other => other,
-                    };
-                    self.tick();
-                    Some((rel, outcome))
-                }
-            })
-            .buffer_unordered(self.concurrency)
-            .filter_map(std::future::ready)
-            .collect()
-            .await;
+        // Deletions are recorded in the index before any object goes: an
+        // orphan object is harmless, an index naming a missing object is not.
+        if !deleted.is_empty() {
+            self.may_send(&gate, fence).await;
+        }
         if let Some(refusal) = gate.take_refusal() {
             // Refused before the first send (behind, or the index could not be
             // checked), or the lease was lost: the index is not written.
@@ -133,7 +119,7 @@ impl CacheSync {
         }
         let mut report = SyncReport::default();
         let mut failures = Vec::new();
-        let mut sent_any = !deletions.is_empty();
+        let mut sent_any = !deleted.is_empty();
         let mut state_dirty = false;
         // What this push changed in the agreed state, to undo if its index
         // cannot be written: then nothing it sent counts as agreed.
@@ -180,20 +166,41 @@ impl CacheSync {
                 Pushed::Held => {}
             }
         }
-        for (rel, outcome) in deletions {
-            match outcome {
-                Ok(()) => {
-                    report.deleted_remote += 1;
-                    let previous = state.files.remove(&rel);
-                    undo.push((rel, previous));
-                }
-                Err(e) => failures.push(format!("{rel}: {e}")),
-            }
+        for rel in &deleted {
+            let previous = state.files.remove(rel);
+            undo.push((rel.clone(), previous));
         }
         if sent_any {
             self.write_index(&mut state, undo, fence).await?;
         } else if state_dirty {
             self.save(&state)?;
+        }
+        let deletions: Vec<(String, Result<(), StoreError>)> = stream::iter(deleted)
+            .map(|rel| async move {
+                let outcome = match fence.check() {
+                    Err(lost) => Err(StoreError::Failed {
+                        op: "delete",
+                        target: self.key(&rel),
+                        message: lost.to_string(),
+                    }),
+                    Ok(()) => match self.store.delete(&self.key(&rel), None).await {
+                        Err(StoreError::NotFound(_)) => Ok(()),
+                        other => other,
+                    },
+                };
+                self.tick();
+                (rel, outcome)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (rel, outcome) in deletions {
+            match outcome {
+                Ok(()) => report.deleted_remote += 1,
+                Err(e) => failures.push(format!(
+                    "{rel}: the index no longer lists it, but its object could not be deleted (an orphan, harmless): {e}"
+                )),
+            }
         }
         self.keep_state(state);
         if !failures.is_empty() {
