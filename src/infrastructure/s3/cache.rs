@@ -57,6 +57,11 @@ pub struct SyncState {
     /// Agreed files by relative path.
     #[serde(deserialize_with = "crate::domain::sorted_map::deserialize")]
     pub files: BTreeMap<String, SyncedFile>,
+    /// Index entries outside this machine's `directories`/`exclude`: not
+    /// this machine's to download or delete, carried into every index it
+    /// writes exactly as the remote had them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub foreign: BTreeMap<String, crate::domain::sync_index::IndexEntry>,
 }
 
 impl SyncState {

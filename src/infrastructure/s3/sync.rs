@@ -314,6 +314,7 @@ impl CacheSync {
                 if state.index_etag.is_some() || !state.files.is_empty() {
                     state.index_etag = None;
                     state.files.clear();
+                    state.foreign.clear();
                     self.save(&state)?;
                 }
                 self.mark_current();
@@ -324,12 +325,17 @@ impl CacheSync {
         };
         let mut report = SyncReport::default();
         let mut wanted = Vec::new();
+        // What this machine's settings leave out is another machine's:
+        // remembered, carried into our index writes, never downloaded.
+        state.foreign.clear();
+        state.files.retain(|rel, _| self.owns(rel));
         // Paths where the local file changed too: kept as conflict copies.
         let mut conflicted: Vec<(SafeRelativePath, PathBuf, &'static str)> = Vec::new();
         for (rel_text, entry) in &remote.files {
             let rel = SafeRelativePath::parse(rel_text)
                 .map_err(|e| SyncError::Index(IndexError::UnsafeKey(e.to_string())))?;
             if !self.resolver.is_datastore_path(&rel) {
+                state.foreign.insert(rel_text.clone(), entry.clone());
                 continue;
             }
             if let Some(agreed) = state
@@ -437,6 +443,12 @@ impl CacheSync {
         self.mark_current();
         self.keep_state(state);
         Ok(report)
+    }
+
+    /// Whether the datastore path `rel` is within this machine's settings
+    /// (its `directories`, minus its `exclude` patterns).
+    fn owns(&self, rel: &str) -> bool {
+        SafeRelativePath::parse(rel).is_ok_and(|rel| self.resolver.is_datastore_path(&rel))
     }
 
     /// Whether the local file at `path` holds a change no index recorded: it
@@ -1144,5 +1156,63 @@ pub(super) mod tests {
         a.push(&fence()).await.unwrap();
         assert!(!index(&store).files.contains_key("outputs/f"));
         assert!(store.object("p/outputs/f").is_none());
+    }
+
+    /// `machine` whose settings exclude `pattern`.
+    fn machine_excluding(store: &Arc<MemoryStore>, cache: &Path, pattern: &str) -> CacheSync {
+        let resolver = DatastorePathResolver::new(
+            cache.to_path_buf(),
+            cache.join("local"),
+            DATASTORE_DIRS.iter().map(|d| d.to_string()).collect(),
+            ExcludeMatcher::new(&[pattern.to_string()]).unwrap(),
+        );
+        CacheSync::new(store.clone(), "p".into(), resolver, 4)
+    }
+
+    /// A machine that excludes `logs/` (or narrowed its settings after
+    /// agreeing on them) neither deletes nor drops other machines' files.
+    #[tokio::test]
+    async fn paths_outside_a_machines_settings_are_carried_not_deleted() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        write(da.path(), "outputs/x", "1");
+        write(da.path(), "logs/y", "log");
+        a.push(&fence()).await.unwrap();
+        // Another machine that excludes logs/: pulls and pushes a change.
+        let b = machine_excluding(&store, db.path(), "logs/");
+        b.pull(&fence()).await.unwrap();
+        assert!(!db.path().join("logs/y").exists(), "not downloaded");
+        write(db.path(), "outputs/x", "2");
+        b.push(&fence()).await.unwrap();
+        assert!(index(&store).files.contains_key("logs/y"), "carried over");
+        // The same machine, current with the remote, narrows its
+        // `directories` after agreeing on logs/y: its scan no longer sees the
+        // file, and its next pull has nothing new to tell it.
+        a.pull(&fence()).await.unwrap();
+        let narrowed = CacheSync::new(
+            store.clone(),
+            "p".into(),
+            DatastorePathResolver::new(
+                da.path().to_path_buf(),
+                da.path().join("local"),
+                vec!["outputs".to_string()],
+                ExcludeMatcher::empty(),
+            ),
+            4,
+        );
+        narrowed.pull(&fence()).await.unwrap();
+        write(da.path(), "outputs/z", "3");
+        narrowed.push(&fence()).await.unwrap();
+        assert!(index(&store).files.contains_key("logs/y"), "not deleted");
+        assert_eq!(store.object("p/logs/y").unwrap(), b"log");
+        // And a machine with every directory still has it.
+        let c = tempfile::tempdir().unwrap();
+        machine(&store, c.path()).pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(c.path().join("logs/y")).unwrap(),
+            "log"
+        );
     }
 }

@@ -86,7 +86,10 @@ impl CacheSync {
     pub async fn push(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
         let mut state = self.take_state();
         let local = self.scan()?;
-        let (suspects, deleted) = compare_with_state(&local, &state.files);
+        let (suspects, mut deleted) = compare_with_state(&local, &state.files);
+        // A file this machine no longer scans (its settings narrowed) is not
+        // gone: its entry stays agreed and is carried into the index.
+        deleted.retain(|rel| self.owns(rel));
         let suspects: Vec<Suspect> = suspects
             .into_iter()
             .map(|(rel, stat)| Suspect {
@@ -331,25 +334,30 @@ impl CacheSync {
         undo: Vec<(String, Option<SyncedFile>)>,
         fence: &LeaseFence,
     ) -> Result<(), SyncError> {
+        let mut files: std::collections::BTreeMap<String, IndexEntry> = state
+            .files
+            .iter()
+            .map(|(k, f)| {
+                (
+                    k.clone(),
+                    IndexEntry {
+                        size: f.size,
+                        sha256: f.sha256.clone(),
+                        // The state file is local and may be damaged:
+                        // checksums that cannot fit would make the index
+                        // unreadable for everyone.
+                        parts: f.parts.clone().filter(|p| p.fits(f.size)),
+                    },
+                )
+            })
+            .collect();
+        // Other machines' paths, exactly as the remote listed them.
+        for (rel, entry) in &state.foreign {
+            files.entry(rel.clone()).or_insert_with(|| entry.clone());
+        }
         let index = RemoteIndex {
             format: crate::domain::sync_index::INDEX_FORMAT,
-            files: state
-                .files
-                .iter()
-                .map(|(k, f)| {
-                    (
-                        k.clone(),
-                        IndexEntry {
-                            size: f.size,
-                            sha256: f.sha256.clone(),
-                            // The state file is local and may be damaged:
-                            // checksums that cannot fit would make the index
-                            // unreadable for everyone.
-                            parts: f.parts.clone().filter(|p| p.fits(f.size)),
-                        },
-                    )
-                })
-                .collect(),
+            files,
         };
         fence.check()?;
         let mode = match &state.index_etag {
