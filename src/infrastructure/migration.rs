@@ -118,7 +118,37 @@ pub fn datastore_files(
 ) -> Result<Vec<SourceFile>, MigrationError> {
     let root = resolver.datastore_root();
     let mut files = Vec::new();
-    for dir in resolver.directories() {
+    for_each_datastore_entry(root, resolver.directories(), |entry| {
+        let path = entry.path().to_path_buf();
+        if entry.path_is_symlink() || !entry.file_type().is_file() {
+            return Err(MigrationError::Source {
+                path,
+                reason: "not a regular file (symlinks are not migrated); move it away and retry"
+                    .into(),
+            });
+        }
+        let rel = SafeRelativePath::between(root, &path).ok_or_else(|| MigrationError::Source {
+            path: path.clone(),
+            reason: "its name cannot be stored as a datastore path".into(),
+        })?;
+        if resolver.is_datastore_path(&rel) {
+            let digest = digest_file(&path).map_err(io_err(&path))?;
+            files.push(SourceFile { rel, path, digest });
+        }
+        Ok(())
+    })?;
+    Ok(files)
+}
+
+/// Calls `visit` on every entry under `root`'s datastore `directories` that
+/// could be a datastore file: not a directory, a temp file or the lock.
+/// Entries come sorted by name; symlinks are not followed.
+fn for_each_datastore_entry(
+    root: &Path,
+    directories: &[String],
+    mut visit: impl FnMut(&walkdir::DirEntry) -> Result<(), MigrationError>,
+) -> Result<(), MigrationError> {
+    for dir in directories {
         let top = root.join(dir);
         if !top.exists() {
             continue;
@@ -135,28 +165,10 @@ pub fn datastore_files(
             if entry.file_type().is_dir() || is_temp_name(&name) || name == LOCK_FILE {
                 continue;
             }
-            let path = entry.path().to_path_buf();
-            if entry.path_is_symlink() || !entry.file_type().is_file() {
-                return Err(MigrationError::Source {
-                    path,
-                    reason:
-                        "not a regular file (symlinks are not migrated); move it away and retry"
-                            .into(),
-                });
-            }
-            let rel =
-                SafeRelativePath::between(root, &path).ok_or_else(|| MigrationError::Source {
-                    path: path.clone(),
-                    reason: "its name cannot be stored as a datastore path".into(),
-                })?;
-            if !resolver.is_datastore_path(&rel) {
-                continue;
-            }
-            let digest = digest_file(&path).map_err(io_err(&path))?;
-            files.push(SourceFile { rel, path, digest });
+            visit(&entry)?;
         }
     }
-    Ok(files)
+    Ok(())
 }
 
 /// The paths of `files` and of every directory above them: a target file at
@@ -185,34 +197,18 @@ pub fn foreign_files(
 ) -> Result<Vec<String>, MigrationError> {
     let ours = paths_and_parents(files);
     let mut foreign = Vec::new();
-    for dir in directories {
-        let top = target.join(dir);
-        if !top.exists() {
-            continue;
+    for_each_datastore_entry(target, directories, |entry| {
+        let rel = entry
+            .path()
+            .strip_prefix(target)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .into_owned();
+        if !ours.contains(rel.as_str()) {
+            foreign.push(rel);
         }
-        for entry in walkdir::WalkDir::new(&top)
-            .follow_links(false)
-            .sort_by_file_name()
-        {
-            let entry = entry.map_err(|e| MigrationError::Io {
-                path: top.clone(),
-                source: e.into(),
-            })?;
-            let name = entry.file_name().to_string_lossy();
-            if entry.file_type().is_dir() || is_temp_name(&name) || name == LOCK_FILE {
-                continue;
-            }
-            let rel = entry
-                .path()
-                .strip_prefix(target)
-                .unwrap_or(entry.path())
-                .to_string_lossy()
-                .into_owned();
-            if !ours.contains(rel.as_str()) {
-                foreign.push(rel);
-            }
-        }
-    }
+        Ok(())
+    })?;
     Ok(foreign)
 }
 
