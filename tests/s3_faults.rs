@@ -460,3 +460,43 @@ fn sigint_during_exec_pushes_what_was_written_and_releases_the_lock() {
     );
     assert!(!w.keys().iter().any(|k| k.ends_with(".datastore.lock")));
 }
+
+/// A prefix with objects but no index (the index lost, files copied in by
+/// another tool) is refused with one line, never taken for empty: nothing is
+/// overwritten and no index is written.
+#[test]
+fn objects_without_an_index_are_refused_and_left_alone() {
+    let w = World::new();
+    let home = tempfile::tempdir().unwrap();
+    w.plant(
+        &format!("{PREFIX}/outputs/from-aws-cli"),
+        b"copied in by hand",
+    );
+    w.moto
+        .request("DELETE", &format!("/{}/{}", w.bucket, index_key()), b"")
+        .expect("server reachable");
+    for args in [
+        vec!["--json", "data", "list"],
+        vec![
+            "--json",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo mine > \"$SWAMP_DATASTORE_DIR/outputs/from-aws-cli\"",
+        ],
+    ] {
+        let out = w.run_on(home.path(), &args);
+        let msg = assert_json_error(&out, 1, "sync_failed");
+        assert!(
+            msg.contains("no index") && msg.contains("outputs/from-aws-cli"),
+            "{args:?}: {msg}"
+        );
+    }
+    assert_eq!(
+        w.fetch(&format!("{PREFIX}/outputs/from-aws-cli"))
+            .as_deref(),
+        Some(&b"copied in by hand"[..])
+    );
+    assert!(w.fetch(&index_key()).is_none(), "no index written");
+}

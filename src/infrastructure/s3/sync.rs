@@ -12,7 +12,9 @@
 
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
-use crate::domain::sync_index::{object_key, IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
+use crate::domain::sync_index::{
+    object_key, IndexEntry, IndexError, RemoteIndex, INDEX_KEY, LOCK_KEY,
+};
 use crate::infrastructure::atomic_file::{is_temp_name, temp_path_for};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{
@@ -54,6 +56,16 @@ pub enum SyncError {
         expected: String,
         /// Hash of what arrived.
         actual: String,
+    },
+    /// Objects without an index.
+    #[error("{remote} holds {count} objects (e.g. {example}) but no index; swamp will not take it for empty, which would overwrite them and make other machines delete their copies: restore .datastore-index.json (from a bucket version or a backup) or move the objects away, then rerun")]
+    Unindexed {
+        /// `s3:bucket/prefix`.
+        remote: String,
+        /// How many objects.
+        count: usize,
+        /// One of their paths.
+        example: String,
     },
     /// The index lists an object the bucket does not hold.
     #[error("{key} is listed in the remote index but missing from the bucket: the bucket lost it (swamp unlists an object before deleting it), so nothing was deleted here; copy the file back to that key from a machine whose swamp cache holds it, with any S3 tool")]
@@ -309,8 +321,10 @@ impl CacheSync {
             }
             Ok(Fetched::Object(bytes, meta)) => (RemoteIndex::parse(&bytes)?, Some(meta.etag)),
             Err(StoreError::NotFound(_)) => {
-                // No index: nothing remote. Keep local files; forgetting the
-                // agreed state makes the next push upload them again.
+                // No index and no objects: nothing remote. Keep local files;
+                // forgetting the agreed state makes the next push upload them
+                // again. Objects without an index are refused, not emptied.
+                self.refuse_unindexed_objects().await?;
                 if state.index_etag.is_some() || !state.files.is_empty() {
                     state.index_etag = None;
                     state.files.clear();
@@ -443,6 +457,34 @@ impl CacheSync {
         self.mark_current();
         self.keep_state(state);
         Ok(report)
+    }
+
+    /// Fails when the prefix holds datastore objects but no index (the index
+    /// lost to a lifecycle rule or a stray delete, files copied in by another
+    /// tool): taking that for an empty datastore would overwrite the objects
+    /// and make every other machine delete its copies. One LIST, only on the
+    /// rare path where no index exists.
+    pub(super) async fn refuse_unindexed_objects(&self) -> Result<(), SyncError> {
+        let prefix = self.key("");
+        let unindexed: Vec<String> = self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|listed| listed.key.strip_prefix(&prefix).map(str::to_string))
+            .filter(|rel| {
+                let name = rel.rsplit('/').next().unwrap_or_default();
+                rel != LOCK_KEY && rel != INDEX_KEY && !is_temp_name(name)
+            })
+            .collect();
+        match unindexed.first() {
+            None => Ok(()),
+            Some(example) => Err(SyncError::Unindexed {
+                remote: self.remote_name(),
+                count: unindexed.len(),
+                example: example.clone(),
+            }),
+        }
     }
 
     /// Whether the datastore path `rel` is within this machine's settings
@@ -1214,5 +1256,30 @@ pub(super) mod tests {
             std::fs::read_to_string(c.path().join("logs/y")).unwrap(),
             "log"
         );
+    }
+
+    /// Objects without an index are not an empty datastore: pull and push
+    /// both refuse, and the objects stay as they are.
+    #[tokio::test]
+    async fn objects_without_an_index_are_refused_not_taken_for_empty() {
+        let store = Arc::new(MemoryStore::default());
+        store.plant("p/outputs/x", b"someone's data");
+        store.plant("p/.datastore.lock", b"{}");
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        let err = a.pull(&fence()).await.unwrap_err();
+        assert!(
+            matches!(err, SyncError::Unindexed { count: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("outputs/x"), "{err}");
+        write(dir.path(), "outputs/x", "mine");
+        let err = machine(&store, dir.path())
+            .push(&fence())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::Unindexed { .. }), "{err}");
+        assert_eq!(store.object("p/outputs/x").unwrap(), b"someone's data");
+        assert!(store.object("p/.datastore-index.json").is_none());
     }
 }

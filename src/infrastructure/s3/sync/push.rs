@@ -307,7 +307,10 @@ impl CacheSync {
             index_etag,
         ) {
             (Ok(Fetched::NotModified), _) => true,
-            (Err(StoreError::NotFound(_)), None) => true,
+            (Err(StoreError::NotFound(_)), None) => {
+                self.refuse_unindexed_objects().await?;
+                true
+            }
             (Ok(Fetched::Object(..)), _) | (Err(StoreError::NotFound(_)), Some(_)) => false,
             (Err(e), _) => return Err(e.into()),
         };
