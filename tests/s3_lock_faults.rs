@@ -102,7 +102,9 @@ fn a_renewal_whose_reply_was_lost_keeps_the_command_alive() {
         .add(Rule::new(renewal.clone(), Fault::LoseReply).times(1));
     let mut holder = p
         .cmd()
-        .env("SWAMP_LOCK_TTL_MS", "1500")
+        // Long enough that a loaded machine's slow renewal does not lapse
+        // the lease for real (which would end the holder with 75).
+        .env("SWAMP_LOCK_TTL_MS", "3000")
         .args(["exec", "--", "sh", "-c"])
         .arg(format!(
             "while [ ! -f {} ]; do sleep 0.02; done",
@@ -115,16 +117,36 @@ fn a_renewal_whose_reply_was_lost_keeps_the_command_alive() {
     let lost = p.proxy.wait_for(&renewal, 1, S3_DEADLINE)[0].seq;
     assert_eq!(p.proxy.applied(rule), 1);
     // The adopted lease keeps renewing: three more renewals succeed, which
-    // spans more than the 1.5 s TTL, so a lease taken for lost would have
-    // been fenced by now.
-    wait_until("renewals succeed after the lost reply", || {
+    // spans one TTL, so a lease taken for lost would have been fenced by now.
+    let renewed_after = || {
         p.proxy
             .seen()
             .iter()
             .filter(|s| renewal.matches(s) && s.seq > lost && s.status == Some(200))
             .count()
-            >= 3
-    });
+    };
+    let deadline = std::time::Instant::now() + S3_DEADLINE;
+    while renewed_after() < 3 {
+        if std::time::Instant::now() > deadline || holder.try_wait().unwrap().is_some() {
+            let log: Vec<String> = p
+                .proxy
+                .seen()
+                .iter()
+                .map(|s| {
+                    format!(
+                        "#{} {} {} {:?} {:?}",
+                        s.seq, s.method, s.path, s.fault, s.status
+                    )
+                })
+                .collect();
+            panic!(
+                "no 3 renewals after the lost reply; holder: {:?}\n{}",
+                holder.try_wait(),
+                log.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::fs::write(&go, b"").unwrap();
     let status = wait_child(&mut holder);
     let mut err = String::new();

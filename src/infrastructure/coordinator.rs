@@ -397,7 +397,10 @@ async fn heartbeat(
             Ok(lease) => {
                 st.lease = lease;
                 fence.renewed(slot, attempt_at);
-                interval = ttl / 3;
+                // Keep the TTL/3 cadence from the attempt's start: a renewal
+                // that took long (an SDK retry after a lost reply waits up to
+                // a second) must not push the next one toward the fence.
+                interval = (ttl / 3).saturating_sub(lease_clock::now().saturating_sub(attempt_at));
             }
             Err(LockError::Lost(why)) => {
                 fence.lose(why.clone());
