@@ -10,7 +10,6 @@ use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
 use crate::domain::config::S3Config;
 use crate::domain::config::{datastore_yaml, Backend, ConfigSource, DATASTORE_ENV};
-use crate::domain::sync_index::object_key;
 use crate::infrastructure::migration::{
     copy_verified, datastore_files, foreign_files, prepare_target, remove_sources, MigrationError,
     MigrationReport, SourceFile,
@@ -18,8 +17,7 @@ use crate::infrastructure::migration::{
 use crate::infrastructure::repo_files::{load_config, save_document};
 use crate::infrastructure::s3::cache::STATE_FILE;
 use crate::infrastructure::s3::migrate::{delete_remote_sources, foreign_objects, upload_verified};
-use crate::infrastructure::s3::probe::{probe_conditional_writes, ConditionalSupport};
-use crate::infrastructure::s3::store::ObjectStore;
+use crate::infrastructure::s3::probe::{probe_prefix, ConditionalSupport};
 use serde_json::{json, Value};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -135,7 +133,7 @@ async fn verify_target(
             store.head_bucket().await?;
             // Prove we may write there, and that the store honours the
             // conditions the lock relies on, before moving anything.
-            let support = probe_store(store.as_ref(), config).await?;
+            let support = probe_prefix(store.as_ref(), &config.prefix).await?;
             if !support.is_sufficient() {
                 return Err(CliError::UnsafeStore {
                     target: target_url(config),
@@ -150,18 +148,6 @@ async fn verify_target(
 /// `s3://bucket/prefix` of an S3 config.
 fn target_url(config: &S3Config) -> String {
     format!("s3://{}/{}", config.bucket, config.prefix)
-}
-
-/// Runs the conditional-write probe under `config`'s prefix.
-pub async fn probe_store(
-    store: &dyn ObjectStore,
-    config: &S3Config,
-) -> Result<ConditionalSupport, CliError> {
-    let scratch = object_key(
-        &config.prefix,
-        &format!(".swamp-tmp-probe-{}", uuid::Uuid::new_v4().simple()),
-    );
-    Ok(probe_conditional_writes(store, &scratch).await?)
 }
 
 /// Setup moves the datastore that `.swamp.yaml` names. Under an override the

@@ -4,13 +4,12 @@
 //! who holds its lock. It never takes the lock.
 
 use crate::cli::commands::lock::{observation_json, observation_text};
-use crate::cli::commands::setup::probe_store;
 use crate::cli::context::{Connected, RepoContext};
 use crate::cli::error::CliError;
 use crate::cli::output::Render;
 use crate::domain::config::{Backend, ConfigSource};
 use crate::domain::lock::LockObservation;
-use crate::infrastructure::s3::probe::ConditionalSupport;
+use crate::infrastructure::s3::probe::{probe_prefix, ConditionalSupport};
 use crate::infrastructure::s3::store::ObjectStore;
 use crate::infrastructure::s3::sync::{list_conflicts, CONFLICTS_DIR};
 use serde::Serialize;
@@ -105,7 +104,7 @@ pub async fn status(ctx: &RepoContext) -> Result<StatusResult, CliError> {
     if let (Connected::S3 { store, config }, true) = (&ctx.connected, health.healthy) {
         // A store that ignores conditional writes answers, but its lock
         // cannot keep two writers apart: that is not healthy.
-        match probe_store(store.as_ref(), config).await {
+        match probe_prefix(store.as_ref(), &config.prefix).await {
             Ok(support) => {
                 if !support.is_sufficient() {
                     health.healthy = false;

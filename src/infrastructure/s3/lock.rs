@@ -28,6 +28,26 @@ use std::time::Duration;
 /// 409 conflicts a lock write retries before it reports the store error.
 const CONFLICT_RETRIES: u32 = 5;
 
+/// Runs `request` again, with jittered exponential backoff, while the store
+/// answers `Conflict` (nothing was written), at most `CONFLICT_RETRIES` times.
+async fn retrying_conflicts<T, Fut>(mut request: impl FnMut() -> Fut) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = Duration::from_millis(20);
+    let mut conflicts = 0;
+    loop {
+        match request().await {
+            Err(StoreError::Conflict(_)) if conflicts < CONFLICT_RETRIES => {
+                conflicts += 1;
+                tokio::time::sleep(backoff.mul_f64(rand::random::<f64>() + 0.5)).await;
+                backoff *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether the record is exactly `sent`: a write of ours that landed.
 /// Tokens are unique per acquisition and `renewedAt` per renewal, so no other
 /// writer can produce it.
@@ -74,36 +94,16 @@ impl S3Lock {
     /// A conditional put of `info`, retried while the store reports a
     /// concurrent conditional write (409 `ConditionalRequestConflict`).
     async fn put(&self, info: &LockInfo, mode: PutMode) -> Result<String, StoreError> {
-        let mut backoff = Duration::from_millis(20);
-        let mut conflicts = 0;
-        loop {
-            match self
-                .store
+        retrying_conflicts(|| {
+            self.store
                 .put_bytes(&self.key, info.to_json(), mode.clone())
-                .await
-            {
-                Err(StoreError::Conflict(_)) if conflicts < CONFLICT_RETRIES => {
-                    conflicts += 1;
-                    tokio::time::sleep(backoff.mul_f64(rand::random::<f64>() + 0.5)).await;
-                    backoff *= 2;
-                }
-                other => return other,
-            }
-        }
+        })
+        .await
     }
 
     /// A delete conditional on `etag`, retried on 409 conflicts.
     async fn delete(&self, etag: &str) -> Result<(), StoreError> {
-        let mut conflicts = 0;
-        loop {
-            match self.store.delete(&self.key, Some(etag)).await {
-                Err(StoreError::Conflict(_)) if conflicts < CONFLICT_RETRIES => {
-                    conflicts += 1;
-                    tokio::time::sleep(Duration::from_millis(20 << conflicts)).await;
-                }
-                other => return other,
-            }
-        }
+        retrying_conflicts(|| self.store.delete(&self.key, Some(etag))).await
     }
 
     async fn read(&self) -> Result<Option<LockObservation>, LockError> {

@@ -8,13 +8,14 @@
 //! objects. Out of: delete the migrated objects and then the index, after the
 //! config names the new location.
 
-use crate::domain::sync_index::{object_key, IndexEntry, RemoteIndex, INDEX_KEY, LOCK_KEY};
-use crate::infrastructure::atomic_file::is_temp_name;
+use crate::domain::sync_index::{object_key, IndexEntry, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::migration::{
     paths_and_parents, MigrationError, MigrationReport, SourceFile,
 };
-use crate::infrastructure::s3::store::{Fetched, ObjectStore, PutMode, StoreError};
+use crate::infrastructure::s3::store::{
+    datastore_objects, Fetched, ObjectStore, PutMode, StoreError,
+};
 use futures::stream::{self, StreamExt};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -163,17 +164,10 @@ pub async fn foreign_objects(
         Ok(Fetched::NotModified) | Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(remote(e)),
     }
-    let list_prefix = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
-    for listed in store.list(&list_prefix).await.map_err(remote)? {
-        let rel = listed.key[list_prefix.len()..].to_string();
-        let name = rel.rsplit('/').next().unwrap_or_default();
-        if rel == INDEX_KEY || rel == LOCK_KEY || is_temp_name(name) {
-            continue;
-        }
+    for rel in datastore_objects(store.as_ref(), prefix)
+        .await
+        .map_err(remote)?
+    {
         if !ours.contains(rel.as_str()) {
             foreign.insert(rel);
         }

@@ -66,6 +66,18 @@ fn refused<T>(outcome: Result<T, StoreError>) -> Result<bool, StoreError> {
     }
 }
 
+/// Probes `store` under the key prefix `prefix`, with a fresh scratch key.
+pub async fn probe_prefix(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> Result<ConditionalSupport, StoreError> {
+    let scratch = crate::domain::sync_index::object_key(
+        prefix,
+        &format!(".swamp-tmp-probe-{}", uuid::Uuid::new_v4().simple()),
+    );
+    probe_conditional_writes(store, &scratch).await
+}
+
 /// Probes `store` with the scratch key `scratch_key`. Store errors other
 /// than refusals are returned.
 pub async fn probe_conditional_writes(

@@ -132,6 +132,28 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// The relative paths of the datastore objects under `prefix` (one listing):
+/// every object but the lock, the index and temp objects.
+pub async fn datastore_objects(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> Result<Vec<String>, StoreError> {
+    use crate::domain::sync_index::{object_key, INDEX_KEY, LOCK_KEY};
+    let list_prefix = object_key(prefix, "");
+    Ok(store
+        .list(&list_prefix)
+        .await?
+        .into_iter()
+        .filter_map(|listed| listed.key.strip_prefix(&list_prefix).map(str::to_string))
+        .filter(|rel| {
+            let name = rel.rsplit('/').next().unwrap_or_default();
+            rel != LOCK_KEY
+                && rel != INDEX_KEY
+                && !crate::infrastructure::atomic_file::is_temp_name(name)
+        })
+        .collect())
+}
+
 /// A bucket (or compatible store) holding a datastore.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {

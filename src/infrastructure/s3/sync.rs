@@ -12,16 +12,14 @@
 
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
-use crate::domain::sync_index::{
-    object_key, IndexEntry, IndexError, RemoteIndex, INDEX_KEY, LOCK_KEY,
-};
+use crate::domain::sync_index::{object_key, IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::atomic_file::{is_temp_name, temp_path_for};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{
     digest_file, digest_file_off_runtime, CheckKind, Checked, FileDigest,
 };
 use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, SyncedFile};
-use crate::infrastructure::s3::store::{Fetched, ObjectStore, StoreError};
+use crate::infrastructure::s3::store::{datastore_objects, Fetched, ObjectStore, StoreError};
 use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -465,18 +463,7 @@ impl CacheSync {
     /// and make every other machine delete its copies. One LIST, only on the
     /// rare path where no index exists.
     pub(super) async fn refuse_unindexed_objects(&self) -> Result<(), SyncError> {
-        let prefix = self.key("");
-        let unindexed: Vec<String> = self
-            .store
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .filter_map(|listed| listed.key.strip_prefix(&prefix).map(str::to_string))
-            .filter(|rel| {
-                let name = rel.rsplit('/').next().unwrap_or_default();
-                rel != LOCK_KEY && rel != INDEX_KEY && !is_temp_name(name)
-            })
-            .collect();
+        let unindexed = datastore_objects(self.store.as_ref(), &self.prefix).await?;
         match unindexed.first() {
             None => Ok(()),
             Some(example) => Err(SyncError::Unindexed {
