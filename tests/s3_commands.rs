@@ -840,8 +840,8 @@ fn setup_s3_into_a_prefix_that_holds_data_reuses_identical_files_and_stops_on_co
     write_local(w.repo.path(), "shared", b"same");
     w.setup(home.path());
 
-    // A second repo with an identical file and a new one: merged.
-    let second = init_repo();
+    // A second clone with an identical file and a new one: merged.
+    let second = clone_repo(w.repo.path());
     write_local(second.path(), "shared", b"same");
     write_local(second.path(), "extra", b"extra");
     let mut cmd = swamp(second.path());
@@ -863,10 +863,10 @@ fn setup_s3_into_a_prefix_that_holds_data_reuses_identical_files_and_stops_on_co
         sha256_hex(b"extra")
     );
 
-    // A third repo with a different file at the same path: nothing changes,
+    // A third clone with a different file at the same path: nothing changes,
     // neither without --merge (the prefix holds files it lacks) nor with it
     // (a conflict).
-    let third = init_repo();
+    let third = clone_repo(w.repo.path());
     write_local(third.path(), "shared", b"DIFFERENT");
     let config_before = std::fs::read_to_string(third.path().join(".swamp.yaml")).unwrap();
     let mut cmd = swamp(third.path());

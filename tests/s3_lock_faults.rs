@@ -447,8 +447,8 @@ fn setup_into_a_prefix_holding_another_datastore_needs_merge() {
         std::fs::write(outputs.join(name), name.as_bytes()).unwrap();
     };
     write(p.w.repo.path(), "mine");
-    // Another repo's datastore lives there already.
-    let other = init_repo();
+    // Another clone's datastore lives there already.
+    let other = clone_repo(p.w.repo.path());
     write(other.path(), "theirs");
     let mut args = p.w.setup_args();
     args.insert(0, "--json".into());

@@ -270,7 +270,7 @@ fn a_local_change_that_meets_a_remote_one_is_kept_as_a_conflict_copy() {
     assert!(out.status.success(), "{}", stderr(&out));
     let warning = stderr(&out);
     assert!(
-        warning.contains("warning: outputs/f was changed here and changed remotely"),
+        warning.contains("warning: outputs/f was changed here and remotely"),
         "{warning}"
     );
     assert_eq!(std::fs::read_to_string(&local).unwrap(), "theirs");
@@ -320,5 +320,57 @@ fn an_object_lost_from_the_bucket_is_reported_never_propagated_as_a_deletion() {
     assert!(
         w.index()["files"]["outputs/lost"].is_object(),
         "still indexed"
+    );
+}
+
+/// Another repo (another repoId) pointed at a prefix the first repo's
+/// pushes own is refused, by a command and by a merging setup alike, and
+/// nothing in the bucket changes.
+#[test]
+fn another_repo_pointed_at_the_prefix_is_refused_and_changes_nothing() {
+    let w = World::new();
+    let a = tempfile::tempdir().unwrap();
+    w.put_ok(a.path(), "app/config", b"first repo's");
+    let owner = repo_id(w.repo.path());
+    assert_eq!(w.index()["repoId"], owner.as_str());
+    let before = w.fetch(&index_key()).unwrap();
+    let keys_before = w.keys();
+
+    let other = init_repo();
+    let home = tempfile::tempdir().unwrap();
+    let on_other = |args: &[&str]| {
+        let mut cmd = swamp(other.path());
+        s3_env(&mut cmd, &w.moto, home.path());
+        cmd.env("SWAMP_DATASTORE", format!("s3:{BUCKET}/{PREFIX}"))
+            .env("AWS_ENDPOINT_URL", w.moto.endpoint());
+        run(cmd.args(args))
+    };
+    for args in [
+        &["--json", "data", "list"][..],
+        &["--json", "data", "rm", "app/config"][..],
+    ] {
+        let out = on_other(args);
+        let message = assert_json_error(&out, 1, "foreign_repo");
+        assert!(
+            message.contains(&format!("set 'repoId: {owner}'")),
+            "{message}"
+        );
+    }
+    let mut setup = swamp(other.path());
+    s3_env(&mut setup, &w.moto, home.path());
+    let mut args = w.setup_args();
+    args.push("--merge".into());
+    let out = run(setup.args(&args));
+    assert!(!out.status.success(), "merged into another repo's prefix");
+    assert!(
+        stderr(&out).contains(&format!("holds the datastore of repo {owner}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.fetch(&index_key()).unwrap(), before);
+    assert_eq!(w.keys(), keys_before);
+    assert_eq!(
+        w.ok(a.path(), &["data", "get", "app/config"]),
+        b"first repo's"
     );
 }

@@ -104,12 +104,15 @@ impl RepoContext {
         let Connected::S3 { config, store } = &self.connected else {
             return None;
         };
-        Some(CacheSync::new(
-            store.clone(),
-            config.prefix.clone(),
-            self.resolver.clone(),
-            self.concurrency,
-        ))
+        Some(
+            CacheSync::new(
+                store.clone(),
+                config.prefix.clone(),
+                self.resolver.clone(),
+                self.concurrency,
+            )
+            .owned_by(self.config.repo_id.to_string()),
+        )
     }
 
     /// `user@host` for audit entries.

@@ -118,6 +118,7 @@ impl CliError {
             CliError::Spawn { .. } => "spawn_failed",
             CliError::UnsafeStore { .. } => "conditional_writes_unsupported",
             CliError::Sync(SyncError::Index(_)) => "remote_index_invalid",
+            CliError::Sync(SyncError::ForeignRepo(_)) => "foreign_repo",
             CliError::Sync(SyncError::Store(_)) => "s3_error",
             CliError::Sync(_) => "sync_failed",
         }

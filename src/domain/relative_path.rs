@@ -56,6 +56,16 @@ impl SafeRelativePath {
     /// `path` relative to `root`, `/`-joined and validated; `None` when it is
     /// not under `root` or not a safe relative path.
     pub fn between(root: &Path, path: &Path) -> Option<Self> {
+        Self::of_entry(root, path).ok()
+    }
+
+    /// `between`, saying why a path under `root` cannot be a datastore path
+    /// (a name that is not UTF-8 is refused, never mangled into another name).
+    pub fn of_entry(root: &Path, path: &Path) -> Result<Self, UnsafePathError> {
+        let refuse = |reason| UnsafePathError {
+            path: path.to_string_lossy().escape_debug().to_string(),
+            reason,
+        };
         // Fast path for the stat walk, which calls this for every cache file:
         // a byte prefix and a rest that is already clean. Anything else takes
         // the component-wise route below.
@@ -64,18 +74,23 @@ impl SafeRelativePath {
             .as_bytes()
             .strip_prefix(root.as_os_str().as_bytes())
             .and_then(|rest| rest.strip_prefix(b"/"));
-        if let Some(rest) = rest {
-            if let Ok(clean) = Self::parse(&String::from_utf8_lossy(rest)) {
-                return Some(clean);
+        if let Some(text) = rest.and_then(|rest| std::str::from_utf8(rest).ok()) {
+            if let Ok(clean) = Self::parse(text) {
+                return Ok(clean);
             }
         }
-        let rel = path.strip_prefix(root).ok()?;
-        let text = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        Self::parse(&text).ok()
+        let rel = path
+            .strip_prefix(root)
+            .map_err(|_| refuse("not under the datastore root"))?;
+        let mut segments = Vec::new();
+        for component in rel.components() {
+            let text = component
+                .as_os_str()
+                .to_str()
+                .ok_or_else(|| refuse("the name is not valid UTF-8"))?;
+            segments.push(text);
+        }
+        Self::parse(&segments.join("/"))
     }
 
     /// The path as a `/`-separated string.
@@ -134,6 +149,18 @@ mod tests {
             let p = SafeRelativePath::between(Path::new(root), Path::new(path)).unwrap();
             assert_eq!(p.as_str(), "a/b", "{root} {path}");
         }
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_refused_not_mangled() {
+        use std::ffi::OsStr;
+        let root = Path::new("/r");
+        let path = root.join(OsStr::from_bytes(b"data/caf\xe9"));
+        let err = SafeRelativePath::of_entry(root, &path).unwrap_err();
+        assert_eq!(err.reason, "the name is not valid UTF-8");
+        assert!(SafeRelativePath::between(root, &path).is_none());
+        let err = SafeRelativePath::of_entry(root, &root.join("data/a\nb")).unwrap_err();
+        assert_eq!(err.reason, "control characters are not allowed");
     }
 
     #[test]

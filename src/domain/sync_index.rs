@@ -32,6 +32,18 @@ pub enum IndexError {
     Format(u32),
 }
 
+/// A prefix whose index names another repo as its owner.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{remote} holds the datastore of repo {theirs}, and this repo is {ours}: swamp will not read or change another repo's items; give this repo its own prefix (swamp datastore setup s3 --prefix ...), or, if this repo is a copy of that one, set 'repoId: {theirs}' in .swamp.yaml")]
+pub struct ForeignRepo {
+    /// The prefix, as `s3://bucket/prefix`.
+    pub remote: String,
+    /// The repoId the index records.
+    pub theirs: String,
+    /// This repo's repoId.
+    pub ours: String,
+}
+
 /// One file in the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +64,11 @@ pub struct IndexEntry {
 pub struct RemoteIndex {
     /// Format version.
     pub format: u32,
+    /// The repo whose datastore this is: recorded by the first push, so
+    /// another repo pointed at the same prefix is refused (absent in indexes
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_id: Option<String>,
     /// Files by relative path.
     #[serde(deserialize_with = "crate::domain::sorted_map::deserialize")]
     pub files: BTreeMap<String, IndexEntry>,
@@ -62,7 +79,21 @@ impl RemoteIndex {
     pub fn empty() -> Self {
         Self {
             format: INDEX_FORMAT,
+            repo_id: None,
             files: BTreeMap::new(),
+        }
+    }
+
+    /// Fails when the index records an owner other than `ours` (an index
+    /// without one belongs to whoever writes it next).
+    pub fn check_owner(&self, remote: &str, ours: &str) -> Result<(), ForeignRepo> {
+        match &self.repo_id {
+            Some(theirs) if theirs != ours => Err(ForeignRepo {
+                remote: remote.to_string(),
+                theirs: theirs.clone(),
+                ours: ours.to_string(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -72,6 +103,10 @@ impl RemoteIndex {
             serde_json::from_slice(bytes).map_err(|e| IndexError::Corrupt(e.to_string()))?;
         if index.format != INDEX_FORMAT {
             return Err(IndexError::Format(index.format));
+        }
+        if let Some(id) = &index.repo_id {
+            uuid::Uuid::parse_str(id)
+                .map_err(|_| IndexError::Corrupt(format!("repoId '{id}' is not a UUID")))?;
         }
         for (key, entry) in &index.files {
             SafeRelativePath::parse(key).map_err(|e| IndexError::UnsafeKey(e.to_string()))?;
@@ -84,6 +119,11 @@ impl RemoteIndex {
                 )));
             }
         }
+        if let Some((file, nested)) = path_conflict(&index.files) {
+            return Err(IndexError::Corrupt(format!(
+                "'{file}' is listed as a file and as a directory (of '{nested}')"
+            )));
+        }
         Ok(index)
     }
 
@@ -91,6 +131,21 @@ impl RemoteIndex {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// A path listed as a file while another path lists it as a directory
+/// (`a` and `a/b`), which no filesystem can hold: `(file, nested path)`.
+pub fn path_conflict<V>(files: &BTreeMap<String, V>) -> Option<(String, String)> {
+    files.keys().find_map(|path| {
+        let mut parent = path.as_str();
+        while let Some((up, _)) = parent.rsplit_once('/') {
+            if files.contains_key(up) {
+                return Some((up.to_string(), path.clone()));
+            }
+            parent = up;
+        }
+        None
+    })
 }
 
 /// The object key of a relative path under `prefix`.
@@ -181,6 +236,52 @@ mod tests {
                 Err(IndexError::Corrupt(m)) if m.contains("data/big")
             ));
         }
+    }
+
+    #[test]
+    fn a_path_that_is_both_a_file_and_a_directory_is_corrupt() {
+        let mut index = RemoteIndex::empty();
+        for key in ["data/a", "data/a-b", "data/a.c", "data/b/c"] {
+            index.files.insert(key.into(), entry());
+        }
+        assert!(RemoteIndex::parse(&index.to_json()).is_ok());
+        index.files.insert("data/a/x/y".into(), entry());
+        assert!(matches!(
+            RemoteIndex::parse(&index.to_json()),
+            Err(IndexError::Corrupt(m)) if m.contains("'data/a'") && m.contains("data/a/x/y")
+        ));
+        assert_eq!(
+            path_conflict(&index.files),
+            Some(("data/a".into(), "data/a/x/y".into()))
+        );
+    }
+
+    #[test]
+    fn the_owner_is_recorded_and_checked() {
+        let ours = "8d0f5f3e-9c1a-4a53-a0ab-2b1c3d4e5f60";
+        let theirs = "1d0f5f3e-9c1a-4a53-a0ab-2b1c3d4e5f61";
+        let mut index = RemoteIndex::empty();
+        assert!(index.check_owner("s3://b/p", ours).is_ok(), "unowned");
+        index.repo_id = Some(theirs.into());
+        let parsed = RemoteIndex::parse(&index.to_json()).unwrap();
+        assert_eq!(parsed, index);
+        let err = parsed.check_owner("s3://b/p", ours).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("set 'repoId: {theirs}'")),
+            "{err}"
+        );
+        assert!(parsed.check_owner("s3://b/p", theirs).is_ok());
+        index.repo_id = Some("not-a-uuid".into());
+        assert!(
+            matches!(RemoteIndex::parse(&index.to_json()), Err(IndexError::Corrupt(m)) if m.contains("repoId"))
+        );
+        // An index from before owners still reads.
+        assert_eq!(
+            RemoteIndex::parse(br#"{"format":1,"files":{}}"#)
+                .unwrap()
+                .repo_id,
+            None
+        );
     }
 
     #[test]

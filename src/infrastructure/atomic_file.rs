@@ -6,22 +6,36 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// The marker in the names of our temp files (skipped by walks and sync).
+/// The marker that starts the names of our temp files.
 pub const TEMP_MARKER: &str = ".swamp-tmp-";
 
-/// Whether `name` is one of our temp files.
+/// Hex digits after the marker in a temp name: enough that a fresh name
+/// never meets an existing one.
+const TEMP_UNIQUE_LEN: usize = 32;
+
+/// Whether `name` is one of our temp files: `.swamp-tmp-` and 32 hex digits,
+/// or the `{name}.swamp-tmp-{12 hex}` / `versions.swamp-tmp-rm` shapes that
+/// older builds left. Any other name that merely contains the marker is a
+/// user's name like any other.
 pub fn is_temp_name(name: &str) -> bool {
-    name.contains(TEMP_MARKER)
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some(unique) = name.strip_prefix(TEMP_MARKER) {
+        if hex(unique, TEMP_UNIQUE_LEN) {
+            return true;
+        }
+    }
+    match name.rsplit_once(TEMP_MARKER) {
+        Some((before, after)) if !before.is_empty() => hex(after, 12) || after == "rm",
+        _ => false,
+    }
 }
 
-/// A temp path beside `target`.
+/// A temp path beside `target`. Its name does not grow with the target's,
+/// so it fits wherever the target's name fits (a 250-byte name plus a
+/// suffix would not).
 pub fn temp_path_for(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    target.with_file_name(format!("{name}{TEMP_MARKER}{}", &unique[..12]))
+    target.with_file_name(format!("{TEMP_MARKER}{unique}"))
 }
 
 /// Writes `bytes` to `target` atomically, creating parent directories.
@@ -76,6 +90,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
-        assert!(is_temp_name(&temp_path_for(&target).to_string_lossy()));
+        let temp = temp_path_for(&target);
+        assert!(is_temp_name(&temp.file_name().unwrap().to_string_lossy()));
+    }
+
+    #[test]
+    fn temp_names_are_short_and_user_names_with_the_marker_are_not_temp() {
+        let long = "x".repeat(250);
+        let temp = temp_path_for(&Path::new("/d").join(&long));
+        let name = temp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.len() < 64, "{name}");
+        assert!(is_temp_name(&name));
+        for (name, temp) in [
+            ("report.swamp-tmp-0123456789ab", true),
+            ("versions.swamp-tmp-rm", true),
+            (".swamp-tmp-", false),
+            (".swamp-tmp-notes", false),
+            ("my.swamp-tmp-notes.txt", false),
+            (".swamp-tmp-0123456789ab", false),
+            ("plain", false),
+        ] {
+            assert_eq!(is_temp_name(name), temp, "{name}");
+        }
     }
 }

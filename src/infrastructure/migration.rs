@@ -222,10 +222,7 @@ pub fn prepare_target(target: &Path) -> Result<(), MigrationError> {
         return Err(fail("it exists and is not a directory".into()));
     }
     fs::create_dir_all(target).map_err(|e| fail(format!("cannot create it: {e}")))?;
-    let probe = target.join(format!(
-        ".swamp-tmp-probe-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let probe = crate::infrastructure::atomic_file::temp_path_for(&target.join("probe"));
     fs::write(&probe, b"probe").map_err(|e| fail(format!("not writable: {e}")))?;
     let _ = fs::remove_file(&probe);
     Ok(())

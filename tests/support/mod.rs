@@ -72,6 +72,15 @@ pub fn init_repo() -> TempDir {
     dir
 }
 
+/// Another clone of `repo` as it was before any datastore setup: a fresh
+/// repo with the same repoId and a local datastore of its own.
+pub fn clone_repo(repo: &Path) -> TempDir {
+    let dir = init_repo();
+    let fresh = read_config(dir.path()).replace(&repo_id(dir.path()), &repo_id(repo));
+    std::fs::write(dir.path().join(".swamp.yaml"), fresh).expect("write config");
+    dir
+}
+
 /// Runs and returns the output, failing with context if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run swamp")

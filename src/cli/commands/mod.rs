@@ -15,7 +15,7 @@ use crate::domain::lock::DistributedLock;
 use crate::infrastructure::coordinator::{
     run_guarded, stop_error, LeaseFence, LockGuard, StopController, StopSignal,
 };
-use crate::infrastructure::s3::sync::ConflictCopy;
+use crate::infrastructure::s3::sync::{ConflictCopy, Unsyncable};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -37,9 +37,12 @@ where
         let result = op(fence.clone(), signal).await;
         if let Some(sync) = &sync {
             if fence.check().is_ok() {
-                let pushed = sync.push(&fence).await;
-                if let (Ok(_), Err(e)) = (&result, pushed) {
-                    return Err(e.into());
+                match (&result, sync.push(&fence).await) {
+                    (_, Ok(pushed)) => warn_unsyncable(&pushed.unsyncable),
+                    (Ok(_), Err(e)) => return Err(e.into()),
+                    (Err(_), Err(e)) => {
+                        eprintln!("warning: the push after the failed command failed too: {e}")
+                    }
                 }
             }
         }
@@ -51,12 +54,25 @@ where
 /// One warning line per local change a pull kept as a conflict copy.
 pub fn warn_conflicts(conflicts: &[ConflictCopy]) {
     for c in conflicts {
+        let clash = match c.remote {
+            "deleted" => "was changed here and deleted remotely; the deletion stands",
+            "directory" => {
+                "is a file here and a directory remotely; the remote's files took its place"
+            }
+            _ => "was changed here and remotely; the remote version took its place",
+        };
         eprintln!(
-            "warning: {} was changed here and {} remotely; the remote version took its place and yours is kept at {}",
+            "warning: {} {clash} and yours is kept at {}",
             c.path,
-            c.remote,
             c.copy.display()
         );
+    }
+}
+
+/// One warning line per cache entry a push could not sync.
+pub fn warn_unsyncable(unsyncable: &[Unsyncable]) {
+    for u in unsyncable {
+        eprintln!("warning: {} is not synced: {}", u.path, u.reason);
     }
 }
 

@@ -205,7 +205,8 @@ pub async fn setup(
                 off_runtime(move || copy_verified(files, &path, &fence)).await?
             }
             Connected::S3 { config, store } => {
-                upload_verified(files, store, &config.prefix, &fence, concurrency).await?
+                let owner = ctx.config.repo_id.to_string();
+                upload_verified(files, store, &config.prefix, &owner, &fence, concurrency).await?
             }
         };
         fence.check()?;

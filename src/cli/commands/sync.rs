@@ -1,7 +1,7 @@
 //! `swamp datastore sync [--pull | --push]`: an explicit pull and/or push of an
 //! S3 datastore under its lock, with a progress bar on a terminal.
 
-use crate::cli::commands::{warn_conflicts, with_lock};
+use crate::cli::commands::{warn_conflicts, warn_unsyncable, with_lock};
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
@@ -66,7 +66,11 @@ pub async fn sync(ctx: &RepoContext, direction: Direction) -> Result<SyncResult,
             SyncReport::default()
         };
         let pushed = if direction != Direction::Pull {
-            sync.push(&fence).await?
+            let pushed = sync.push(&fence).await?;
+            if !ctx.globals.json {
+                warn_unsyncable(&pushed.unsyncable);
+            }
+            pushed
         } else {
             SyncReport::default()
         };

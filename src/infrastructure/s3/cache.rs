@@ -118,7 +118,14 @@ pub fn safe_cache_path(root: &Path, rel: &SafeRelativePath) -> io::Result<PathBu
                 ))
             }
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            // Not there, or a file where a directory would be: nothing
+            // further down exists to follow.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
+                break
+            }
             Err(e) => return Err(e),
         }
     }

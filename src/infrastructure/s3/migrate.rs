@@ -24,11 +24,14 @@ fn remote(e: StoreError) -> MigrationError {
     MigrationError::Remote(e.to_string())
 }
 
-/// Uploads `files` under `prefix`, verifying each, then writes the index.
+/// Uploads `files` under `prefix`, verifying each, then writes the index,
+/// recording `owner` (this repo's repoId) as its repo. A prefix another repo
+/// owns is refused before anything is sent.
 pub async fn upload_verified(
     files: Vec<SourceFile>,
     store: &Arc<dyn ObjectStore>,
     prefix: &str,
+    owner: &str,
     fence: &LeaseFence,
     concurrency: usize,
 ) -> Result<MigrationReport, MigrationError> {
@@ -41,6 +44,10 @@ pub async fn upload_verified(
         Ok(Fetched::NotModified) | Err(StoreError::NotFound(_)) => (RemoteIndex::empty(), None),
         Err(e) => return Err(remote(e)),
     };
+    index
+        .check_owner(&store.url(prefix), owner)
+        .map_err(|e| MigrationError::Remote(e.to_string()))?;
+    index.repo_id = Some(owner.to_string());
     let list_prefix = if prefix.is_empty() {
         String::new()
     } else {

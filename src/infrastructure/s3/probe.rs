@@ -4,7 +4,7 @@
 //! Some S3-compatible stores accept `If-None-Match` / `If-Match` and ignore
 //! them (Backblaze B2, the GCS XML API, npm's s3rver, several gateways). On
 //! such a store two processes both "acquire" the lock. The probe writes a
-//! scratch key (a `.swamp-tmp-` name, which sync never touches) and checks:
+//! scratch key (a `.swamp-tmp-` temp name, which sync never touches) and checks:
 //!
 //! 1. create with `If-None-Match: *` succeeds, and a second one is refused;
 //! 2. an overwrite with `If-Match` on a wrong ETag is refused;
@@ -71,9 +71,14 @@ pub async fn probe_prefix(
     store: &dyn ObjectStore,
     prefix: &str,
 ) -> Result<ConditionalSupport, StoreError> {
+    // A temp shape, so a probe object a crash left is never taken for a file.
     let scratch = crate::domain::sync_index::object_key(
         prefix,
-        &format!(".swamp-tmp-probe-{}", uuid::Uuid::new_v4().simple()),
+        &format!(
+            "{}{}",
+            crate::infrastructure::atomic_file::TEMP_MARKER,
+            uuid::Uuid::new_v4().simple()
+        ),
     );
     probe_conditional_writes(store, &scratch).await
 }

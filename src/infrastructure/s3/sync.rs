@@ -13,7 +13,7 @@
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sync_index::{object_key, IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
-use crate::infrastructure::atomic_file::{is_temp_name, temp_path_for};
+use crate::infrastructure::atomic_file::temp_path_for;
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{
     digest_file, digest_file_off_runtime, CheckKind, Checked, FileDigest,
@@ -23,15 +23,17 @@ use crate::infrastructure::s3::store::{datastore_objects, Fetched, ObjectStore, 
 use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
 mod conflicts;
 mod push;
+mod scan;
 
 pub use conflicts::{list_conflicts, ConflictCopy, CONFLICTS_DIR};
+use scan::compare_with_state;
+pub use scan::Unsyncable;
 
 /// Default number of concurrent transfers.
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -98,6 +100,17 @@ pub enum SyncError {
     /// The remote index changed under us.
     #[error("the remote index was changed by another writer during this command ({0}); run the command again")]
     IndexConflict(String),
+    /// The index would list a path as a file and as a directory.
+    #[error("'{file}' would be both a file and a directory ('{nested}') in the remote index, which no machine could pull; rename or remove one of them (one is outside this machine's directories/exclude) and rerun")]
+    PathConflict {
+        /// The path listed as a file.
+        file: String,
+        /// A path below it.
+        nested: String,
+    },
+    /// The prefix belongs to another repo.
+    #[error(transparent)]
+    ForeignRepo(#[from] crate::domain::sync_index::ForeignRepo),
     /// The lock was lost.
     #[error(transparent)]
     Lock(#[from] crate::domain::lock::LockError),
@@ -128,6 +141,9 @@ pub struct SyncReport {
     pub deleted_remote: u64,
     /// Local changes moved aside because the remote changed the same path.
     pub conflicts: Vec<ConflictCopy>,
+    /// Cache entries a push could not sync (symlinks, odd names), with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsyncable: Vec<Unsyncable>,
 }
 
 impl SyncReport {
@@ -139,6 +155,7 @@ impl SyncReport {
         self.uploaded_bytes += other.uploaded_bytes;
         self.deleted_remote += other.deleted_remote;
         self.conflicts.extend(other.conflicts.iter().cloned());
+        self.unsyncable.extend(other.unsyncable.iter().cloned());
     }
 
     /// Merges two reports.
@@ -154,36 +171,6 @@ enum Arrival {
     Landed(SyncedFile),
 }
 
-/// Size and mtime of a cache file, as the stat walk saw them.
-struct FileStat {
-    size: u64,
-    mtime_ns: i128,
-}
-
-/// Compares the stat walk with the agreed state in one merge pass over both
-/// sorted maps (no per-file lookups: a cache may hold 100 000 files). Returns
-/// the files to hash — new, or size/mtime differ from their agreed entry — and
-/// the agreed paths that are gone from the cache.
-fn compare_with_state<'a>(
-    local: &'a BTreeMap<String, FileStat>,
-    agreed: &BTreeMap<String, SyncedFile>,
-) -> (Vec<(&'a String, &'a FileStat)>, Vec<String>) {
-    let mut suspects = Vec::new();
-    let mut deleted = Vec::new();
-    let mut agreed = agreed.iter().peekable();
-    for (rel, stat) in local {
-        while let Some((gone, _)) = agreed.next_if(|(key, _)| key.as_str() < rel.as_str()) {
-            deleted.push(gone.clone());
-        }
-        match agreed.next_if(|(key, _)| *key == rel) {
-            Some((_, entry)) if entry.size == stat.size && entry.mtime_ns == stat.mtime_ns => {}
-            _ => suspects.push((rel, stat)),
-        }
-    }
-    deleted.extend(agreed.map(|(gone, _)| gone.clone()));
-    (suspects, deleted)
-}
-
 /// Syncs one cache directory with one bucket prefix.
 pub struct CacheSync {
     store: Arc<dyn ObjectStore>,
@@ -196,6 +183,9 @@ pub struct CacheSync {
     /// The sync state as last loaded or saved, so one command reads the file
     /// once (it lists every file: 15 MB for 100 000 files).
     state: std::sync::Mutex<Option<SyncState>>,
+    /// This repo's repoId: recorded in every index written, and an index
+    /// that records another is refused.
+    owner: Option<String>,
 }
 
 impl CacheSync {
@@ -214,7 +204,14 @@ impl CacheSync {
             progress: None,
             current: std::sync::atomic::AtomicBool::new(false),
             state: std::sync::Mutex::new(None),
+            owner: None,
         }
+    }
+
+    /// Makes this sync act for the repo `repo_id` (see `owner`).
+    pub fn owned_by(mut self, repo_id: String) -> Self {
+        self.owner = Some(repo_id);
+        self
     }
 
     /// Shows transfers on `bar`.
@@ -279,7 +276,7 @@ impl CacheSync {
             self.keep_state(previous);
             return Ok(());
         }
-        let local = self.scan()?;
+        let local = self.scan()?.files;
         let (unpushed, _) = compare_with_state(&local, &previous.files);
         if !unpushed.is_empty() {
             let spec = previous
@@ -317,7 +314,13 @@ impl CacheSync {
                 self.keep_state(state);
                 return Ok(SyncReport::default());
             }
-            Ok(Fetched::Object(bytes, meta)) => (RemoteIndex::parse(&bytes)?, Some(meta.etag)),
+            Ok(Fetched::Object(bytes, meta)) => {
+                let remote = RemoteIndex::parse(&bytes)?;
+                if let Some(ours) = &self.owner {
+                    remote.check_owner(&self.remote_name(), ours)?;
+                }
+                (remote, Some(meta.etag))
+            }
             Err(StoreError::NotFound(_)) => {
                 // No index and no objects: nothing remote. Keep local files;
                 // forgetting the agreed state makes the next push upload them
@@ -341,8 +344,6 @@ impl CacheSync {
         // remembered, carried into our index writes, never downloaded.
         state.foreign.clear();
         state.files.retain(|rel, _| self.owns(rel));
-        // Paths where the local file changed too: kept as conflict copies.
-        let mut conflicted: Vec<(SafeRelativePath, PathBuf, &'static str)> = Vec::new();
         for (rel_text, entry) in &remote.files {
             let rel = SafeRelativePath::parse(rel_text)
                 .map_err(|e| SyncError::Index(IndexError::UnsafeKey(e.to_string())))?;
@@ -360,10 +361,12 @@ impl CacheSync {
                 agreed.parts.clone_from(&entry.parts);
                 continue;
             }
-            let path = safe_cache_path(self.cache(), &rel).map_err(io_err(self.cache()))?;
+            // A link on the way is not followed (`clear_the_way` moves it aside).
+            let reachable = safe_cache_path(self.cache(), &rel).is_ok();
+            let path = rel.under(self.cache());
             // A local copy with the same content (e.g. left by a migration) needs no download.
-            if let Ok(meta) = std::fs::metadata(&path) {
-                if meta.len() == entry.size {
+            if let Some(meta) = std::fs::symlink_metadata(&path).ok().filter(|_| reachable) {
+                if meta.is_file() && meta.len() == entry.size {
                     if let Ok(digest) = digest_file_off_runtime(path.clone()).await {
                         if digest.sha256 == entry.sha256 {
                             state.files.insert(
@@ -380,10 +383,6 @@ impl CacheSync {
                     }
                 }
             }
-            let agreed = state.files.get(rel_text).cloned();
-            if self.changed_locally(&path, agreed.as_ref()).await {
-                conflicted.push((rel.clone(), path.clone(), "changed"));
-            }
             wanted.push((rel, path, entry.clone()));
         }
         let gone: Vec<String> = state
@@ -393,12 +392,20 @@ impl CacheSync {
             .cloned()
             .collect();
         fence.check()?;
-        for (rel, path, remote_did) in conflicted {
-            self.keep_conflict(&rel, &path, remote_did, &mut report)?;
-        }
         for rel_text in gone {
             if let Ok(rel) = SafeRelativePath::parse(&rel_text) {
-                let path = safe_cache_path(self.cache(), &rel).map_err(io_err(self.cache()))?;
+                // Replaced here by a directory or a link (or a link on its
+                // way): the file the remote deleted is already gone, and
+                // what took its place is not ours to remove.
+                let path = match safe_cache_path(self.cache(), &rel) {
+                    Ok(path) if !std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) => {
+                        path
+                    }
+                    _ => {
+                        state.files.remove(&rel_text);
+                        continue;
+                    }
+                };
                 if self
                     .changed_locally(&path, state.files.get(&rel_text))
                     .await
@@ -418,6 +425,10 @@ impl CacheSync {
                 );
             }
             state.files.remove(&rel_text);
+        }
+        for (rel, path, _) in &wanted {
+            self.clear_the_way(rel, path, state.files.get(rel.as_str()), &mut report)
+                .await?;
         }
         self.start_progress("pull", wanted.len() as u64);
         let results: Vec<_> = stream::iter(wanted)
@@ -501,6 +512,54 @@ impl CacheSync {
             // Unreadable: keep it rather than overwrite what we cannot check.
             Err(_) => true,
         }
+    }
+
+    /// Makes room for the download of `rel` at `path`: whatever local state
+    /// no index recorded stands in the way — a file where the remote has a
+    /// directory, a directory or link where it has a file, or a file changed
+    /// since `agreed` — is moved aside as a conflict copy. A link where the
+    /// remote has a directory is an error naming it.
+    async fn clear_the_way(
+        &self,
+        rel: &SafeRelativePath,
+        path: &Path,
+        agreed: Option<&SyncedFile>,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let mut above = String::new();
+        let segments: Vec<&str> = rel.as_str().split('/').collect();
+        for segment in &segments[..segments.len() - 1] {
+            if !above.is_empty() {
+                above.push('/');
+            }
+            above.push_str(segment);
+            let Ok(ancestor) = SafeRelativePath::parse(&above) else {
+                return Ok(());
+            };
+            let at = ancestor.under(self.cache());
+            match std::fs::symlink_metadata(&at) {
+                Ok(meta) if meta.is_dir() => {}
+                // Agreed files may sit behind a link: moving it aside would
+                // make them look deleted, so the user decides.
+                Ok(meta) if meta.is_symlink() => {
+                    return Err(SyncError::Io {
+                        path: at,
+                        message: format!("a symlink where the remote has the directory of {rel}; swamp never writes through a symlink: move it out of the datastore and rerun"),
+                    })
+                }
+                Ok(_) => return self.keep_conflict(&ancestor, &at, "directory", report),
+                Err(_) => return Ok(()),
+            }
+        }
+        let in_the_way = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_file() => self.changed_locally(path, agreed).await,
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        if in_the_way {
+            self.keep_conflict(rel, path, "changed", report)?;
+        }
+        Ok(())
     }
 
     /// Moves the local file at `path` aside as a conflict copy.
@@ -616,49 +675,6 @@ impl CacheSync {
             parts: digest.parts,
         }))
     }
-
-    /// Every datastore file in the cache with its size and mtime (kept small:
-    /// a cache may hold 100 000 files).
-    fn scan(&self) -> Result<BTreeMap<String, FileStat>, SyncError> {
-        // Collected in walk order, then sorted once: cheaper than inserting
-        // 100 000 keys one by one in the directories' hash order.
-        let mut files = Vec::new();
-        for dir in self.resolver.directories() {
-            let top = self.cache().join(dir);
-            if !top.exists() {
-                continue;
-            }
-            for entry in walkdir::WalkDir::new(&top).follow_links(false) {
-                let entry = entry.map_err(|e| SyncError::Io {
-                    path: top.clone(),
-                    message: e.to_string(),
-                })?;
-                if !entry.file_type().is_file()
-                    || is_temp_name(&entry.file_name().to_string_lossy())
-                {
-                    continue;
-                }
-                let Some(safe) = SafeRelativePath::between(self.cache(), entry.path()) else {
-                    continue;
-                };
-                if !self.resolver.is_datastore_path(&safe) {
-                    continue;
-                }
-                let meta = entry.metadata().map_err(|e| SyncError::Io {
-                    path: entry.path().to_path_buf(),
-                    message: e.to_string(),
-                })?;
-                files.push((
-                    safe.into_string(),
-                    FileStat {
-                        size: meta.len(),
-                        mtime_ns: mtime_ns(&meta),
-                    },
-                ));
-            }
-        }
-        Ok(files.into_iter().collect())
-    }
 }
 
 /// How a download compares with its index entry.
@@ -712,47 +728,6 @@ pub(super) mod tests {
 
     pub(super) fn fence() -> LeaseFence {
         LeaseFence::new(Duration::from_secs(3600), lease_clock::now())
-    }
-
-    #[test]
-    fn compare_with_state_finds_new_touched_and_gone_files_in_one_pass() {
-        let stat = |size, mtime_ns| FileStat { size, mtime_ns };
-        let entry = |size, mtime_ns| SyncedFile {
-            size,
-            mtime_ns,
-            sha256: "x".into(),
-            parts: None,
-        };
-        // Keys that sort around each other: '-' (0x2d) sorts before '/' (0x2f).
-        let local: BTreeMap<String, FileStat> = [
-            ("data/a-b/f", stat(1, 10)),
-            ("data/a/f", stat(1, 10)),
-            ("data/b", stat(2, 20)),
-            ("data/d", stat(4, 40)),
-            ("data/e", stat(5, 50)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let agreed: BTreeMap<String, SyncedFile> = [
-            ("data/0-gone", entry(9, 9)),
-            ("data/a/f", entry(1, 10)),
-            ("data/b", entry(2, 21)),
-            ("data/c-gone", entry(3, 30)),
-            ("data/d", entry(5, 40)),
-            ("data/e", entry(5, 50)),
-            ("data/z-gone", entry(7, 70)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let (suspects, deleted) = compare_with_state(&local, &agreed);
-        let suspects: Vec<&str> = suspects.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(suspects, ["data/a-b/f", "data/b", "data/d"]);
-        assert_eq!(deleted, ["data/0-gone", "data/c-gone", "data/z-gone"]);
-        let (suspects, deleted) = compare_with_state(&local, &BTreeMap::new());
-        assert_eq!(suspects.len(), local.len());
-        assert!(deleted.is_empty());
     }
 
     pub(super) fn machine(store: &Arc<MemoryStore>, cache: &Path) -> CacheSync {
@@ -1243,6 +1218,43 @@ pub(super) mod tests {
             std::fs::read_to_string(c.path().join("logs/y")).unwrap(),
             "log"
         );
+    }
+
+    /// The first push records the repo; another repo's sync refuses the
+    /// prefix and changes nothing, and an unowned index is adopted.
+    #[tokio::test]
+    async fn a_prefix_owned_by_another_repo_is_refused() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ours = "8d0f5f3e-9c1a-4a53-a0ab-2b1c3d4e5f60";
+        let theirs = "1d0f5f3e-9c1a-4a53-a0ab-2b1c3d4e5f61";
+        let a = machine(&store, da.path()).owned_by(ours.into());
+        a.pull(&fence()).await.unwrap();
+        write(da.path(), "outputs/f", "ours");
+        a.push(&fence()).await.unwrap();
+        assert_eq!(index(&store).repo_id.as_deref(), Some(ours));
+        let other = machine(&store, db.path()).owned_by(theirs.into());
+        let err = other.pull(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::ForeignRepo(_)), "{err}");
+        write(db.path(), "outputs/g", "theirs");
+        let err = machine(&store, db.path())
+            .owned_by(theirs.into())
+            .push(&fence())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::Behind(_)), "{err}");
+        assert!(store.object("p/outputs/g").is_none());
+        assert_eq!(index(&store).files.len(), 1);
+        // An index from before owners were recorded is adopted by the next push.
+        let mut unowned = index(&store);
+        unowned.repo_id = None;
+        store.plant("p/.datastore-index.json", &unowned.to_json());
+        let c = tempfile::tempdir().unwrap();
+        let third = machine(&store, c.path()).owned_by(theirs.into());
+        third.pull(&fence()).await.unwrap();
+        write(c.path(), "outputs/h", "adopted");
+        third.push(&fence()).await.unwrap();
+        assert_eq!(index(&store).repo_id.as_deref(), Some(theirs));
     }
 
     /// Objects without an index are not an empty datastore: pull and push

@@ -85,11 +85,16 @@ impl CacheSync {
     /// Sends local changes to the bucket.
     pub async fn push(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
         let mut state = self.take_state();
-        let local = self.scan()?;
+        let mut scan = self.scan()?;
+        let (local, unsyncable) = (
+            std::mem::take(&mut scan.files),
+            std::mem::take(&mut scan.unsyncable),
+        );
         let (suspects, mut deleted) = compare_with_state(&local, &state.files);
         // A file this machine no longer scans (its settings narrowed) is not
-        // gone: its entry stays agreed and is carried into the index.
-        deleted.retain(|rel| self.owns(rel));
+        // gone, nor is one that became a symlink: its entry stays agreed and
+        // is carried into the index.
+        deleted.retain(|rel| self.owns(rel) && !scan.blocks(rel));
         let suspects: Vec<Suspect> = suspects
             .into_iter()
             .map(|(rel, stat)| Suspect {
@@ -101,7 +106,10 @@ impl CacheSync {
         drop(local);
         if suspects.is_empty() && deleted.is_empty() {
             self.keep_state(state);
-            return Ok(SyncReport::default());
+            return Ok(SyncReport {
+                unsyncable,
+                ..SyncReport::default()
+            });
         }
         let gate = SendGate::new(state.index_etag.clone());
         self.start_progress("push", (suspects.len() + deleted.len()) as u64);
@@ -120,7 +128,10 @@ impl CacheSync {
             // checked), or the lease was lost: the index is not written.
             return Err(refusal);
         }
-        let mut report = SyncReport::default();
+        let mut report = SyncReport {
+            unsyncable,
+            ..SyncReport::default()
+        };
         let mut failures = Vec::new();
         let mut sent_any = !deleted.is_empty();
         let mut state_dirty = false;
@@ -358,11 +369,20 @@ impl CacheSync {
         for (rel, entry) in &state.foreign {
             files.entry(rel.clone()).or_insert_with(|| entry.clone());
         }
+        let conflict = crate::domain::sync_index::path_conflict(&files);
         let index = RemoteIndex {
             format: crate::domain::sync_index::INDEX_FORMAT,
+            repo_id: self.owner.clone(),
             files,
         };
         fence.check()?;
+        if let Some((file, nested)) = conflict {
+            // Only possible beside another machine's paths (a local disk
+            // cannot hold both): nothing this push sent counts as agreed.
+            Self::undo(state, undo);
+            self.save(state)?;
+            return Err(SyncError::PathConflict { file, nested });
+        }
         let mode = match &state.index_etag {
             Some(etag) => PutMode::Update(etag.clone()),
             None => PutMode::Create,
@@ -378,12 +398,7 @@ impl CacheSync {
                 if let Some(etag) = self.landed(&index_key, &index).await {
                     state.index_etag = Some(etag);
                 } else {
-                    for (rel, previous) in undo.into_iter().rev() {
-                        match previous {
-                            Some(entry) => state.files.insert(rel, entry),
-                            None => state.files.remove(&rel),
-                        };
-                    }
+                    Self::undo(state, undo);
                     // The next pull reads the index from scratch.
                     state.index_etag = None;
                     self.save(state)?;
@@ -398,6 +413,19 @@ impl CacheSync {
 }
 
 impl CacheSync {
+    /// Restores the agreed entries a push changed, newest change first.
+    fn undo(
+        state: &mut crate::infrastructure::s3::cache::SyncState,
+        undo: Vec<(String, Option<SyncedFile>)>,
+    ) {
+        for (rel, previous) in undo.into_iter().rev() {
+            match previous {
+                Some(entry) => state.files.insert(rel, entry),
+                None => state.files.remove(&rel),
+            };
+        }
+    }
+
     /// The ETag of the index at `key` if it is exactly `sent` (our write
     /// landed); `None` if it is another or cannot be read.
     async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<String> {

@@ -1,0 +1,388 @@
+//! The stat walk of a cache, and what it means against the agreed state.
+//!
+//! Model: every entry under this machine's datastore directories is one of
+//! three things. A regular file with a name S3 and every other machine can
+//! hold is *syncable* and listed with its size and mtime. One of swamp's own
+//! temp files (left by a killed process; every writer holds the lock, so none
+//! is in use) is removed. Anything else — a symlink, a fifo or device, a name
+//! that is not UTF-8 or holds a control character or backslash, a key longer
+//! than S3 allows — is *unsyncable*: reported on every push with the reason,
+//! never uploaded, and never taken for a deletion of what was agreed at that
+//! path.
+
+use super::{CacheSync, SyncError};
+use crate::domain::relative_path::SafeRelativePath;
+use crate::domain::sync_index::object_key;
+use crate::infrastructure::atomic_file::is_temp_name;
+use crate::infrastructure::s3::cache::{mtime_ns, SyncedFile};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The longest object key S3 accepts, in bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// Size and mtime of a cache file, as the stat walk saw them.
+pub(super) struct FileStat {
+    pub(super) size: u64,
+    pub(super) mtime_ns: i128,
+}
+
+/// A cache entry that cannot be synced, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unsyncable {
+    /// The path under the cache root (escaped where it is not printable).
+    pub path: String,
+    /// Why, and what to do.
+    pub reason: String,
+}
+
+/// What one stat walk found.
+#[derive(Default)]
+pub(super) struct CacheScan {
+    /// Syncable files by datastore path.
+    pub(super) files: BTreeMap<String, FileStat>,
+    /// Entries that cannot be synced, in walk order.
+    pub(super) unsyncable: Vec<Unsyncable>,
+    /// Datastore paths held by an unsyncable entry: what was agreed there is
+    /// not deleted because of it.
+    pub(super) blocked: BTreeSet<String>,
+}
+
+impl CacheScan {
+    /// Whether an unsyncable entry holds `rel` or a directory above it.
+    pub(super) fn blocks(&self, rel: &str) -> bool {
+        let mut path = rel;
+        loop {
+            if self.blocked.contains(path) {
+                return true;
+            }
+            match path.rsplit_once('/') {
+                Some((up, _)) => path = up,
+                None => return false,
+            }
+        }
+    }
+}
+
+/// Compares the stat walk with the agreed state in one merge pass over both
+/// sorted maps (no per-file lookups: a cache may hold 100 000 files). Returns
+/// the files to hash — new, or size/mtime differ from their agreed entry — and
+/// the agreed paths that are gone from the cache.
+pub(super) fn compare_with_state<'a>(
+    local: &'a BTreeMap<String, FileStat>,
+    agreed: &BTreeMap<String, SyncedFile>,
+) -> (Vec<(&'a String, &'a FileStat)>, Vec<String>) {
+    let mut suspects = Vec::new();
+    let mut deleted = Vec::new();
+    let mut agreed = agreed.iter().peekable();
+    for (rel, stat) in local {
+        while let Some((gone, _)) = agreed.next_if(|(key, _)| key.as_str() < rel.as_str()) {
+            deleted.push(gone.clone());
+        }
+        match agreed.next_if(|(key, _)| *key == rel) {
+            Some((_, entry)) if entry.size == stat.size && entry.mtime_ns == stat.mtime_ns => {}
+            _ => suspects.push((rel, stat)),
+        }
+    }
+    deleted.extend(agreed.map(|(gone, _)| gone.clone()));
+    (suspects, deleted)
+}
+
+/// Why an entry that is not a directory cannot be synced, if it cannot.
+fn refusal(file_type: std::fs::FileType) -> Option<&'static str> {
+    if file_type.is_symlink() {
+        Some("a symbolic link; swamp syncs regular files only: replace it with a copy of its target, or move it out of the datastore")
+    } else if !file_type.is_file() {
+        Some("not a regular file (a fifo, socket or device): move it out of the datastore")
+    } else {
+        None
+    }
+}
+
+impl CacheSync {
+    /// Walks this machine's datastore directories in the cache.
+    pub(super) fn scan(&self) -> Result<CacheScan, SyncError> {
+        // Collected in walk order, then sorted once: cheaper than inserting
+        // 100 000 keys one by one in the directories' hash order.
+        let mut files = Vec::new();
+        let mut scan = CacheScan::default();
+        let cache = self.cache();
+        for dir in self.resolver.directories() {
+            let top = cache.join(dir);
+            match std::fs::symlink_metadata(&top) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) => {
+                    scan.unsyncable.push(Unsyncable {
+                        path: dir.clone(),
+                        reason: refusal(meta.file_type())
+                            .unwrap_or("a file where a datastore directory belongs: move it away")
+                            .to_string(),
+                    });
+                    scan.blocked.insert(dir.clone());
+                    continue;
+                }
+                Err(_) => continue,
+            }
+            let mut walk = walkdir::WalkDir::new(&top)
+                .follow_links(false)
+                .follow_root_links(false)
+                .into_iter();
+            while let Some(entry) = walk.next() {
+                let entry = entry.map_err(|e| SyncError::Io {
+                    path: e.path().unwrap_or(&top).to_path_buf(),
+                    message: e.to_string(),
+                })?;
+                let name = entry.file_name().to_string_lossy();
+                if is_temp_name(&name) {
+                    // Left by a killed swamp: under the lock, nothing uses it.
+                    let removed = if entry.file_type().is_dir() {
+                        walk.skip_current_dir();
+                        std::fs::remove_dir_all(entry.path())
+                    } else {
+                        std::fs::remove_file(entry.path())
+                    };
+                    tracing::info!(path = %entry.path().display(), ok = removed.is_ok(), "removed a leftover temp file");
+                    continue;
+                }
+                if entry.file_type().is_dir() {
+                    continue;
+                }
+                let shown = || {
+                    entry
+                        .path()
+                        .strip_prefix(cache)
+                        .unwrap_or(entry.path())
+                        .to_string_lossy()
+                        .chars()
+                        .map(|c| match c.is_control() {
+                            true => c.escape_default().to_string(),
+                            false => c.to_string(),
+                        })
+                        .collect::<String>()
+                };
+                let safe = match SafeRelativePath::of_entry(cache, entry.path()) {
+                    Ok(safe) => safe,
+                    Err(e) => {
+                        scan.unsyncable.push(Unsyncable {
+                            path: shown(),
+                            reason: format!(
+                                "its name cannot be an S3 key on every machine ({}): rename it",
+                                e.reason
+                            ),
+                        });
+                        continue;
+                    }
+                };
+                if !self.resolver.is_datastore_path(&safe) {
+                    continue;
+                }
+                let key_bytes = object_key(&self.prefix, safe.as_str()).len();
+                let why = match refusal(entry.file_type()) {
+                    Some(why) => Some(why.to_string()),
+                    None if key_bytes > MAX_KEY_BYTES => Some(format!(
+                        "its object key would be {key_bytes} bytes, over S3's limit of {MAX_KEY_BYTES}: shorten its path"
+                    )),
+                    None => None,
+                };
+                if let Some(reason) = why {
+                    scan.unsyncable.push(Unsyncable {
+                        path: shown(),
+                        reason,
+                    });
+                    scan.blocked.insert(safe.into_string());
+                    continue;
+                }
+                let meta = entry.metadata().map_err(|e| SyncError::Io {
+                    path: entry.path().to_path_buf(),
+                    message: e.to_string(),
+                })?;
+                files.push((
+                    safe.into_string(),
+                    FileStat {
+                        size: meta.len(),
+                        mtime_ns: mtime_ns(&meta),
+                    },
+                ));
+            }
+        }
+        scan.files = files.into_iter().collect();
+        Ok(scan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{fence, index, machine, write};
+    use super::*;
+    use crate::infrastructure::s3::memory_store::MemoryStore;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::Arc;
+
+    /// Cache entries no machine could hold under their name, or that are
+    /// not files: each reported on every push, none blocking the rest.
+    #[tokio::test]
+    async fn unsyncable_entries_are_reported_on_every_push_and_never_block_the_rest() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path();
+        let a = machine(&store, cache);
+        a.pull(&fence()).await.unwrap();
+        write(cache, "outputs/ok", "fine");
+        std::os::unix::fs::symlink("/etc/hostname", cache.join("outputs/link")).unwrap();
+        nix::unistd::mkfifo(&cache.join("outputs/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        write(cache, "outputs/bell\x07", "x");
+        write(cache, "outputs/back\\slash", "x");
+        std::fs::write(
+            cache.join("outputs").join(OsStr::from_bytes(b"caf\xe9")),
+            "latin-1",
+        )
+        .unwrap();
+        let deep = format!("outputs/{}/f", vec!["d".repeat(200); 6].join("/"));
+        write(cache, &deep, "too deep for a key");
+        for round in 0..2 {
+            let report = a.push(&fence()).await.unwrap();
+            let mut seen: Vec<(&str, &str)> = report
+                .unsyncable
+                .iter()
+                .map(|u| {
+                    (
+                        u.path.as_str(),
+                        u.reason.split([';', ' ', '(']).next().unwrap(),
+                    )
+                })
+                .collect();
+            seen.sort();
+            assert_eq!(seen.len(), 6, "round {round}: {:?}", report.unsyncable);
+            for (path, reason) in [
+                ("outputs/back\\slash", "its"),
+                ("outputs/bell\\u{7}", "its"),
+                ("outputs/caf\u{fffd}", "its"),
+                ("outputs/fifo", "not"),
+                ("outputs/link", "a"),
+            ] {
+                assert!(seen.contains(&(path, reason)), "{path}: {seen:?}");
+            }
+            assert_eq!(report.uploaded, if round == 0 { 1 } else { 0 });
+        }
+        let names: Vec<String> = index(&store).files.into_keys().collect();
+        assert_eq!(names, ["outputs/ok"]);
+        let reasons: Vec<String> = a
+            .push(&fence())
+            .await
+            .unwrap()
+            .unsyncable
+            .into_iter()
+            .map(|u| u.reason)
+            .collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("over S3's limit of 1024")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|r| r.contains("not valid UTF-8")),
+            "{reasons:?}"
+        );
+    }
+
+    /// An agreed file that became a symlink is reported, not deleted for
+    /// everyone.
+    #[tokio::test]
+    async fn an_agreed_file_replaced_by_a_symlink_is_not_a_deletion() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/sub/f", "agreed");
+        a.push(&fence()).await.unwrap();
+        let sub = dir.path().join("outputs/sub");
+        std::fs::rename(&sub, dir.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &sub).unwrap();
+        let report = a.push(&fence()).await.unwrap();
+        assert_eq!(report.deleted_remote, 0);
+        assert_eq!(report.unsyncable.len(), 1, "{:?}", report.unsyncable);
+        assert!(index(&store).files.contains_key("outputs/sub/f"));
+        assert_eq!(store.object("p/outputs/sub/f").unwrap(), b"agreed");
+    }
+
+    /// Temp names fit beside any name and only swamp's own shapes count as
+    /// temp files: a user's name containing the marker syncs, and what a
+    /// killed process left is removed.
+    #[tokio::test]
+    async fn names_with_the_temp_marker_sync_and_leftover_temp_files_are_removed() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        let long = format!("outputs/{}", "n".repeat(250));
+        write(da.path(), &long, "long name");
+        write(da.path(), "outputs/my.swamp-tmp-notes", "user's");
+        let leftovers = [
+            format!("outputs/.swamp-tmp-{}", "a".repeat(32)),
+            "outputs/f.swamp-tmp-0123456789ab".to_string(),
+            "data/item/versions.swamp-tmp-rm/1.bin".to_string(),
+        ];
+        for leftover in &leftovers {
+            write(da.path(), leftover, "half-written");
+        }
+        let report = a.push(&fence()).await.unwrap();
+        assert_eq!(report.uploaded, 2, "{report:?}");
+        assert!(report.unsyncable.is_empty(), "{:?}", report.unsyncable);
+        for leftover in &leftovers {
+            assert!(!da.path().join(leftover).exists(), "{leftover} left");
+        }
+        let b = machine(&store, db.path());
+        b.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(db.path().join(&long)).unwrap(),
+            "long name"
+        );
+        assert_eq!(
+            std::fs::read_to_string(db.path().join("outputs/my.swamp-tmp-notes")).unwrap(),
+            "user's"
+        );
+    }
+
+    #[test]
+    fn compare_with_state_finds_new_touched_and_gone_files_in_one_pass() {
+        let stat = |size, mtime_ns| FileStat { size, mtime_ns };
+        let entry = |size, mtime_ns| SyncedFile {
+            size,
+            mtime_ns,
+            sha256: "x".into(),
+            parts: None,
+        };
+        // Keys that sort around each other: '-' (0x2d) sorts before '/' (0x2f).
+        let local: BTreeMap<String, FileStat> = [
+            ("data/a-b/f", stat(1, 10)),
+            ("data/a/f", stat(1, 10)),
+            ("data/b", stat(2, 20)),
+            ("data/d", stat(4, 40)),
+            ("data/e", stat(5, 50)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let agreed: BTreeMap<String, SyncedFile> = [
+            ("data/0-gone", entry(9, 9)),
+            ("data/a/f", entry(1, 10)),
+            ("data/b", entry(2, 21)),
+            ("data/c-gone", entry(3, 30)),
+            ("data/d", entry(5, 40)),
+            ("data/e", entry(5, 50)),
+            ("data/z-gone", entry(7, 70)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let (suspects, deleted) = compare_with_state(&local, &agreed);
+        let suspects: Vec<&str> = suspects.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(suspects, ["data/a-b/f", "data/b", "data/d"]);
+        assert_eq!(deleted, ["data/0-gone", "data/c-gone", "data/z-gone"]);
+        let (suspects, deleted) = compare_with_state(&local, &BTreeMap::new());
+        assert_eq!(suspects.len(), local.len());
+        assert!(deleted.is_empty());
+    }
+}
