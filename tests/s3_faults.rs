@@ -499,4 +499,32 @@ fn objects_without_an_index_are_refused_and_left_alone() {
         Some(&b"copied in by hand"[..])
     );
     assert!(w.fetch(&index_key()).is_none(), "no index written");
+    // `datastore repair` rebuilds the index from the objects (hashing the one
+    // another tool uploaded without swamp's recorded hash), and every
+    // command works again.
+    let v = w.json(home.path(), &["datastore", "repair"]);
+    assert_eq!(v["repair"]["indexWas"], "missing", "{v}");
+    assert_eq!(
+        v["repair"]["added"],
+        serde_json::json!(["outputs/from-aws-cli", "outputs/legit"]),
+        "{v}"
+    );
+    assert_eq!(
+        w.index()["files"]["outputs/from-aws-cli"]["sha256"],
+        sha256_hex(b"copied in by hand")
+    );
+    let out = w.sh(
+        home.path(),
+        r#"cat "$SWAMP_DATASTORE_DIR/outputs/from-aws-cli""#,
+    );
+    assert_eq!(out, b"copied in by hand");
+    // A corrupt index is one line naming repair, and repair rebuilds it.
+    w.plant(&index_key(), b"{\"format\":1,\"files\":[1,2,3]}");
+    let out = w.run_on(home.path(), &["--json", "data", "list"]);
+    let msg = assert_json_error(&out, 1, "remote_index_invalid");
+    assert!(msg.contains("swamp datastore repair"), "{msg}");
+    let text = w.ok(home.path(), &["datastore", "repair"]);
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("the index was unreadable"), "{text}");
+    w.ok(home.path(), &["data", "list"]);
 }

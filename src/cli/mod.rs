@@ -107,6 +107,15 @@ pub enum DatastoreCommand {
     /// Inspect or break the datastore lock.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Rebuild an S3 datastore's index from the bucket and re-upload what
+    /// this cache holds of missing or damaged files (never deletes an object).
+    Repair {
+        /// For files no copy here can restore, index what the bucket holds
+        /// (its content, or no entry when the object is gone) instead of
+        /// leaving them listed for a machine that has them.
+        #[arg(long)]
+        accept_bucket: bool,
+    },
     /// Pull and push an S3 datastore's cache now (both by default).
     Sync {
         /// Only download remote changes.
@@ -325,6 +334,9 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                     _ => sync::Direction::Both,
                 };
                 ok(sync::sync(&ctx, direction).await?)
+            }
+            DatastoreCommand::Repair { accept_bucket } => {
+                ok(repair::repair(&ctx, accept_bucket).await?)
             }
             DatastoreCommand::Lock(LockCommand::Status) => ok(lock::status(&ctx).await?),
             DatastoreCommand::Lock(LockCommand::Release { force }) => {

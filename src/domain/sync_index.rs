@@ -22,10 +22,12 @@ pub const INDEX_FORMAT: u32 = 1;
 #[derive(Debug, Error)]
 pub enum IndexError {
     /// Not valid JSON of the expected shape.
-    #[error("remote index is corrupt: {0}")]
+    #[error(
+        "remote index is corrupt: {0}; run 'swamp datastore repair' to rebuild it from the bucket"
+    )]
     Corrupt(String),
     /// A key that would escape the cache.
-    #[error("remote index lists an unsafe path: {0}")]
+    #[error("remote index lists an unsafe path: {0}; run 'swamp datastore repair' to rebuild it from the bucket")]
     UnsafeKey(String),
     /// Written by a newer swamp.
     #[error("remote index has format {0}, this swamp reads format {INDEX_FORMAT}; upgrade swamp")]

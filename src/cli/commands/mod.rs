@@ -4,6 +4,7 @@
 pub mod data;
 pub mod exec;
 pub mod lock;
+pub mod repair;
 pub mod repo;
 pub mod setup;
 pub mod status;

@@ -29,9 +29,11 @@ use thiserror::Error;
 
 mod conflicts;
 mod push;
+mod repair;
 mod scan;
 
 pub use conflicts::{list_conflicts, ConflictCopy, CONFLICTS_DIR};
+pub use repair::RepairReport;
 use scan::compare_with_state;
 pub use scan::Unsyncable;
 
@@ -48,7 +50,7 @@ pub enum SyncError {
     #[error(transparent)]
     Index(#[from] IndexError),
     /// A downloaded object does not match the index.
-    #[error("{key}: downloaded content does not match the index (expected sha256 {expected}, got {actual}); the object changed without the lock — retry")]
+    #[error("{key}: downloaded content does not match the index (expected sha256 {expected}, got {actual}); the object changed without the lock: retry, and if it persists run 'swamp datastore repair' on a machine whose cache holds the indexed content")]
     Integrity {
         /// Object key.
         key: String,
@@ -58,7 +60,7 @@ pub enum SyncError {
         actual: String,
     },
     /// Objects without an index.
-    #[error("{remote} holds {count} objects (e.g. {example}) but no index; swamp will not take it for empty, which would overwrite them and make other machines delete their copies: restore .datastore-index.json (from a bucket version or a backup) or move the objects away, then rerun")]
+    #[error("{remote} holds {count} objects (e.g. {example}) but no index; swamp will not take it for empty, which would overwrite them and make other machines delete their copies: run 'swamp datastore repair' to rebuild the index from the objects (or restore .datastore-index.json from a bucket version or a backup), then rerun")]
     Unindexed {
         /// `s3:bucket/prefix`.
         remote: String,
@@ -68,7 +70,7 @@ pub enum SyncError {
         example: String,
     },
     /// The index lists an object the bucket does not hold.
-    #[error("{key} is listed in the remote index but missing from the bucket: the bucket lost it (swamp unlists an object before deleting it), so nothing was deleted here; copy the file back to that key from a machine whose swamp cache holds it, with any S3 tool")]
+    #[error("{key} is listed in the remote index but missing from the bucket: the bucket lost it (swamp unlists an object before deleting it), so nothing was deleted here; run 'swamp datastore repair' on a machine whose cache holds it (it re-uploads it), or 'swamp datastore repair --accept-bucket' to unlist it")]
     MissingObject {
         /// Object key.
         key: String,

@@ -428,7 +428,7 @@ impl CacheSync {
 
     /// The ETag of the index at `key` if it is exactly `sent` (our write
     /// landed); `None` if it is another or cannot be read.
-    async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<String> {
+    pub(super) async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<String> {
         match self.store.get_bytes(key, None).await {
             Ok(Fetched::Object(bytes, meta)) => {
                 let there = RemoteIndex::parse(&bytes).ok()?;
