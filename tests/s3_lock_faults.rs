@@ -593,3 +593,73 @@ fn an_index_write_whose_reply_was_lost_is_not_reported_as_a_conflict() {
     let got = p.w.ok(other.path(), &["data", "get", "app/config"]);
     assert_eq!(got, b"replicas: 3\n");
 }
+
+/// Issue 13, finding 4: a holder hashed and sent its upload, then froze and
+/// lost the lock; a taker wrote the same path and its index; only then does
+/// the holder's upload reach the store. The late object is complete and
+/// carries its own recorded hash, but it was uploaded for the generation the
+/// taker's index has, not a newer one: a fresh machine refuses it (naming
+/// repair) instead of "healing" to it, the holder exits 75, and repair from
+/// the taker's cache puts the indexed content back.
+#[test]
+fn a_late_upload_from_a_holder_that_lost_the_lock_never_wins_over_the_takers_index() {
+    let p = Proxied::new("late-upload");
+    let (taker, fresh) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let upload = Match::put().key_contains("/outputs/f");
+    p.proxy
+        .add(Rule::new(upload.clone(), Fault::HoldUntilReleased).times(1));
+    let mut holder = p
+        .cmd()
+        .env("SWAMP_LOCK_TTL_MS", "1500")
+        .args([
+            "--json",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && printf 'holder, late' > "$SWAMP_DATASTORE_DIR/outputs/f""#,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn holder");
+    let _group = GroupGuard(holder.id());
+    p.proxy.wait_for_arrivals(&upload, 1, S3_DEADLINE);
+    signal_group(holder.id(), Signal::SIGSTOP);
+    wait_until("the frozen lease is stale", || {
+        p.w.json(taker.path(), &["datastore", "lock", "status"])["lock"]["stale"] == true
+    });
+    p.w.sh(
+        taker.path(),
+        r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && printf "taker's" > "$SWAMP_DATASTORE_DIR/outputs/f""#,
+    );
+    p.proxy.release_held();
+    let key = format!("{PREFIX}/outputs/f");
+    wait_until("the late upload landed", || {
+        p.w.fetch(&key).as_deref() == Some(&b"holder, late"[..])
+    });
+    signal_group(holder.id(), Signal::SIGCONT);
+    let status = wait_child(&mut holder);
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "the holder must end with lock lost"
+    );
+
+    let out = p.w.run_on(fresh.path(), &["--json", "data", "list"]);
+    let msg = json_error(&out, 1, "sync_failed");
+    assert!(
+        msg.contains("outputs/f") && msg.contains("swamp datastore repair"),
+        "{msg}"
+    );
+    let v = p.w.json(taker.path(), &["datastore", "repair"]);
+    assert_eq!(
+        v["repair"]["restored"],
+        serde_json::json!(["outputs/f"]),
+        "{v}"
+    );
+    let seen =
+        p.w.sh(fresh.path(), r#"cat "$SWAMP_DATASTORE_DIR/outputs/f""#);
+    assert_eq!(seen, b"taker's");
+}

@@ -38,7 +38,7 @@ fn a_single_put_round_trips_with_its_recorded_sha256() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, moto.endpoint(), "sums");
     let digest = FileDigest::of_bytes(b"the content that was hashed");
-    rt.block_on(store.put_file("good", &file, &digest, None))
+    rt.block_on(store.put_file("good", &file, &digest, 7, None))
         .unwrap();
     let head = rt.block_on(store.head("good")).unwrap();
     assert_eq!(head, Some((27, Some(sha.clone()))));
@@ -47,6 +47,7 @@ fn a_single_put_round_trips_with_its_recorded_sha256() {
         .block_on(store.get_to_file("good", &dest, CheckKind::Sha256))
         .unwrap();
     assert_eq!((got.size, got.checked), (27, Checked::Sha256(sha)));
+    assert_eq!(got.recorded_generation, Some(7), "generation metadata");
     assert_eq!(
         std::fs::read(&dest).unwrap(),
         b"the content that was hashed"
@@ -125,7 +126,7 @@ fn a_single_put_sends_the_files_sha256_for_the_server_to_verify() {
     let sha = sha256_hex(b"");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, endpoint, "sums");
-    rt.block_on(store.put_file("k", &file, &FileDigest::of_bytes(b""), None))
+    rt.block_on(store.put_file("k", &file, &FileDigest::of_bytes(b""), 1, None))
         .unwrap();
     let (headers, _) = recorded.join().unwrap();
     // S3 refuses the body (BadDigest) unless it hashes to what swamp indexed,
@@ -157,8 +158,14 @@ fn a_put_from_kept_content_sends_the_bytes_that_were_hashed() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, endpoint, "sums");
     let kept = bytes::Bytes::from_static(b"as hashed");
-    rt.block_on(store.put_file("k", &file, &FileDigest::of_bytes(&kept), Some(kept.clone())))
-        .unwrap();
+    rt.block_on(store.put_file(
+        "k",
+        &file,
+        &FileDigest::of_bytes(&kept),
+        1,
+        Some(kept.clone()),
+    ))
+    .unwrap();
     let (headers, body) = recorded.join().unwrap();
     assert_eq!(body, b"as hashed");
     let checksum = format!(
@@ -193,7 +200,7 @@ fn a_multipart_upload_of_three_parts_downloads_whole() {
     assert_eq!(parts.crc32.len(), 3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = store_at(&rt, moto.endpoint(), "parts");
-    rt.block_on(store.put_file("big", &file, &digest, None))
+    rt.block_on(store.put_file("big", &file, &digest, 1, None))
         .unwrap();
     let dest = dir.path().join("back");
     let got = rt
@@ -202,6 +209,11 @@ fn a_multipart_upload_of_three_parts_downloads_whole() {
     assert_eq!(got.size, body.len() as u64);
     assert_eq!(got.checked, Checked::Sha256(sha.clone()));
     assert_eq!(got.recorded_sha256.as_deref(), Some(sha.as_str()));
+    assert_eq!(
+        got.recorded_generation,
+        Some(1),
+        "multipart generation metadata"
+    );
     assert!(std::fs::read(&dest).unwrap() == body);
     // A download can check the part CRCs instead, at memory speed.
     let again = dir.path().join("again");
@@ -289,7 +301,7 @@ fn multipart_parts_carry_the_crc32s_of_the_content_that_was_hashed() {
     // moto neither checks nor keeps part checksums, so it accepts the upload;
     // S3 and SeaweedFS answer BadDigest to a part whose body does not match
     // its CRC32, and the object is never completed.
-    let result = rt.block_on(store.put_file("big", &file, &digest, None));
+    let result = rt.block_on(store.put_file("big", &file, &digest, 1, None));
     if moto.kind == S3Kind::SeaweedFs {
         let err = result.expect_err("a part that does not match its CRC32 was accepted");
         assert!(err.to_string().contains("BadDigest"), "{err}");
@@ -334,7 +346,7 @@ fn an_object_replaced_between_two_ranged_gets_fails_the_download() {
     let digest = FileDigest::of_bytes(&body);
     let part_size = digest.parts.as_ref().unwrap().part_size;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(store_at(&rt, moto.endpoint(), "swapped").put_file("big", &file, &digest, None))
+    rt.block_on(store_at(&rt, moto.endpoint(), "swapped").put_file("big", &file, &digest, 1, None))
         .unwrap();
     // Another writer replaces the object just before the second part's GET
     // reaches the server: the part must be refused, not stitched on.

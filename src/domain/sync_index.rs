@@ -71,6 +71,12 @@ pub struct RemoteIndex {
     /// written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo_id: Option<String>,
+    /// Grows by one with every index write. Each upload records the
+    /// generation its push was to write, so a pull can tell an interrupted
+    /// push's object (newer than the index) from a late upload of a push
+    /// that lost the race (not newer). 0 in indexes from before it.
+    #[serde(default)]
+    pub generation: u64,
     /// Files by relative path.
     #[serde(deserialize_with = "crate::domain::sorted_map::deserialize")]
     pub files: BTreeMap<String, IndexEntry>,
@@ -82,6 +88,7 @@ impl RemoteIndex {
         Self {
             format: INDEX_FORMAT,
             repo_id: None,
+            generation: 0,
             files: BTreeMap::new(),
         }
     }

@@ -67,6 +67,10 @@ pub enum Fault {
     /// Hold the request unanswered for the duration (or until the proxy is
     /// dropped), then close the connection; nothing is forwarded.
     Stall(Duration),
+    /// Hold the request unforwarded until `FaultProxy::release_held` (or the
+    /// proxy is dropped), then forward it and answer as usual: a request
+    /// that reaches the store late, e.g. after its sender lost its lock.
+    HoldUntilReleased,
     /// Forward without `If-Match`, `If-None-Match`, `If-Modified-Since` and
     /// `If-Unmodified-Since` (as a store that ignores them would behave).
     StripConditionalHeaders,
@@ -265,6 +269,8 @@ struct Scripted {
 #[derive(Default)]
 struct State {
     stopped: bool,
+    /// Set by `release_held`: held requests go on.
+    released: bool,
     rules: Vec<Scripted>,
     next_rule: usize,
     seen: Vec<Seen>,
@@ -344,6 +350,14 @@ impl Shared {
         self.changed.notify_all();
     }
 
+    /// Waits until `release_held` was called or the proxy stopped.
+    fn hold(&self) {
+        let mut state = self.lock();
+        while !state.stopped && !state.released {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
     /// Waits until `duration` passed or the proxy stopped.
     fn stall(&self, duration: Duration) {
         let until = Instant::now() + duration;
@@ -390,6 +404,13 @@ impl FaultProxy {
             shared,
             accept: Some(accept),
         }
+    }
+
+    /// Lets every request held by `Fault::HoldUntilReleased` go on (and any
+    /// later one through at once).
+    pub fn release_held(&self) {
+        self.shared.lock().released = true;
+        self.shared.changed.notify_all();
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -995,8 +1016,11 @@ fn answer(shared: &Shared, request: &Request, path: &str, fault: Option<Fault>) 
             }
             Err(_) => Answer::silence(None),
         },
-        None | Some(Fault::StripConditionalHeaders) => {
-            let strip: &[&str] = if fault.is_some() {
+        None | Some(Fault::StripConditionalHeaders) | Some(Fault::HoldUntilReleased) => {
+            if fault == Some(Fault::HoldUntilReleased) {
+                shared.hold();
+            }
+            let strip: &[&str] = if fault == Some(Fault::StripConditionalHeaders) {
                 &CONDITIONAL_HEADERS
             } else {
                 &[]

@@ -54,6 +54,9 @@ pub struct SyncState {
     pub remote: String,
     /// ETag of the remote index last seen.
     pub index_etag: Option<String>,
+    /// Generation of that index (the next push uploads and writes one more).
+    #[serde(default)]
+    pub generation: u64,
     /// Agreed files by relative path.
     #[serde(deserialize_with = "crate::domain::sorted_map::deserialize")]
     pub files: BTreeMap<String, SyncedFile>,

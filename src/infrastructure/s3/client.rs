@@ -46,6 +46,15 @@ fn attempt_timeout() -> Duration {
 
 /// Metadata key holding a file's SHA-256.
 const SHA_META: &str = "sha256";
+/// Object metadata: the index generation the uploading push was to write.
+const GENERATION_META: &str = "swamp-generation";
+
+/// The generation recorded in an object's metadata.
+fn recorded_generation(
+    metadata: Option<&std::collections::HashMap<String, String>>,
+) -> Option<u64> {
+    metadata?.get(GENERATION_META)?.parse().ok()
+}
 
 /// Parts of one large file downloaded at once, unless configured otherwise.
 pub const DEFAULT_PART_DOWNLOADS: usize = 4;
@@ -155,6 +164,7 @@ impl S3Store {
         key: &str,
         path: &Path,
         digest: &FileDigest,
+        generation: u64,
     ) -> Result<String, StoreError> {
         // The part CRCs come from the read that computed the SHA-256, so a
         // file rewritten since then fails its upload instead of being indexed
@@ -177,6 +187,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key)
             .metadata(SHA_META, &digest.sha256)
+            .metadata(GENERATION_META, generation.to_string())
             // S3 refuses part checksums the upload did not announce, and then
             // wants each part's checksum again at completion.
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
@@ -339,12 +350,13 @@ impl ObjectStore for S3Store {
         key: &str,
         path: &Path,
         digest: &FileDigest,
+        generation: u64,
         content: Option<bytes::Bytes>,
     ) -> Result<String, StoreError> {
         // One rule decides which files travel in parts: those that have part
         // checksums (their uploads send them, their downloads check them).
         if PartChecksums::wanted_for(digest.size) {
-            return self.put_multipart(key, path, digest).await;
+            return self.put_multipart(key, path, digest, generation).await;
         }
         let sha256 = digest.sha256.as_str();
         let body = match content {
@@ -367,6 +379,7 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .metadata(SHA_META, sha256)
+            .metadata(GENERATION_META, generation.to_string())
             .checksum_sha256(checksum)
             .body(body)
             // The checksum above already has the server verify the body; an

@@ -20,6 +20,7 @@ struct Object {
     etag: String,
     modified: SystemTime,
     sha: Option<String>,
+    generation: Option<u64>,
 }
 
 /// Objects in memory; keys in `fail_uploads` fail their uploads.
@@ -71,6 +72,7 @@ impl MemoryStore {
                 etag,
                 modified: SystemTime::now(),
                 sha: None,
+                generation: None,
             },
         );
     }
@@ -106,6 +108,7 @@ impl MemoryStore {
                 etag: etag.clone(),
                 modified: SystemTime::now(),
                 sha,
+                generation: None,
             },
         );
         Ok(etag)
@@ -159,6 +162,7 @@ impl ObjectStore for MemoryStore {
         key: &str,
         path: &Path,
         digest: &FileDigest,
+        generation: u64,
         content: Option<bytes::Bytes>,
     ) -> Result<String, StoreError> {
         self.count();
@@ -186,7 +190,11 @@ impl ObjectStore for MemoryStore {
                 message: "checksum mismatch".into(),
             });
         }
-        self.write(key, bytes, PutMode::Overwrite, Some(digest.sha256.clone()))
+        let etag = self.write(key, bytes, PutMode::Overwrite, Some(digest.sha256.clone()))?;
+        if let Some(object) = self.objects.lock().unwrap().get_mut(key) {
+            object.generation = Some(generation);
+        }
+        Ok(etag)
     }
 
     async fn get_bytes(
@@ -219,12 +227,12 @@ impl ObjectStore for MemoryStore {
         check: CheckKind,
     ) -> Result<Downloaded, StoreError> {
         self.count();
-        let (bytes, recorded_sha256) = self
+        let (bytes, recorded_sha256, recorded_generation) = self
             .objects
             .lock()
             .unwrap()
             .get(key)
-            .map(|o| (o.bytes.clone(), o.sha.clone()))
+            .map(|o| (o.bytes.clone(), o.sha.clone(), o.generation))
             .ok_or_else(|| StoreError::NotFound(key.into()))?;
         std::fs::write(dest, &bytes).map_err(|e| StoreError::Failed {
             op: "write",
@@ -239,6 +247,7 @@ impl ObjectStore for MemoryStore {
                 checker.finish()
             },
             recorded_sha256,
+            recorded_generation,
         })
     }
 

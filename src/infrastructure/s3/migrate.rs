@@ -48,6 +48,8 @@ pub async fn upload_verified(
         .check_owner(&store.url(prefix), owner)
         .map_err(|e| MigrationError::Remote(e.to_string()))?;
     index.repo_id = Some(owner.to_string());
+    // Uploads carry the generation of the index this migration writes.
+    let generation = index.generation + 1;
     let list_prefix = if prefix.is_empty() {
         String::new()
     } else {
@@ -91,7 +93,7 @@ pub async fn upload_verified(
             let key = object_key(prefix, file.rel.as_str());
             let outcome = async {
                 store
-                    .put_file(&key, &file.path, &file.digest, None)
+                    .put_file(&key, &file.path, &file.digest, generation, None)
                     .await
                     .map_err(remote)?;
                 match store.head(&key).await.map_err(remote)? {
@@ -132,6 +134,7 @@ pub async fn upload_verified(
             },
         );
     }
+    index.generation = generation;
     fence.check()?;
     let mode = match index_etag {
         Some(etag) => PutMode::Update(etag),

@@ -121,6 +121,8 @@ pub struct Downloaded {
     pub checked: Checked,
     /// The SHA-256 the uploader recorded on the object, if any.
     pub recorded_sha256: Option<String>,
+    /// The index generation the uploader's push was to write, if recorded.
+    pub recorded_generation: Option<u64>,
 }
 
 /// A listed object.
@@ -169,14 +171,16 @@ pub trait ObjectStore: Send + Sync {
         mode: PutMode,
     ) -> Result<String, StoreError>;
     /// Uploads a file (streamed; multipart when large), tagging it with its
-    /// SHA-256 and having the server check it against `digest`. `content`,
-    /// when given, is the file's bytes as they were hashed: they are sent
-    /// instead of reading the file again.
+    /// SHA-256 and the index `generation` its push will write, and having the
+    /// server check it against `digest`. `content`, when given, is the file's
+    /// bytes as they were hashed: they are sent instead of reading the file
+    /// again.
     async fn put_file(
         &self,
         key: &str,
         path: &Path,
         digest: &FileDigest,
+        generation: u64,
         content: Option<bytes::Bytes>,
     ) -> Result<String, StoreError>;
     /// Reads a small object, or `NotModified` if its ETag is `if_none_match`.

@@ -330,6 +330,7 @@ impl CacheSync {
                 self.refuse_unindexed_objects().await?;
                 if state.index_etag.is_some() || !state.files.is_empty() {
                     state.index_etag = None;
+                    state.generation = 0;
                     state.files.clear();
                     state.foreign.clear();
                     self.save(&state)?;
@@ -428,6 +429,7 @@ impl CacheSync {
             }
             state.files.remove(&rel_text);
         }
+        let generation = remote.generation;
         for (rel, path, _) in &wanted {
             self.clear_the_way(rel, path, state.files.get(rel.as_str()), &mut report)
                 .await?;
@@ -435,7 +437,7 @@ impl CacheSync {
         self.start_progress("pull", wanted.len() as u64);
         let results: Vec<_> = stream::iter(wanted)
             .map(|(rel, path, entry)| async move {
-                let outcome = self.download(&rel, &path, &entry).await;
+                let outcome = self.download(&rel, &path, &entry, generation).await;
                 self.tick();
                 (rel, entry, outcome)
             })
@@ -464,6 +466,7 @@ impl CacheSync {
             return Err(first);
         }
         state.index_etag = etag;
+        state.generation = generation;
         self.save(&state)?;
         self.mark_current();
         self.keep_state(state);
@@ -608,6 +611,7 @@ impl CacheSync {
         rel: &SafeRelativePath,
         path: &Path,
         entry: &IndexEntry,
+        index_generation: u64,
     ) -> Result<Arrival, SyncError> {
         let parent = path.parent().unwrap_or(self.cache());
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -648,11 +652,18 @@ impl CacheSync {
         let digest = match verified {
             Ok(Verified::AsIndexed(digest)) => digest,
             Ok(Verified::Differs(digest)) => {
-                // An object whose content matches the hash its uploader recorded
-                // is a complete swamp upload newer than the index (a push
-                // interrupted before its index write): take it. Anything else
-                // is corruption or a change by another tool.
-                if got.recorded_sha256.as_deref() != Some(digest.sha256.as_str()) {
+                // An object whose content matches the hash its uploader
+                // recorded, uploaded for an index newer than this one, is a
+                // push interrupted before its index write: take it. One
+                // uploaded for this index or an older one is a late upload
+                // of a push that lost the lock to the index's writer: the
+                // index wins. Anything else is corruption or another tool.
+                let interrupted_push = got.recorded_sha256.as_deref()
+                    == Some(digest.sha256.as_str())
+                    && got
+                        .recorded_generation
+                        .is_some_and(|g| g > index_generation);
+                if !interrupted_push {
                     let _ = std::fs::remove_file(&temp);
                     return Err(SyncError::Integrity {
                         key,
@@ -945,8 +956,9 @@ pub(super) mod tests {
         let newer = da.path().join("outputs/new");
         std::fs::write(&newer, "v2!").unwrap();
         let digest = crate::infrastructure::hashing::digest_file(&newer).unwrap();
+        let next = index(&store).generation + 1;
         store
-            .put_file("p/outputs/new", &newer, &digest, None)
+            .put_file("p/outputs/new", &newer, &digest, next, None)
             .await
             .unwrap();
         let b = machine(&store, db.path());
@@ -961,6 +973,54 @@ pub(super) mod tests {
         let err = machine(&store, c.path()).pull(&fence()).await.unwrap_err();
         assert!(matches!(err, SyncError::Integrity { .. }), "{err}");
         assert!(!c.path().join("outputs/new").exists());
+    }
+
+    /// Finding 4: a push that lost the lock uploads late, after the taker
+    /// wrote the same path and its index. Its object is complete and matches
+    /// its recorded hash, but was uploaded for the index generation the
+    /// taker wrote, not a newer one: the pull refuses it instead of "healing"
+    /// to it, and repair from the taker's cache puts the indexed content back.
+    #[tokio::test]
+    async fn a_late_upload_of_a_push_that_lost_the_lock_never_wins_over_the_index() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (machine(&store, da.path()), machine(&store, db.path()));
+        a.pull(&fence()).await.unwrap();
+        write(da.path(), "outputs/seed", "s");
+        a.push(&fence()).await.unwrap();
+        let pulled = index(&store).generation;
+        // A, holding the lock, hashed its file and started uploading for
+        // generation pulled+1; then it stalled and lost the lock.
+        write(da.path(), "outputs/f", "A's, late");
+        let late = da.path().join("outputs/f");
+        let digest = crate::infrastructure::hashing::digest_file(&late).unwrap();
+        // B took over, pulled the same index, wrote the path and its index.
+        b.pull(&fence()).await.unwrap();
+        write(db.path(), "outputs/f", "B's");
+        b.push(&fence()).await.unwrap();
+        assert_eq!(index(&store).generation, pulled + 1);
+        // A's upload lands now.
+        store
+            .put_file("p/outputs/f", &late, &digest, pulled + 1, None)
+            .await
+            .unwrap();
+        let dc = tempfile::tempdir().unwrap();
+        let err = machine(&store, dc.path()).pull(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::Integrity { .. }), "{err}");
+        assert!(err.to_string().contains("datastore repair"), "{err}");
+        assert!(!dc.path().join("outputs/f").exists());
+        // The taker's cache holds the indexed content: repair restores it.
+        let report = machine(&store, db.path())
+            .repair(&fence(), false)
+            .await
+            .unwrap();
+        assert_eq!(report.restored, ["outputs/f"], "{report:?}");
+        let c = machine(&store, dc.path());
+        c.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dc.path().join("outputs/f")).unwrap(),
+            "B's"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! one `syncfs` before its state records the files. Each writer asks the
 //! kernel to start writing back every few MiB so that syncfs finds little left.
 
-use super::{S3Store, SHA_META};
+use super::{recorded_generation, S3Store, SHA_META};
 use crate::infrastructure::hashing::{CheckKind, Checked, ContentChecker};
 use crate::infrastructure::s3::store::{Downloaded, ObjectStore, StoreError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -66,11 +66,13 @@ async fn get_whole(
         .await
         .map_err(|e| store.fail("download", key, e))?;
     let recorded_sha256 = out.metadata().and_then(|m| m.get(SHA_META)).cloned();
+    let recorded_generation = recorded_generation(out.metadata());
     let (checked, size) = write_body(store, key, dest, out.body, file, 0, check).await?;
     Ok(Downloaded {
         size,
         checked,
         recorded_sha256,
+        recorded_generation,
     })
 }
 
@@ -101,6 +103,7 @@ async fn get_in_parts(
         Err(e) => return Err(store.fail("download", key, e)),
     };
     let recorded_sha256 = first.metadata().and_then(|m| m.get(SHA_META)).cloned();
+    let recorded_generation = recorded_generation(first.metadata());
     let Some(total) = first.content_range().and_then(range_total) else {
         // The server ignored the range and sent the whole object.
         let (checked, size) = write_body(store, key, dest, first.body, file, 0, check).await?;
@@ -108,6 +111,7 @@ async fn get_in_parts(
             size,
             checked,
             recorded_sha256,
+            recorded_generation,
         });
     };
     let etag = first.e_tag().map(str::to_string);
@@ -172,6 +176,7 @@ async fn get_in_parts(
             crc32: per_part.into_iter().flatten().collect(),
         }),
         recorded_sha256,
+        recorded_generation,
     })
 }
 

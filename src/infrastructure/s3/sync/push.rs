@@ -53,14 +53,17 @@ enum Pushed {
 /// lease holds; keeps the first refusal.
 struct SendGate {
     index_etag: Option<String>,
+    /// The generation of the index this push writes, recorded on uploads.
+    generation: u64,
     current: OnceCell<bool>,
     refusal: Mutex<Option<SyncError>>,
 }
 
 impl SendGate {
-    fn new(index_etag: Option<String>) -> Self {
+    fn new(index_etag: Option<String>, generation: u64) -> Self {
         Self {
             index_etag,
+            generation,
             current: OnceCell::new(),
             refusal: Mutex::new(None),
         }
@@ -111,7 +114,7 @@ impl CacheSync {
                 ..SyncReport::default()
             });
         }
-        let gate = SendGate::new(state.index_etag.clone());
+        let gate = SendGate::new(state.index_etag.clone(), state.generation + 1);
         self.start_progress("push", (suspects.len() + deleted.len()) as u64);
         let pushed: Vec<Pushed> = stream::iter(suspects)
             .map(|suspect| self.push_one(suspect, fence, &gate))
@@ -263,6 +266,7 @@ impl CacheSync {
                 &self.key(&suspect.rel),
                 &path,
                 &hashed.digest,
+                gate.generation,
                 hashed.content,
             )
             .await;
@@ -373,6 +377,7 @@ impl CacheSync {
         let index = RemoteIndex {
             format: crate::domain::sync_index::INDEX_FORMAT,
             repo_id: self.owner.clone(),
+            generation: state.generation + 1,
             files,
         };
         fence.check()?;
@@ -393,10 +398,14 @@ impl CacheSync {
             .put_bytes(&index_key, index.to_json(), mode)
             .await
         {
-            Ok(etag) => state.index_etag = Some(etag),
+            Ok(etag) => {
+                state.index_etag = Some(etag);
+                state.generation = index.generation;
+            }
             Err(StoreError::Precondition(target)) => {
                 if let Some(etag) = self.landed(&index_key, &index).await {
                     state.index_etag = Some(etag);
+                    state.generation = index.generation;
                 } else {
                     Self::undo(state, undo);
                     // The next pull reads the index from scratch.
@@ -514,7 +523,7 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let dir = tempfile::tempdir().unwrap();
         let a = machine(&store, dir.path());
-        let gate = SendGate::new(None);
+        let gate = SendGate::new(None, 1);
         let gone = Suspect {
             rel: "outputs/vanished".into(),
             mtime_ns: 1,
@@ -536,7 +545,7 @@ mod tests {
         write(dir.path(), "outputs/f", "x");
         let a = machine(&store, dir.path());
         // The cache believes it pulled an index the remote does not have.
-        let gate = SendGate::new(Some("\"etag-gone\"".into()));
+        let gate = SendGate::new(Some("\"etag-gone\"".into()), 1);
         let suspect = Suspect {
             rel: "outputs/f".into(),
             mtime_ns: 1,

@@ -93,6 +93,12 @@ impl CacheSync {
             Err(e) => return Err(e.into()),
         };
         let index_was_readable = readable.is_some();
+        // One more than any generation seen: restored uploads are as new as
+        // the index that lists them.
+        let generation = readable
+            .as_ref()
+            .map_or(state.generation, |i| i.generation.max(state.generation))
+            + 1;
         let expected: BTreeMap<String, IndexEntry> = match readable {
             Some(index) => index.files,
             None => state
@@ -156,7 +162,7 @@ impl CacheSync {
                 continue;
             }
             fence.check()?;
-            if self.restore_from_cache(rel, entry).await? {
+            if self.restore_from_cache(rel, entry, generation).await? {
                 report.restored.push(rel.clone());
                 files.insert(rel.clone(), entry.clone());
             } else if !accept_bucket {
@@ -205,6 +211,7 @@ impl CacheSync {
         let index = RemoteIndex {
             format: INDEX_FORMAT,
             repo_id: self.owner.clone(),
+            generation,
             files,
         };
         fence.check()?;
@@ -261,7 +268,12 @@ impl CacheSync {
     }
 
     /// Uploads this cache's copy of `rel` if it holds exactly `entry`'s content.
-    async fn restore_from_cache(&self, rel: &str, entry: &IndexEntry) -> Result<bool, SyncError> {
+    async fn restore_from_cache(
+        &self,
+        rel: &str,
+        entry: &IndexEntry,
+        generation: u64,
+    ) -> Result<bool, SyncError> {
         let Ok(safe) = SafeRelativePath::parse(rel) else {
             return Ok(false);
         };
@@ -278,7 +290,7 @@ impl CacheSync {
             return Ok(false);
         }
         self.store
-            .put_file(&self.key(rel), &path, &digest, None)
+            .put_file(&self.key(rel), &path, &digest, generation, None)
             .await?;
         Ok(true)
     }
