@@ -653,6 +653,11 @@ fn a_late_upload_from_a_holder_that_lost_the_lock_never_wins_over_the_takers_ind
         msg.contains("outputs/f") && msg.contains("swamp datastore repair"),
         "{msg}"
     );
+    // Repair on the fresh machine cannot fix it (no copy there): exit 1,
+    // naming the way; on the taker it restores the indexed content.
+    let out = p.w.run_on(fresh.path(), &["datastore", "repair"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
+    assert!(stdout_of(&out).contains("run repair on a machine whose cache holds them"));
     let v = p.w.json(taker.path(), &["datastore", "repair"]);
     assert_eq!(
         v["repair"]["restored"],

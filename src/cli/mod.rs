@@ -336,7 +336,11 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 ok(sync::sync(&ctx, direction).await?)
             }
             DatastoreCommand::Repair { accept_bucket } => {
-                ok(repair::repair(&ctx, accept_bucket).await?)
+                // Files left unrepaired are a failure to act on: exit 1,
+                // after the report that names them and the next step.
+                let result = repair::repair(&ctx, accept_bucket).await?;
+                let code = if result.left_unresolved() { 1 } else { 0 };
+                Ok((Box::new(result), code))
             }
             DatastoreCommand::Lock(LockCommand::Status) => ok(lock::status(&ctx).await?),
             DatastoreCommand::Lock(LockCommand::Release { force }) => {

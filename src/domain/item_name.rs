@@ -77,4 +77,26 @@ mod tests {
             assert!(ItemName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A name is accepted exactly when every character is allowed
+            /// and it is a safe relative path; accepted names round-trip.
+            #[test]
+            fn names_are_accepted_exactly_by_the_rules(raw in "[a-zA-Z0-9._/ -]{0,24}|\\PC{0,12}") {
+                let allowed = raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+                let safe = SafeRelativePath::parse(&raw).is_ok();
+                match ItemName::parse(&raw) {
+                    Ok(name) => {
+                        prop_assert!(allowed && safe, "{raw:?} accepted");
+                        prop_assert_eq!(name.as_str(), raw.as_str());
+                    }
+                    Err(_) => prop_assert!(!(allowed && safe), "{raw:?} refused"),
+                }
+            }
+        }
+    }
 }

@@ -155,4 +155,35 @@ mod tests {
         let err = ExcludeMatcher::new(&["a[".to_string()]).unwrap_err();
         assert!(err.to_string().contains("a["));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn path() -> impl Strategy<Value = String> {
+            proptest::collection::vec("[a-c]{1,3}", 1..5).prop_map(|s| s.join("/"))
+        }
+
+        proptest! {
+            /// Any pattern text compiles or fails cleanly, and matching never panics.
+            #[test]
+            fn any_pattern_compiles_or_fails_cleanly(pattern in "\\PC{0,20}", p in path()) {
+                if let Ok(m) = ExcludeMatcher::new(&[pattern]) {
+                    let _ = m.is_excluded(&p);
+                }
+            }
+
+            /// A directory pattern excludes everything under a matching
+            /// directory, and a later `!` of the same pattern re-includes it.
+            #[test]
+            fn directory_patterns_cover_their_subtree_and_negation_undoes_them(dir in path(), rest in path()) {
+                let below = format!("{dir}/{rest}");
+                let m = ExcludeMatcher::new(&[format!("/{dir}/")]).unwrap();
+                prop_assert!(m.is_excluded(&below), "{below}");
+                let undone = ExcludeMatcher::new(&[format!("/{dir}/"), format!("!/{dir}/")]).unwrap();
+                prop_assert!(!undone.is_excluded(&below), "{below}");
+                prop_assert!(!ExcludeMatcher::empty().is_excluded(&below));
+            }
+        }
+    }
 }

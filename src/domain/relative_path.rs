@@ -181,4 +181,44 @@ mod tests {
             assert!(SafeRelativePath::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever is accepted can never leave the directory it is
+            /// joined to, and its text is unchanged.
+            #[test]
+            fn accepted_paths_stay_under_their_root(raw in "\\PC{0,40}|[a-z./\\\\]{0,20}") {
+                if let Ok(p) = SafeRelativePath::parse(&raw) {
+                    prop_assert_eq!(p.as_str(), raw.as_str());
+                    let joined = p.under(Path::new("/root"));
+                    prop_assert!(joined.starts_with("/root"));
+                    for c in joined.strip_prefix("/root").unwrap().components() {
+                        prop_assert!(matches!(c, std::path::Component::Normal(_)), "{:?}", c);
+                    }
+                    prop_assert!(!raw.chars().any(|c| c.is_control() || c == '\\'));
+                }
+            }
+
+            /// `of_entry` inverts `under` for every accepted path, and never
+            /// accepts a name that is not UTF-8.
+            #[test]
+            fn of_entry_inverts_under(segments in proptest::collection::vec("[a-zA-Z0-9 ._-]{1,12}", 1..5), junk in proptest::collection::vec(any::<u8>(), 1..8)) {
+                let raw = segments.join("/");
+                if let Ok(p) = SafeRelativePath::parse(&raw) {
+                    let root = Path::new("/r");
+                    prop_assert_eq!(SafeRelativePath::of_entry(root, &p.under(root)).unwrap(), p);
+                }
+                use std::ffi::OsStr;
+                let mut name = b"data/".to_vec();
+                name.extend(&junk);
+                let path = Path::new("/r").join(OsStr::from_bytes(&name));
+                if std::str::from_utf8(&junk).is_err() {
+                    prop_assert!(SafeRelativePath::of_entry(Path::new("/r"), &path).is_err());
+                }
+            }
+        }
+    }
 }

@@ -298,4 +298,51 @@ mod tests {
         assert_eq!(object_key("", "data/a"), "data/a");
         assert_eq!(object_key("p/q", "data/a"), "p/q/data/a");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Arbitrary bytes never panic the parser, and nothing it accepts
+            /// names an unsafe path or a path that is both file and directory.
+            #[test]
+            fn any_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                if let Ok(index) = RemoteIndex::parse(&bytes) {
+                    for key in index.files.keys() {
+                        prop_assert!(SafeRelativePath::parse(key).is_ok());
+                    }
+                    prop_assert!(path_conflict(&index.files).is_none());
+                }
+            }
+
+            /// JSON-shaped input with arbitrary keys and values: parsed only
+            /// when every key is safe, and a parsed index round-trips.
+            #[test]
+            fn indexes_with_arbitrary_keys_round_trip_or_are_refused(
+                keys in proptest::collection::vec(
+                    proptest::sample::select(vec!["a", "b", "a/b", "a/b/c", "b/a", "a-b", "a/../b", "/a", "a\\\\b", "", "a//b"]).prop_map(str::to_string),
+                    0..5,
+                ),
+                size in any::<u64>(),
+                generation in any::<u64>(),
+            ) {
+                let files: serde_json::Map<String, serde_json::Value> = keys.iter().map(|k| {
+                    (k.clone(), serde_json::json!({"size": size, "sha256": "a".repeat(64)}))
+                }).collect();
+                let doc = serde_json::json!({"format": 1, "generation": generation, "files": files});
+                match RemoteIndex::parse(doc.to_string().as_bytes()) {
+                    Ok(index) => {
+                        prop_assert!(index.files.keys().all(|k| SafeRelativePath::parse(k).is_ok()));
+                        prop_assert!(path_conflict(&index.files).is_none());
+                        prop_assert_eq!(RemoteIndex::parse(&index.to_json()).unwrap(), index);
+                    }
+                    Err(_) => prop_assert!(
+                        keys.iter().any(|k| SafeRelativePath::parse(k).is_err())
+                            || path_conflict(&files.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>()).is_some()
+                    ),
+                }
+            }
+        }
+    }
 }

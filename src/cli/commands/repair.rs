@@ -35,6 +35,13 @@ pub async fn repair(ctx: &RepoContext, accept_bucket: bool) -> Result<RepairResu
     })
 }
 
+impl RepairResult {
+    /// Whether some files could not be repaired from this cache.
+    pub fn left_unresolved(&self) -> bool {
+        !self.report.unresolved.is_empty()
+    }
+}
+
 impl Render for RepairResult {
     fn to_json(&self) -> Value {
         let mut doc = json!({ "remote": self.remote });

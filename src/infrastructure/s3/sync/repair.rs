@@ -93,6 +93,12 @@ impl CacheSync {
             Err(e) => return Err(e.into()),
         };
         let index_was_readable = readable.is_some();
+        // A readable index that repair would rewrite unchanged is left as it
+        // is (its generation too, so an interrupted push still heals).
+        let unchanged_if = readable
+            .as_ref()
+            .filter(|i| i.repo_id == self.owner || self.owner.is_none())
+            .map(|i| i.files.clone());
         // One more than any generation seen: restored uploads are as new as
         // the index that lists them.
         let generation = readable
@@ -208,6 +214,9 @@ impl CacheSync {
             files.remove(&nested);
         }
         report.indexed = files.len();
+        if unchanged_if.as_ref() == Some(&files) {
+            return Ok(report);
+        }
         let index = RemoteIndex {
             format: INDEX_FORMAT,
             repo_id: self.owner.clone(),
