@@ -973,3 +973,48 @@ fn sync_push_from_a_stale_machine_never_corrupts_the_bucket() {
     let out = w.run_on(c.path(), &["data", "list"]);
     assert!(out.status.success(), "fresh machine: {}", stderr(&out));
 }
+
+/// A machine whose settings leave out part of an S3 datastore (here
+/// `exclude: ["logs/"]`, added after another machine pushed logs) refuses to
+/// migrate it, rather than moving only its own part and reporting success.
+#[test]
+fn setup_from_a_machine_with_narrower_settings_refuses_and_changes_nothing() {
+    let w = World::new();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    w.setup(a.path());
+    w.sh(
+        a.path(),
+        r#"mkdir -p "$SWAMP_DATASTORE_DIR/logs" && echo line > "$SWAMP_DATASTORE_DIR/logs/run.log""#,
+    );
+    w.put_ok(a.path(), "app/config", b"kept");
+    let mut cfg: serde_yaml::Value = serde_yaml::from_str(&w.config()).unwrap();
+    cfg["datastore"]["exclude"] = serde_yaml::from_str("[\"logs/\"]").unwrap();
+    std::fs::write(
+        w.repo.path().join(".swamp.yaml"),
+        serde_yaml::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    let before = w.config();
+    let keys = w.keys();
+    let target = tempfile::tempdir().unwrap();
+    let path = target.path().join("moved");
+    let out = w.run_on(
+        b.path(),
+        &[
+            "--json",
+            "datastore",
+            "setup",
+            "filesystem",
+            "--path",
+            path.to_str().unwrap(),
+        ],
+    );
+    let msg = assert_json_error(&out, 1, "migration_failed");
+    assert!(
+        msg.contains("leave out 1 files") && msg.contains("logs/run.log"),
+        "{msg}"
+    );
+    assert_eq!(w.config(), before);
+    assert_eq!(w.keys(), keys);
+    assert!(!path.join("data").exists(), "nothing copied");
+}

@@ -44,6 +44,14 @@ pub enum MigrationError {
         /// Its files that are not among the migrating ones.
         foreign: Vec<String>,
     },
+    /// This machine's settings leave out files the source datastore holds.
+    #[error("this machine's datastore settings (directories/exclude in .swamp.yaml) leave out {count} files of the datastore (e.g. {example}), which a migration from here would leave behind; run it on a machine whose settings include them, or widen directories/exclude first")]
+    PartialSource {
+        /// How many files are left out.
+        count: usize,
+        /// One of them.
+        example: String,
+    },
     /// A copied file did not verify.
     #[error("verification failed for {path}: {reason}")]
     Verify {

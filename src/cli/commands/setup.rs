@@ -193,6 +193,15 @@ pub async fn setup(
         refuse_changed_config(ctx)?;
         if let Some(sync) = ctx.sync() {
             sync.pull(&fence).await?;
+            // A narrower machine would move only its own part and report success.
+            let left_out = sync.paths_left_out();
+            if let Some(example) = left_out.first() {
+                return Err(MigrationError::PartialSource {
+                    count: left_out.len(),
+                    example: example.clone(),
+                }
+                .into());
+            }
         }
         let resolver = ctx.resolver.clone();
         let mut files = off_runtime(move || datastore_files(&resolver)).await?;

@@ -490,6 +490,16 @@ impl CacheSync {
         }
     }
 
+    /// The index paths this machine's settings leave out (other machines'
+    /// files), as of the last pull in this process.
+    pub fn paths_left_out(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|held| held.as_ref().map(|s| s.foreign.keys().cloned().collect()))
+            .unwrap_or_default()
+    }
+
     /// Whether the datastore path `rel` is within this machine's settings
     /// (its `directories`, minus its `exclude` patterns).
     fn owns(&self, rel: &str) -> bool {
