@@ -668,3 +668,127 @@ fn a_late_upload_from_a_holder_that_lost_the_lock_never_wins_over_the_takers_ind
         p.w.sh(fresh.path(), r#"cat "$SWAMP_DATASTORE_DIR/outputs/f""#);
     assert_eq!(seen, b"taker's");
 }
+
+/// Every file under `root` whose name is one of swamp's temp shapes.
+fn temp_files(root: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            } else if name.contains(".swamp-tmp-") {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// kill -9 of a machine while it downloads: the next command on that
+/// machine finishes the pull (after the dead lease's TTL), every file has the
+/// indexed content, and no temp file is left in the cache.
+#[test]
+fn kill_9_during_a_pull_is_repaired_by_the_next_command() {
+    let p = Proxied::new("kill-mid-pull");
+    let writer = tempfile::tempdir().unwrap();
+    p.w.sh(
+        writer.path(),
+        r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && for i in 1 2 3; do echo "file $i" > "$SWAMP_DATASTORE_DIR/outputs/f$i"; done"#,
+    );
+    let download = Match::get().key_suffix("/outputs/f2");
+    p.proxy
+        .add(Rule::new(download.clone(), Fault::HoldUntilReleased).times(1));
+    let mut puller = p
+        .cmd()
+        .env("SWAMP_LOCK_TTL_MS", "1500")
+        .args(["data", "list"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn puller");
+    let _group = GroupGuard(puller.id());
+    p.proxy.wait_for_arrivals(&download, 1, S3_DEADLINE);
+    kill_group(puller.id());
+    wait_child(&mut puller);
+    p.proxy.release_held();
+    let seen = p.w.sh(
+        p.home.path(),
+        r#"cat "$SWAMP_DATASTORE_DIR/outputs/f1" "$SWAMP_DATASTORE_DIR/outputs/f2" "$SWAMP_DATASTORE_DIR/outputs/f3""#,
+    );
+    assert_eq!(seen, b"file 1\nfile 2\nfile 3\n");
+    let cache = p.w.cache(p.home.path());
+    assert!(temp_files(&cache).is_empty(), "{:?}", temp_files(&cache));
+    assert_eq!(
+        p.w.json(writer.path(), &["datastore", "lock", "status"])["held"],
+        false
+    );
+}
+
+/// kill -9 of a machine while its index write is in flight, whether the
+/// write then lands (the request was already sent) or never does: the next
+/// command on that machine converges, another machine sees the file, and
+/// nothing is left locked or half-written.
+#[test]
+fn kill_9_during_the_index_write_is_repaired_by_the_next_command() {
+    for (round, lands) in [true, false].into_iter().enumerate() {
+        let p = Proxied::new(if lands {
+            "kill-index-lands"
+        } else {
+            "kill-index-lost"
+        });
+        let index_put = Match::put().key_suffix("/.datastore-index.json");
+        let fault = if lands {
+            Fault::HoldUntilReleased
+        } else {
+            Fault::Stall(Duration::from_secs(600))
+        };
+        // Setup wrote the first index; the writer's is the next.
+        let earlier = p.proxy.count(&index_put);
+        p.proxy.add(Rule::new(index_put.clone(), fault).times(1));
+        let script = format!(
+            r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && echo "round {round}" > "$SWAMP_DATASTORE_DIR/outputs/new""#
+        );
+        let mut writer = p
+            .cmd()
+            .env("SWAMP_LOCK_TTL_MS", "1500")
+            .args(["exec", "--", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn writer");
+        let _group = GroupGuard(writer.id());
+        p.proxy
+            .wait_for_arrivals(&index_put, earlier + 1, S3_DEADLINE);
+        kill_group(writer.id());
+        wait_child(&mut writer);
+        p.proxy.release_held();
+        if lands {
+            wait_until("the orphaned index write landed", || {
+                p.w.fetch(&format!("{PREFIX}/.datastore-index.json"))
+                    .is_some_and(|b| String::from_utf8_lossy(&b).contains("outputs/new"))
+            });
+        }
+        // The same machine's next command converges.
+        let out = p.w.run_on(p.home.path(), &["datastore", "sync"]);
+        assert!(out.status.success(), "lands={lands}: {}", stderr(&out));
+        assert!(
+            p.w.index()["files"].get("outputs/new").is_some(),
+            "lands={lands}: {}",
+            p.w.index()
+        );
+        let other = tempfile::tempdir().unwrap();
+        let seen =
+            p.w.sh(other.path(), r#"cat "$SWAMP_DATASTORE_DIR/outputs/new""#);
+        assert_eq!(seen, format!("round {round}\n").as_bytes(), "lands={lands}");
+        let cache = p.w.cache(p.home.path());
+        assert!(temp_files(&cache).is_empty(), "{:?}", temp_files(&cache));
+        assert_eq!(
+            p.w.json(other.path(), &["datastore", "lock", "status"])["held"],
+            false
+        );
+    }
+}
