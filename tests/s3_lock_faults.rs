@@ -792,3 +792,74 @@ fn kill_9_during_the_index_write_is_repaired_by_the_next_command() {
         );
     }
 }
+
+/// Transient 503s on uploads and on downloads are retried: both commands
+/// succeed and the data is identical.
+#[test]
+fn transient_slowdowns_on_uploads_and_downloads_change_nothing() {
+    let p = Proxied::new("slowdowns");
+    let uploads = Match::put().key_contains("/outputs/");
+    let downloads = Match::get().key_contains("/outputs/");
+    p.proxy
+        .add(Rule::new(uploads.clone(), Fault::Status(503, "SlowDown")).times(2));
+    p.proxy
+        .add(Rule::new(downloads.clone(), Fault::Status(503, "SlowDown")).times(2));
+    p.w.sh(
+        p.home.path(),
+        r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && for i in 1 2 3; do echo "slow $i" > "$SWAMP_DATASTORE_DIR/outputs/s$i"; done"#,
+    );
+    let other = tempfile::tempdir().unwrap();
+    let seen = p.w.sh(
+        other.path(),
+        r#"cat "$SWAMP_DATASTORE_DIR"/outputs/s1 "$SWAMP_DATASTORE_DIR"/outputs/s2 "$SWAMP_DATASTORE_DIR"/outputs/s3"#,
+    );
+    assert_eq!(seen, b"slow 1\nslow 2\nslow 3\n");
+    let refused = |m: &Match| {
+        p.proxy
+            .seen()
+            .into_iter()
+            .filter(|s| m.matches(s) && s.status == Some(503))
+            .count()
+    };
+    assert_eq!((refused(&uploads), refused(&downloads)), (2, 2));
+}
+
+/// An upload that keeps failing fails its command with one clear line; the
+/// index lists only what reached the bucket, another machine meanwhile sees
+/// the rest and no missing or half-written file, and once the store
+/// recovers the next command uploads what was left.
+#[test]
+fn a_persistently_failing_upload_fails_clearly_and_the_next_command_sends_it() {
+    let p = Proxied::new("failing-upload");
+    let bad = Match::put().key_suffix("/outputs/bad");
+    let rule = p
+        .proxy
+        .add(Rule::new(bad.clone(), Fault::Status(500, "InternalError")).times(1000));
+    let out = p.w.run_on(
+        p.home.path(),
+        &[
+            "--json",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && echo good > "$SWAMP_DATASTORE_DIR/outputs/good" && echo bad > "$SWAMP_DATASTORE_DIR/outputs/bad""#,
+        ],
+    );
+    let msg = json_error(&out, 1, "sync_failed");
+    assert!(msg.contains("outputs/bad"), "{msg}");
+    let files = p.w.index()["files"].clone();
+    assert!(files.get("outputs/good").is_some(), "{files}");
+    assert!(files.get("outputs/bad").is_none(), "{files}");
+    let other = tempfile::tempdir().unwrap();
+    let seen = p.w.sh(
+        other.path(),
+        r#"cat "$SWAMP_DATASTORE_DIR/outputs/good"; test ! -e "$SWAMP_DATASTORE_DIR/outputs/bad" && echo absent"#,
+    );
+    assert_eq!(seen, b"good\nabsent\n");
+    p.proxy.remove(rule);
+    p.w.ok(p.home.path(), &["datastore", "sync"]);
+    let seen =
+        p.w.sh(other.path(), r#"cat "$SWAMP_DATASTORE_DIR/outputs/bad""#);
+    assert_eq!(seen, b"bad\n");
+}
