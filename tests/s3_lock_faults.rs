@@ -863,3 +863,99 @@ fn a_persistently_failing_upload_fails_clearly_and_the_next_command_sends_it() {
         p.w.sh(other.path(), r#"cat "$SWAMP_DATASTORE_DIR/outputs/bad""#);
     assert_eq!(seen, b"bad\n");
 }
+
+/// kill -9 while a push uploads (its second file held in flight, then let
+/// through after the process died): the next command on that machine sends
+/// what is missing and indexes all of it; another machine sees every file.
+#[test]
+fn kill_9_during_a_push_is_repaired_by_the_next_command() {
+    let p = Proxied::new("kill-mid-push");
+    let upload = Match::put().key_suffix("/outputs/p2");
+    p.proxy
+        .add(Rule::new(upload.clone(), Fault::HoldUntilReleased).times(1));
+    let mut writer = p
+        .cmd()
+        .env("SWAMP_LOCK_TTL_MS", "1500")
+        .args([
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && for i in 1 2 3; do echo "push $i" > "$SWAMP_DATASTORE_DIR/outputs/p$i"; done"#,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn writer");
+    let _group = GroupGuard(writer.id());
+    p.proxy.wait_for_arrivals(&upload, 1, S3_DEADLINE);
+    kill_group(writer.id());
+    wait_child(&mut writer);
+    p.proxy.release_held();
+    p.w.ok(p.home.path(), &["datastore", "sync"]);
+    let files = p.w.index()["files"].clone();
+    for i in 1..=3 {
+        assert!(files.get(format!("outputs/p{i}")).is_some(), "{files}");
+    }
+    let other = tempfile::tempdir().unwrap();
+    let seen = p.w.sh(
+        other.path(),
+        r#"cd "$SWAMP_DATASTORE_DIR/outputs" && cat p1 p2 p3"#,
+    );
+    assert_eq!(seen, b"push 1\npush 2\npush 3\n");
+    let cache = p.w.cache(p.home.path());
+    assert!(temp_files(&cache).is_empty(), "{:?}", temp_files(&cache));
+}
+
+/// kill -9 of `setup s3` while it uploads a filesystem datastore: the config
+/// still names the filesystem, nothing is lost there, and a rerun (after the
+/// dead leases' TTL) completes the migration with every file in the bucket.
+#[test]
+fn kill_9_during_a_migration_into_s3_is_completed_by_a_rerun() {
+    let p = Proxied::bare("kill-mid-migration");
+    for i in 1..=3 {
+        put(
+            p.w.repo.path(),
+            &format!("item/{i}"),
+            format!("value {i}").as_bytes(),
+        );
+    }
+    let upload = Match::put().key_contains("/data/item/2");
+    p.proxy
+        .add(Rule::new(upload.clone(), Fault::HoldUntilReleased).times(1));
+    let mut args = p.w.setup_args();
+    let at = args.iter().position(|a| a == "--endpoint-url").unwrap();
+    args[at + 1] = p.proxy.endpoint();
+    let before = p.w.config();
+    let mut setup = p.cmd();
+    setup
+        .env("SWAMP_LOCK_TTL_MS", "1500")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut setup = setup.spawn().expect("spawn setup");
+    let _group = GroupGuard(setup.id());
+    p.proxy.wait_for_arrivals(&upload, 1, S3_DEADLINE);
+    kill_group(setup.id());
+    wait_child(&mut setup);
+    p.proxy.release_held();
+    assert_eq!(
+        p.w.config(),
+        before,
+        "the config still names the filesystem"
+    );
+    let out = run(swamp(p.w.repo.path()).args(["data", "get", "item/2"]));
+    assert_eq!(out.stdout, b"value 2", "{}", stderr(&out));
+    let out = p.w.run_on(
+        p.home.path(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(out.status.success(), "rerun: {}", stderr(&out));
+    for i in 1..=3 {
+        let got =
+            p.w.ok(p.home.path(), &["data", "get", &format!("item/{i}")]);
+        assert_eq!(got, format!("value {i}").as_bytes());
+    }
+}
