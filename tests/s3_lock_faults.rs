@@ -669,6 +669,31 @@ fn a_late_upload_from_a_holder_that_lost_the_lock_never_wins_over_the_takers_ind
     assert_eq!(seen, b"taker's");
 }
 
+impl Proxied {
+    /// Runs swamp with `args` (a short lease, so a rerun soon takes over),
+    /// holds the next request `held` selects with `fault`, kills the whole
+    /// process group with SIGKILL once that request arrived, then lets held
+    /// requests through (they reach the store after their sender died).
+    fn kill_9_at(&self, held: &Match, fault: Fault, args: &[&str]) {
+        let earlier = self.proxy.count(held);
+        self.proxy.add(Rule::new(held.clone(), fault).times(1));
+        let mut victim = self
+            .cmd()
+            .env("SWAMP_LOCK_TTL_MS", "1500")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn swamp");
+        let _group = GroupGuard(victim.id());
+        self.proxy.wait_for_arrivals(held, earlier + 1, S3_DEADLINE);
+        kill_group(victim.id());
+        wait_child(&mut victim);
+        self.proxy.release_held();
+    }
+}
+
 /// Every file under `root` whose name is one of swamp's temp shapes.
 fn temp_files(root: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -698,22 +723,7 @@ fn kill_9_during_a_pull_is_repaired_by_the_next_command() {
         r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && for i in 1 2 3; do echo "file $i" > "$SWAMP_DATASTORE_DIR/outputs/f$i"; done"#,
     );
     let download = Match::get().key_suffix("/outputs/f2");
-    p.proxy
-        .add(Rule::new(download.clone(), Fault::HoldUntilReleased).times(1));
-    let mut puller = p
-        .cmd()
-        .env("SWAMP_LOCK_TTL_MS", "1500")
-        .args(["data", "list"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("spawn puller");
-    let _group = GroupGuard(puller.id());
-    p.proxy.wait_for_arrivals(&download, 1, S3_DEADLINE);
-    kill_group(puller.id());
-    wait_child(&mut puller);
-    p.proxy.release_held();
+    p.kill_9_at(&download, Fault::HoldUntilReleased, &["data", "list"]);
     let seen = p.w.sh(
         p.home.path(),
         r#"cat "$SWAMP_DATASTORE_DIR/outputs/f1" "$SWAMP_DATASTORE_DIR/outputs/f2" "$SWAMP_DATASTORE_DIR/outputs/f3""#,
@@ -745,27 +755,10 @@ fn kill_9_during_the_index_write_is_repaired_by_the_next_command() {
         } else {
             Fault::Stall(Duration::from_secs(600))
         };
-        // Setup wrote the first index; the writer's is the next.
-        let earlier = p.proxy.count(&index_put);
-        p.proxy.add(Rule::new(index_put.clone(), fault).times(1));
         let script = format!(
             r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && echo "round {round}" > "$SWAMP_DATASTORE_DIR/outputs/new""#
         );
-        let mut writer = p
-            .cmd()
-            .env("SWAMP_LOCK_TTL_MS", "1500")
-            .args(["exec", "--", "sh", "-c", &script])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawn writer");
-        let _group = GroupGuard(writer.id());
-        p.proxy
-            .wait_for_arrivals(&index_put, earlier + 1, S3_DEADLINE);
-        kill_group(writer.id());
-        wait_child(&mut writer);
-        p.proxy.release_held();
+        p.kill_9_at(&index_put, fault, &["exec", "--", "sh", "-c", &script]);
         if lands {
             wait_until("the orphaned index write landed", || {
                 p.w.fetch(&format!("{PREFIX}/.datastore-index.json"))
@@ -871,28 +864,17 @@ fn a_persistently_failing_upload_fails_clearly_and_the_next_command_sends_it() {
 fn kill_9_during_a_push_is_repaired_by_the_next_command() {
     let p = Proxied::new("kill-mid-push");
     let upload = Match::put().key_suffix("/outputs/p2");
-    p.proxy
-        .add(Rule::new(upload.clone(), Fault::HoldUntilReleased).times(1));
-    let mut writer = p
-        .cmd()
-        .env("SWAMP_LOCK_TTL_MS", "1500")
-        .args([
+    p.kill_9_at(
+        &upload,
+        Fault::HoldUntilReleased,
+        &[
             "exec",
             "--",
             "sh",
             "-c",
             r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && for i in 1 2 3; do echo "push $i" > "$SWAMP_DATASTORE_DIR/outputs/p$i"; done"#,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("spawn writer");
-    let _group = GroupGuard(writer.id());
-    p.proxy.wait_for_arrivals(&upload, 1, S3_DEADLINE);
-    kill_group(writer.id());
-    wait_child(&mut writer);
-    p.proxy.release_held();
+        ],
+    );
     p.w.ok(p.home.path(), &["datastore", "sync"]);
     let files = p.w.index()["files"].clone();
     for i in 1..=3 {
@@ -922,25 +904,12 @@ fn kill_9_during_a_migration_into_s3_is_completed_by_a_rerun() {
         );
     }
     let upload = Match::put().key_contains("/data/item/2");
-    p.proxy
-        .add(Rule::new(upload.clone(), Fault::HoldUntilReleased).times(1));
     let mut args = p.w.setup_args();
     let at = args.iter().position(|a| a == "--endpoint-url").unwrap();
     args[at + 1] = p.proxy.endpoint();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let before = p.w.config();
-    let mut setup = p.cmd();
-    setup
-        .env("SWAMP_LOCK_TTL_MS", "1500")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let mut setup = setup.spawn().expect("spawn setup");
-    let _group = GroupGuard(setup.id());
-    p.proxy.wait_for_arrivals(&upload, 1, S3_DEADLINE);
-    kill_group(setup.id());
-    wait_child(&mut setup);
-    p.proxy.release_held();
+    p.kill_9_at(&upload, Fault::HoldUntilReleased, &args);
     assert_eq!(
         p.w.config(),
         before,
@@ -948,10 +917,7 @@ fn kill_9_during_a_migration_into_s3_is_completed_by_a_rerun() {
     );
     let out = run(swamp(p.w.repo.path()).args(["data", "get", "item/2"]));
     assert_eq!(out.stdout, b"value 2", "{}", stderr(&out));
-    let out = p.w.run_on(
-        p.home.path(),
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let out = p.w.run_on(p.home.path(), &args);
     assert!(out.status.success(), "rerun: {}", stderr(&out));
     for i in 1..=3 {
         let got =
