@@ -692,6 +692,15 @@ impl Proxied {
         wait_child(&mut victim);
         self.proxy.release_held();
     }
+
+    /// No temp file left in the cache of `home`, and no lock held (as
+    /// `observer`, another machine, sees it).
+    fn assert_nothing_left(&self, home: &std::path::Path, observer: &std::path::Path) {
+        let cache = self.w.cache(home);
+        assert!(temp_files(&cache).is_empty(), "{:?}", temp_files(&cache));
+        let status = self.w.json(observer, &["datastore", "lock", "status"]);
+        assert_eq!(status["held"], false, "{status}");
+    }
 }
 
 /// Every file under `root` whose name is one of swamp's temp shapes.
@@ -729,12 +738,7 @@ fn kill_9_during_a_pull_is_repaired_by_the_next_command() {
         r#"cat "$SWAMP_DATASTORE_DIR/outputs/f1" "$SWAMP_DATASTORE_DIR/outputs/f2" "$SWAMP_DATASTORE_DIR/outputs/f3""#,
     );
     assert_eq!(seen, b"file 1\nfile 2\nfile 3\n");
-    let cache = p.w.cache(p.home.path());
-    assert!(temp_files(&cache).is_empty(), "{:?}", temp_files(&cache));
-    assert_eq!(
-        p.w.json(writer.path(), &["datastore", "lock", "status"])["held"],
-        false
-    );
+    p.assert_nothing_left(p.home.path(), writer.path());
 }
 
 /// kill -9 of a machine while its index write is in flight, whether the
@@ -777,12 +781,7 @@ fn kill_9_during_the_index_write_is_repaired_by_the_next_command() {
         let seen =
             p.w.sh(other.path(), r#"cat "$SWAMP_DATASTORE_DIR/outputs/new""#);
         assert_eq!(seen, format!("round {round}\n").as_bytes(), "lands={lands}");
-        let cache = p.w.cache(p.home.path());
-        assert!(temp_files(&cache).is_empty(), "{:?}", temp_files(&cache));
-        assert_eq!(
-            p.w.json(other.path(), &["datastore", "lock", "status"])["held"],
-            false
-        );
+        p.assert_nothing_left(p.home.path(), other.path());
     }
 }
 
@@ -886,8 +885,7 @@ fn kill_9_during_a_push_is_repaired_by_the_next_command() {
         r#"cd "$SWAMP_DATASTORE_DIR/outputs" && cat p1 p2 p3"#,
     );
     assert_eq!(seen, b"push 1\npush 2\npush 3\n");
-    let cache = p.w.cache(p.home.path());
-    assert!(temp_files(&cache).is_empty(), "{:?}", temp_files(&cache));
+    p.assert_nothing_left(p.home.path(), other.path());
 }
 
 /// kill -9 of `setup s3` while it uploads a filesystem datastore: the config
