@@ -1,0 +1,426 @@
+//! The pull: the remote index to the cache.
+//!
+//! One conditional GET of the index (`If-None-Match` on the ETag last seen;
+//! 304 means nothing to do). Otherwise, three ways — agreed, local, remote —
+//! per path: deletions first (a locally changed file becomes a conflict
+//! copy), then whatever stands in the way of a download is moved aside, then
+//! every file whose remote hash differs from the agreed one is downloaded,
+//! verified (`verify.rs`) and renamed into place; one `syncfs` before the
+//! state that vouches for the files is saved.
+
+use super::verify::{verify_download, Verified};
+use super::{compare_with_state, conflicts};
+use super::{io_err, CacheSync, ConflictCopy, SyncError, SyncReport};
+use crate::domain::relative_path::SafeRelativePath;
+use crate::domain::sync_index::{IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
+use crate::infrastructure::atomic_file::temp_path_for;
+use crate::infrastructure::coordinator::LeaseFence;
+use crate::infrastructure::hashing::{digest_file_off_runtime, CheckKind};
+use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, SyncedFile};
+use crate::infrastructure::s3::store::{Fetched, StoreError};
+use futures::stream::{self, StreamExt};
+use std::path::Path;
+
+/// How one download ended.
+enum Arrival {
+    /// The file is in place.
+    Landed(SyncedFile),
+}
+
+impl CacheSync {
+    /// A cache last synced with another remote is cleared before use, unless
+    /// it holds changes that never reached that remote.
+    fn adopt_cache(&self) -> Result<(), SyncError> {
+        let Some(previous) = SyncState::load_raw(self.cache()) else {
+            return Ok(());
+        };
+        if previous.remote == self.remote_name() {
+            self.keep_state(previous);
+            return Ok(());
+        }
+        let local = self.scan()?.files;
+        let (unpushed, _) = compare_with_state(&local, &previous.files);
+        if !unpushed.is_empty() {
+            let spec = previous
+                .remote
+                .strip_prefix("s3://")
+                .map(|r| format!("s3:{}", r.trim_end_matches('/')))
+                .unwrap_or_else(|| previous.remote.clone());
+            return Err(SyncError::ForeignCache {
+                cache: self.cache().to_path_buf(),
+                other: previous.remote,
+                spec,
+            });
+        }
+        for rel in local.keys() {
+            let path = self.cache().join(rel);
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+        let _ = std::fs::remove_file(
+            self.cache()
+                .join(crate::infrastructure::s3::cache::STATE_FILE),
+        );
+        Ok(())
+    }
+
+    /// Brings the cache up to date with the bucket.
+    pub async fn pull(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
+        std::fs::create_dir_all(self.cache()).map_err(io_err(self.cache()))?;
+        self.adopt_cache()?;
+        let mut state = self.take_state();
+        let index_key = self.key(INDEX_KEY);
+        let (remote, etag) = match self
+            .store
+            .get_bytes(&index_key, state.index_etag.as_deref())
+            .await
+        {
+            Ok(Fetched::NotModified) => {
+                self.mark_current();
+                self.keep_state(state);
+                return Ok(SyncReport::default());
+            }
+            Ok(Fetched::Object(bytes, meta)) => {
+                let remote = RemoteIndex::parse(&bytes)?;
+                if let Some(ours) = &self.owner {
+                    remote.check_owner(&self.remote_name(), ours)?;
+                }
+                (remote, Some(meta.etag))
+            }
+            Err(StoreError::NotFound(_)) => {
+                // No index and no objects: nothing remote. Keep local files;
+                // forgetting the agreed state makes the next push upload them
+                // again. Objects without an index are refused, not emptied.
+                self.refuse_unindexed_objects().await?;
+                if state.index_etag.is_some() || !state.files.is_empty() {
+                    state.index_etag = None;
+                    state.generation = 0;
+                    state.files.clear();
+                    state.foreign.clear();
+                    self.save(&state)?;
+                }
+                self.mark_current();
+                self.keep_state(state);
+                return Ok(SyncReport::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut report = SyncReport::default();
+        let mut wanted = Vec::new();
+        // What this machine's settings leave out is another machine's:
+        // remembered, carried into our index writes, never downloaded.
+        state.foreign.clear();
+        state.files.retain(|rel, _| self.owns(rel));
+        for (rel_text, entry) in &remote.files {
+            let rel = SafeRelativePath::parse(rel_text)
+                .map_err(|e| SyncError::Index(IndexError::UnsafeKey(e.to_string())))?;
+            if !self.resolver.is_datastore_path(&rel) {
+                state.foreign.insert(rel_text.clone(), entry.clone());
+                continue;
+            }
+            if let Some(agreed) = state
+                .files
+                .get_mut(rel_text)
+                .filter(|f| f.sha256 == entry.sha256)
+            {
+                // Same content; keep the index's part checksums (an index
+                // written by an older swamp may lack them) for the next push.
+                agreed.parts.clone_from(&entry.parts);
+                continue;
+            }
+            // A link on the way is not followed (`clear_the_way` moves it aside).
+            let reachable = safe_cache_path(self.cache(), &rel).is_ok();
+            let path = rel.under(self.cache());
+            // A local copy with the same content (e.g. left by a migration) needs no download.
+            if let Some(meta) = std::fs::symlink_metadata(&path).ok().filter(|_| reachable) {
+                if meta.is_file() && meta.len() == entry.size {
+                    if let Ok(digest) = digest_file_off_runtime(path.clone()).await {
+                        if digest.sha256 == entry.sha256 {
+                            state.files.insert(
+                                rel_text.clone(),
+                                SyncedFile {
+                                    size: entry.size,
+                                    mtime_ns: mtime_ns(&meta),
+                                    sha256: digest.sha256,
+                                    parts: digest.parts,
+                                },
+                            );
+                            continue;
+                        }
+                    }
+                }
+            }
+            wanted.push((rel, path, entry.clone()));
+        }
+        let gone: Vec<String> = state
+            .files
+            .keys()
+            .filter(|k| !remote.files.contains_key(*k))
+            .cloned()
+            .collect();
+        fence.check()?;
+        for rel_text in gone {
+            if let Ok(rel) = SafeRelativePath::parse(&rel_text) {
+                // Replaced here by a directory or a link (or a link on its
+                // way): the file the remote deleted is already gone, and
+                // what took its place is not ours to remove.
+                let path = match safe_cache_path(self.cache(), &rel) {
+                    Ok(path) if !std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) => {
+                        path
+                    }
+                    _ => {
+                        state.files.remove(&rel_text);
+                        continue;
+                    }
+                };
+                if self
+                    .changed_locally(&path, state.files.get(&rel_text))
+                    .await
+                {
+                    self.keep_conflict(&rel, &path, "deleted", &mut report)?;
+                    state.files.remove(&rel_text);
+                    continue;
+                }
+                match std::fs::remove_file(&path) {
+                    Ok(()) => report.deleted_local += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&path)(e)),
+                }
+                crate::infrastructure::data_store::prune_empty_parents(
+                    &path,
+                    &[self.cache().to_path_buf()],
+                );
+            }
+            state.files.remove(&rel_text);
+        }
+        let generation = remote.generation;
+        for (rel, path, _) in &wanted {
+            self.clear_the_way(rel, path, state.files.get(rel.as_str()), &mut report)
+                .await?;
+        }
+        self.start_progress("pull", wanted.len() as u64);
+        let results: Vec<_> = stream::iter(wanted)
+            .map(|(rel, path, entry)| async move {
+                let outcome = self.download(&rel, &path, &entry, generation).await;
+                self.tick();
+                (rel, entry, outcome)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        for (rel, entry, outcome) in results {
+            match outcome {
+                Ok(Arrival::Landed(file)) => {
+                    report.downloaded += 1;
+                    report.downloaded_bytes += entry.size;
+                    state.files.insert(rel.to_string(), file);
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if report.downloaded > 0 {
+            // Make every downloaded file durable before the state claims it:
+            // one syncfs instead of an fsync per file.
+            self.sync_filesystem().await?;
+        }
+        if let Some(first) = failures.into_iter().next() {
+            // Keep the old index ETag so the next pull fetches the index again.
+            self.save(&state)?;
+            return Err(first);
+        }
+        state.index_etag = etag;
+        state.generation = generation;
+        self.save(&state)?;
+        self.mark_current();
+        self.keep_state(state);
+        Ok(report)
+    }
+
+    /// Whether the local file at `path` holds a change no index recorded: it
+    /// exists and either no agreed version is known or its content is not the
+    /// agreed one (hashed only when size or mtime moved).
+    async fn changed_locally(&self, path: &Path, agreed: Option<&SyncedFile>) -> bool {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !meta.is_file() {
+            return false;
+        }
+        let Some(agreed) = agreed else {
+            return true;
+        };
+        if meta.len() == agreed.size && mtime_ns(&meta) == agreed.mtime_ns {
+            return false;
+        }
+        match digest_file_off_runtime(path.to_path_buf()).await {
+            Ok(digest) => digest.sha256 != agreed.sha256,
+            // Unreadable: keep it rather than overwrite what we cannot check.
+            Err(_) => true,
+        }
+    }
+
+    /// Makes room for the download of `rel` at `path`: whatever local state
+    /// no index recorded stands in the way — a file where the remote has a
+    /// directory, a directory or link where it has a file, or a file changed
+    /// since `agreed` — is moved aside as a conflict copy. A link where the
+    /// remote has a directory is an error naming it.
+    async fn clear_the_way(
+        &self,
+        rel: &SafeRelativePath,
+        path: &Path,
+        agreed: Option<&SyncedFile>,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let mut above = String::new();
+        let segments: Vec<&str> = rel.as_str().split('/').collect();
+        for segment in &segments[..segments.len() - 1] {
+            if !above.is_empty() {
+                above.push('/');
+            }
+            above.push_str(segment);
+            let Ok(ancestor) = SafeRelativePath::parse(&above) else {
+                return Ok(());
+            };
+            let at = ancestor.under(self.cache());
+            match std::fs::symlink_metadata(&at) {
+                Ok(meta) if meta.is_dir() => {}
+                // Agreed files may sit behind a link: moving it aside would
+                // make them look deleted, so the user decides.
+                Ok(meta) if meta.is_symlink() => {
+                    return Err(SyncError::Io {
+                        path: at,
+                        message: format!("a symlink where the remote has the directory of {rel}; swamp never writes through a symlink: move it out of the datastore and rerun"),
+                    })
+                }
+                Ok(_) => return self.keep_conflict(&ancestor, &at, "directory", report),
+                Err(_) => return Ok(()),
+            }
+        }
+        let in_the_way = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_file() => self.changed_locally(path, agreed).await,
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        if in_the_way {
+            self.keep_conflict(rel, path, "changed", report)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the local file at `path` aside as a conflict copy.
+    fn keep_conflict(
+        &self,
+        rel: &SafeRelativePath,
+        path: &Path,
+        remote_did: &'static str,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let copy = conflicts::keep_as_conflict(self.cache(), rel, path).map_err(io_err(path))?;
+        tracing::info!(path = %rel, copy = %copy.display(), "kept a local change as a conflict copy");
+        report.conflicts.push(ConflictCopy {
+            path: rel.to_string(),
+            copy,
+            remote: remote_did,
+        });
+        Ok(())
+    }
+
+    /// Flushes the cache's filesystem, on a blocking thread (it may wait on
+    /// the disk for a while after a large pull).
+    async fn sync_filesystem(&self) -> Result<(), SyncError> {
+        let dir = std::fs::File::open(self.cache()).map_err(io_err(self.cache()))?;
+        let synced = tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| format!("syncfs: {e}"))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("syncfs: {e}")));
+        synced.map_err(|message| SyncError::Io {
+            path: self.cache().to_path_buf(),
+            message,
+        })
+    }
+
+    async fn download(
+        &self,
+        rel: &SafeRelativePath,
+        path: &Path,
+        entry: &IndexEntry,
+        index_generation: u64,
+    ) -> Result<Arrival, SyncError> {
+        let parent = path.parent().unwrap_or(self.cache());
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        // Re-check after creating directories: a symlink may not sit in the way.
+        safe_cache_path(self.cache(), rel).map_err(io_err(path))?;
+        let temp = temp_path_for(path);
+        let key = self.key(rel.as_str());
+        let check = match &entry.parts {
+            Some(parts) => CheckKind::PartCrc32 {
+                part_size: parts.part_size,
+            },
+            None => CheckKind::Sha256,
+        };
+        let got = match self.store.get_to_file(&key, &temp, check).await {
+            Ok(got) => got,
+            Err(StoreError::NotFound(_)) => {
+                // Listed but gone. A push records deletions in the index
+                // before it deletes objects, so this is damage (a stray
+                // delete, a lifecycle rule), never a deletion to mirror: the
+                // copies other caches hold are what can repair it.
+                let _ = std::fs::remove_file(&temp);
+                return Err(SyncError::MissingObject { key });
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e.into());
+            }
+        };
+        let verified = {
+            let (temp, entry) = (temp.clone(), entry.clone());
+            // Off the runtime: a mismatch re-reads the whole file.
+            tokio::task::spawn_blocking(move || {
+                verify_download(&temp, &entry, got.size, got.checked)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        let digest = match verified {
+            Ok(Verified::AsIndexed(digest)) => digest,
+            Ok(Verified::Differs(digest)) => {
+                // An object whose content matches the hash its uploader
+                // recorded, uploaded for an index newer than this one, is a
+                // push interrupted before its index write: take it. One
+                // uploaded for this index or an older one is a late upload
+                // of a push that lost the lock to the index's writer: the
+                // index wins. Anything else is corruption or another tool.
+                let interrupted_push = got.recorded_sha256.as_deref()
+                    == Some(digest.sha256.as_str())
+                    && got
+                        .recorded_generation
+                        .is_some_and(|g| g > index_generation);
+                if !interrupted_push {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(SyncError::Integrity {
+                        key,
+                        expected: entry.sha256.clone(),
+                        actual: digest.sha256,
+                    });
+                }
+                tracing::warn!(%key, "object is newer than the index (interrupted push); taking the object");
+                digest
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(io_err(&temp)(e));
+            }
+        };
+        std::fs::rename(&temp, path).map_err(io_err(path))?;
+        let meta = std::fs::metadata(path).map_err(io_err(path))?;
+        Ok(Arrival::Landed(SyncedFile {
+            size: digest.size,
+            mtime_ns: mtime_ns(&meta),
+            sha256: digest.sha256,
+            parts: digest.parts,
+        }))
+    }
+}
