@@ -168,9 +168,7 @@ pub fn hash_file(path: &Path) -> io::Result<HashedFile> {
 /// `digest_file` on a blocking thread, so hashing a large file never holds
 /// up the runtime (and with it the lock's heartbeat).
 pub async fn digest_file_off_runtime(path: std::path::PathBuf) -> io::Result<FileDigest> {
-    tokio::task::spawn_blocking(move || digest_file(&path))
-        .await
-        .map_err(io::Error::other)?
+    crate::infrastructure::blocking::run(move || digest_file(&path)).await
 }
 
 /// CRC32s of consecutive fixed-size parts of a stream.

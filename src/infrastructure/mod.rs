@@ -4,6 +4,7 @@
 
 pub mod atomic_file;
 pub mod audit;
+pub(crate) mod blocking;
 pub(crate) mod child_group;
 pub mod coordinator;
 pub mod data_store;

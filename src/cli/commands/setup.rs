@@ -296,12 +296,8 @@ async fn refuse_occupied(
 async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, MigrationError> + Send + 'static,
 ) -> Result<T, CliError> {
-    tokio::task::spawn_blocking(work)
+    crate::infrastructure::blocking::run(work)
         .await
-        .map_err(|e| CliError::Io {
-            context: "migration".into(),
-            source: std::io::Error::other(e),
-        })?
         .map_err(CliError::from)
 }
 

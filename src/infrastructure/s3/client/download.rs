@@ -193,7 +193,8 @@ async fn write_body(
     check: CheckKind,
 ) -> Result<(Checked, u64), StoreError> {
     let (chunks, mut arriving) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
-    let writer = tokio::task::spawn_blocking(move || {
+    // Started now, fed below: `blocking::run` spawns at once.
+    let writer = crate::infrastructure::blocking::run(move || {
         use std::os::unix::fs::FileExt;
         let mut checker = ContentChecker::new(check);
         let mut written = 0u64;
@@ -229,9 +230,7 @@ async fn write_body(
         }
     }
     drop(chunks);
-    let written = writer
-        .await
-        .map_err(|e| write_failed(dest)(std::io::Error::other(e)))?;
+    let written = writer.await;
     received?;
     written.map_err(write_failed(dest))
 }

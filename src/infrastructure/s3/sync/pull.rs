@@ -329,12 +329,11 @@ impl CacheSync {
     /// the disk for a while after a large pull).
     async fn sync_filesystem(&self) -> Result<(), SyncError> {
         let dir = std::fs::File::open(self.cache()).map_err(io_err(self.cache()))?;
-        let synced = tokio::task::spawn_blocking(move || {
+        let synced = crate::infrastructure::blocking::run(move || {
             use std::os::fd::AsRawFd;
             nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| format!("syncfs: {e}"))
         })
-        .await
-        .unwrap_or_else(|e| Err(format!("syncfs: {e}")));
+        .await;
         synced.map_err(|message| SyncError::Io {
             path: self.cache().to_path_buf(),
             message,
@@ -378,11 +377,10 @@ impl CacheSync {
         let verified = {
             let (temp, entry) = (temp.clone(), entry.clone());
             // Off the runtime: a mismatch re-reads the whole file.
-            tokio::task::spawn_blocking(move || {
+            crate::infrastructure::blocking::run(move || {
                 verify_download(&temp, &entry, got.size, got.checked)
             })
             .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
         };
         let digest = match verified {
             Ok(Verified::AsIndexed(digest)) => digest,

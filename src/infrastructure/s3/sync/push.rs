@@ -235,9 +235,7 @@ impl CacheSync {
         let path = self.cache().join(&suspect.rel);
         let read = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || hash_file(&path))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            crate::infrastructure::blocking::run(move || hash_file(&path)).await
         };
         let hashed = match read {
             Ok(hashed) => hashed,
