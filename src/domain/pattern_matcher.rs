@@ -25,7 +25,6 @@ pub struct ExcludeMatcher {
     set: GlobSet,
     /// For each glob in `set`: (index of its source pattern, is it a negation).
     owners: Vec<(usize, bool)>,
-    patterns: Vec<String>,
 }
 
 impl ExcludeMatcher {
@@ -58,11 +57,7 @@ impl ExcludeMatcher {
             pattern: patterns.join(", "),
             reason: e.to_string(),
         })?;
-        Ok(Self {
-            set,
-            owners,
-            patterns: patterns.to_vec(),
-        })
+        Ok(Self { set, owners })
     }
 
     /// A matcher that excludes nothing.
@@ -70,13 +65,7 @@ impl ExcludeMatcher {
         Self {
             set: GlobSet::empty(),
             owners: Vec::new(),
-            patterns: Vec::new(),
         }
-    }
-
-    /// The patterns as configured.
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
     }
 
     /// Whether the `/`-separated relative `path` is excluded.

@@ -149,25 +149,6 @@ pub struct SyncReport {
     pub unsyncable: Vec<Unsyncable>,
 }
 
-impl SyncReport {
-    fn add(&mut self, other: &SyncReport) {
-        self.downloaded += other.downloaded;
-        self.downloaded_bytes += other.downloaded_bytes;
-        self.deleted_local += other.deleted_local;
-        self.uploaded += other.uploaded;
-        self.uploaded_bytes += other.uploaded_bytes;
-        self.deleted_remote += other.deleted_remote;
-        self.conflicts.extend(other.conflicts.iter().cloned());
-        self.unsyncable.extend(other.unsyncable.iter().cloned());
-    }
-
-    /// Merges two reports.
-    pub fn merged(mut self, other: &SyncReport) -> Self {
-        self.add(other);
-        self
-    }
-}
-
 /// Syncs one cache directory with one bucket prefix.
 pub struct CacheSync {
     store: Arc<dyn ObjectStore>,
