@@ -127,28 +127,20 @@ impl CacheSync {
                 agreed.parts.clone_from(&entry.parts);
                 continue;
             }
-            // A link on the way is not followed (`clear_the_way` moves it aside).
-            let reachable = safe_cache_path(self.cache(), &rel).is_ok();
-            let path = rel.under(self.cache());
             // A local copy with the same content (e.g. left by a migration) needs no download.
-            if let Some(meta) = std::fs::symlink_metadata(&path).ok().filter(|_| reachable) {
-                if meta.is_file() && meta.len() == entry.size {
-                    if let Ok(digest) = digest_file_off_runtime(path.clone()).await {
-                        if digest.sha256 == entry.sha256 {
-                            state.files.insert(
-                                rel_text.clone(),
-                                SyncedFile {
-                                    size: entry.size,
-                                    mtime_ns: mtime_ns(&meta),
-                                    sha256: digest.sha256,
-                                    parts: digest.parts,
-                                },
-                            );
-                            continue;
-                        }
-                    }
-                }
+            if let Some((_, meta, digest)) = self.cached_copy(&rel, entry).await {
+                state.files.insert(
+                    rel_text.clone(),
+                    SyncedFile {
+                        size: entry.size,
+                        mtime_ns: mtime_ns(&meta),
+                        sha256: digest.sha256,
+                        parts: digest.parts,
+                    },
+                );
+                continue;
             }
+            let path = rel.under(self.cache());
             wanted.push((rel, path, entry.clone()));
         }
         let gone: Vec<String> = state
@@ -234,6 +226,26 @@ impl CacheSync {
         self.mark_current();
         self.keep_state(state);
         Ok(report)
+    }
+
+    /// The cache's file at `rel` if it is a regular file (reached through no
+    /// link) holding exactly `entry`'s content, with its metadata and digest.
+    pub(super) async fn cached_copy(
+        &self,
+        rel: &SafeRelativePath,
+        entry: &IndexEntry,
+    ) -> Option<(
+        std::path::PathBuf,
+        std::fs::Metadata,
+        crate::infrastructure::hashing::FileDigest,
+    )> {
+        let path = safe_cache_path(self.cache(), rel).ok()?;
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if !meta.is_file() || meta.len() != entry.size {
+            return None;
+        }
+        let digest = digest_file_off_runtime(path.clone()).await.ok()?;
+        (digest.sha256 == entry.sha256).then_some((path, meta, digest))
     }
 
     /// Whether the local file at `path` holds a change no index recorded: it

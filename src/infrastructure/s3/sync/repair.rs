@@ -25,7 +25,6 @@ use crate::domain::sync_index::{path_conflict, IndexEntry, RemoteIndex, INDEX_FO
 use crate::infrastructure::atomic_file::temp_path_for;
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{digest_file_off_runtime, CheckKind};
-use crate::infrastructure::s3::cache::safe_cache_path;
 use crate::infrastructure::s3::store::{datastore_objects, Fetched, PutMode, StoreError};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -286,18 +285,9 @@ impl CacheSync {
         let Ok(safe) = SafeRelativePath::parse(rel) else {
             return Ok(false);
         };
-        let Ok(path) = safe_cache_path(self.cache(), &safe) else {
+        let Some((path, _, digest)) = self.cached_copy(&safe, entry).await else {
             return Ok(false);
         };
-        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == entry.size) {
-            return Ok(false);
-        }
-        let Ok(digest) = digest_file_off_runtime(path.clone()).await else {
-            return Ok(false);
-        };
-        if digest.sha256 != entry.sha256 {
-            return Ok(false);
-        }
         self.store
             .put_file(&self.key(rel), &path, &digest, generation, None)
             .await?;
