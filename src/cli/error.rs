@@ -10,9 +10,8 @@ use crate::domain::config::ConfigError;
 use crate::domain::item_name::ItemNameError;
 use crate::domain::lock::LockError;
 use crate::infrastructure::data_store::DataError;
+use crate::infrastructure::datastore::{SetupError, StoreError, SyncError};
 use crate::infrastructure::migration::MigrationError;
-use crate::infrastructure::s3::store::StoreError;
-use crate::infrastructure::s3::sync::SyncError;
 use thiserror::Error;
 
 /// Any failure of a command.
@@ -49,14 +48,10 @@ pub enum CliError {
         /// 127 not found, 126 not executable.
         code: i32,
     },
-    /// The store ignores conditions the lock depends on.
-    #[error("{target} does not honour conditional writes (it ignored {}), so its lock could not keep two writers apart; use a store that supports S3 conditional writes (AWS S3, MinIO, SeaweedFS, Ceph RGW)", missing.join(" and "))]
-    UnsafeStore {
-        /// `s3://bucket/prefix`.
-        target: String,
-        /// The conditions it ignored.
-        missing: Vec<&'static str>,
-    },
+    /// A setup refused its target (the failures it shares with other
+    /// commands become those commands' variants).
+    #[error(transparent)]
+    Setup(SetupError),
     /// Other I/O failures.
     #[error("{context}: {source}")]
     Io {
@@ -73,6 +68,19 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<SetupError> for CliError {
+    fn from(e: SetupError) -> Self {
+        match e {
+            SetupError::Migration(e) => CliError::Migration(e),
+            SetupError::Sync(e) => CliError::Sync(e),
+            SetupError::Store(e) => e.into(),
+            SetupError::Config(e) => CliError::Config(e),
+            SetupError::Lock(e) => CliError::Lock(e),
+            refused => CliError::Setup(refused),
+        }
+    }
+}
+
 impl From<ItemNameError> for CliError {
     fn from(e: ItemNameError) -> Self {
         CliError::Validation(e.to_string())
@@ -83,7 +91,12 @@ impl CliError {
     /// The process exit code.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Config(_) | CliError::Validation(_) | CliError::Refused(_) => 2,
+            CliError::Config(_)
+            | CliError::Validation(_)
+            | CliError::Refused(_)
+            | CliError::Setup(SetupError::SameDatastore(_))
+            | CliError::Setup(SetupError::TargetInside(_))
+            | CliError::Setup(SetupError::ConfigChanged) => 2,
             CliError::Lock(e)
             | CliError::Data(DataError::Lock(e))
             | CliError::Migration(MigrationError::Lock(e))
@@ -92,7 +105,7 @@ impl CliError {
             CliError::Data(_)
             | CliError::Migration(_)
             | CliError::Sync(_)
-            | CliError::UnsafeStore { .. }
+            | CliError::Setup(_)
             | CliError::Io { .. } => 1,
         }
     }
@@ -114,9 +127,16 @@ impl CliError {
             CliError::Data(DataError::Io { .. }) | CliError::Io { .. } => "io_error",
             CliError::Migration(MigrationError::Conflicts(_)) => "migration_conflict",
             CliError::Migration(MigrationError::Occupied { .. }) => "target_occupied",
+            CliError::Migration(MigrationError::Store(_)) => "s3_error",
+            CliError::Migration(MigrationError::Index(_)) => "remote_index_invalid",
+            CliError::Migration(MigrationError::ForeignRepo(_)) => "foreign_repo",
             CliError::Migration(_) => "migration_failed",
             CliError::Spawn { .. } => "spawn_failed",
-            CliError::UnsafeStore { .. } => "conditional_writes_unsupported",
+            CliError::Setup(SetupError::SameDatastore(_))
+            | CliError::Setup(SetupError::TargetInside(_)) => "validation_failed",
+            CliError::Setup(SetupError::ConfigChanged) => "refused",
+            CliError::Setup(SetupError::UnsafeStore { .. }) => "conditional_writes_unsupported",
+            CliError::Setup(_) => "migration_failed",
             CliError::Sync(SyncError::Index(_)) => "remote_index_invalid",
             CliError::Sync(SyncError::ForeignRepo(_)) => "foreign_repo",
             CliError::Sync(SyncError::Store(_)) => "s3_error",
@@ -159,6 +179,51 @@ mod tests {
         assert_eq!((l.exit_code(), l.code()), (75, "lock_lost"));
         let i = CliError::Lock(LockError::Interrupted { signal: 2 });
         assert_eq!(i.exit_code(), 130);
+    }
+
+    /// A setup's failures keep their kind: an S3 failure mid-migration is
+    /// an `s3_error`, a pull's failure a sync failure, a refused target a
+    /// usage error.
+    #[test]
+    fn setup_failures_map_to_the_code_of_their_source() {
+        let store = || StoreError::Failed {
+            op: "PutObject",
+            target: "s3://b/k".into(),
+            message: "AccessDenied".into(),
+        };
+        let rows: [(SetupError, i32, &str); 6] = [
+            (
+                SetupError::Migration(MigrationError::Store(store())),
+                1,
+                "s3_error",
+            ),
+            (SetupError::Store(store()), 1, "s3_error"),
+            (
+                SetupError::Sync(SyncError::Behind("s3:b".into())),
+                1,
+                "sync_failed",
+            ),
+            (
+                SetupError::SameDatastore("s3:b".into()),
+                2,
+                "validation_failed",
+            ),
+            (SetupError::ConfigChanged, 2, "refused"),
+            (
+                SetupError::UnsafeStore {
+                    target: "s3://b/".into(),
+                    missing: vec!["If-Match on PUT"],
+                },
+                1,
+                "conditional_writes_unsupported",
+            ),
+        ];
+        for (setup, exit, code) in rows {
+            let shown = setup.to_string();
+            let e = CliError::from(setup);
+            assert_eq!((e.exit_code(), e.code()), (exit, code), "{shown}");
+            assert_eq!(e.to_string(), shown);
+        }
     }
 
     #[test]

@@ -5,15 +5,17 @@ pub mod commands;
 pub mod context;
 pub mod error;
 pub mod output;
+pub mod settings;
 
-use crate::cli::context::{GlobalOptions, RepoContext};
+use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::{emit, emit_error, Render};
+use crate::cli::settings::{GlobalFlags, Settings};
 use crate::domain::bucket_name::validate_bucket_name;
 use crate::domain::config::{normalize_prefix, Backend, ConfigError, S3Config};
+use crate::infrastructure::datastore::{Direction, MigrateOptions};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// swamp: runtime data for automation repos, stored on a filesystem or in S3.
 #[derive(Debug, Parser)]
@@ -238,33 +240,16 @@ pub async fn run() -> i32 {
     }
 }
 
-fn globals(cli: &Cli) -> Result<GlobalOptions, CliError> {
-    let repo_dir = match &cli.repo_dir {
-        Some(dir) => commands::setup::absolute(dir)?,
-        None => std::env::current_dir().map_err(|source| CliError::Io {
-            context: "reading the current directory".into(),
-            source,
-        })?,
-    };
-    Ok(GlobalOptions {
-        json: cli.json,
-        repo_dir,
-        datastore: cli.datastore.clone(),
-        lock_timeout: lock_timeout(cli.lock_timeout)?,
-    })
-}
-
-/// The longest `--lock-timeout` accepted: a year is "wait as long as it takes".
-const MAX_LOCK_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
-
-/// `--lock-timeout` as a duration: finite, non-negative, at most a year.
-fn lock_timeout(seconds: f64) -> Result<Duration, CliError> {
-    if seconds.is_finite() && (0.0..=MAX_LOCK_TIMEOUT_SECS).contains(&seconds) {
-        return Ok(Duration::from_secs_f64(seconds));
-    }
-    Err(CliError::Validation(format!(
-        "--lock-timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT_SECS} (one year), not {seconds}"
-    )))
+fn settings(cli: &Cli) -> Result<Settings, CliError> {
+    Settings::resolve(
+        GlobalFlags {
+            json: cli.json,
+            repo_dir: cli.repo_dir.as_deref(),
+            datastore: cli.datastore.as_deref(),
+            lock_timeout: cli.lock_timeout,
+        },
+        |name| std::env::var(name).ok(),
+    )
 }
 
 type Outcome = (Box<dyn Render>, i32);
@@ -275,11 +260,11 @@ fn ok<R: Render + 'static>(r: R) -> Result<Outcome, CliError> {
 
 async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
     use commands::*;
-    let g = globals(&cli)?;
+    let settings = settings(&cli)?;
     if let Command::Repo(RepoCommand::Init) = cli.command {
-        return ok(repo::init(&g.repo_dir)?);
+        return ok(repo::init(&settings.repo_dir)?);
     }
-    let mut ctx = RepoContext::open(&g).await?;
+    let ctx = RepoContext::open(&settings).await?;
     match cli.command {
         Command::Repo(RepoCommand::Init) => unreachable!("handled above"),
         Command::Data(cmd) => match cmd {
@@ -307,7 +292,11 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 let target = Backend::Filesystem {
                     path: setup::absolute(&args.path)?,
                 };
-                ok(setup::setup(&ctx, target, args.skip_migration, args.merge).await?)
+                let options = MigrateOptions {
+                    skip_migration: args.skip_migration,
+                    merge: args.merge,
+                };
+                ok(setup::setup(&ctx, target, options).await?)
             }
             DatastoreCommand::Setup(SetupCommand::S3(args)) => {
                 validate_bucket_name(&args.bucket).map_err(ConfigError::from)?;
@@ -318,22 +307,23 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                     region: args.region,
                     endpoint: args.endpoint_url,
                 });
-                ok(setup::setup(&ctx, target, args.skip_migration, args.merge).await?)
+                let options = MigrateOptions {
+                    skip_migration: args.skip_migration,
+                    merge: args.merge,
+                };
+                ok(setup::setup(&ctx, target, options).await?)
             }
             DatastoreCommand::Sync {
                 pull,
                 push,
                 concurrency,
             } => {
-                if let Some(n) = concurrency {
-                    ctx.concurrency = n as usize;
-                }
                 let direction = match (pull, push) {
-                    (true, _) => sync::Direction::Pull,
-                    (_, true) => sync::Direction::Push,
-                    _ => sync::Direction::Both,
+                    (true, _) => Direction::Pull,
+                    (_, true) => Direction::Push,
+                    _ => Direction::Both,
                 };
-                ok(sync::sync(&ctx, direction).await?)
+                ok(sync::sync(&ctx, direction, concurrency.map(usize::from)).await?)
             }
             DatastoreCommand::Repair { accept_bucket } => {
                 // Files left unrepaired are a failure to act on: exit 1,

@@ -64,6 +64,9 @@ impl StopSignal {
     }
 }
 
+/// What a second signal does, after the command's process group was stopped.
+pub type SecondSignal = Arc<dyn Fn(i32) + Send + Sync>;
+
 /// Owns the stop channel and the signal listener of one command.
 pub struct StopController {
     tx: Arc<watch::Sender<Option<StopReason>>>,
@@ -71,8 +74,10 @@ pub struct StopController {
 }
 
 impl StopController {
-    /// Starts listening for SIGINT, SIGTERM and SIGHUP. A second signal exits at once.
-    pub fn install() -> std::io::Result<Self> {
+    /// Starts listening for SIGINT, SIGTERM and SIGHUP. A second signal stops
+    /// the command's process group and calls `on_second_signal` (the CLI
+    /// edge exits there).
+    pub fn install(on_second_signal: SecondSignal) -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         let (tx, _) = watch::channel(None);
         let tx = Arc::new(tx);
@@ -92,8 +97,7 @@ impl StopController {
                     // Exiting skips every destructor: stop the command's
                     // group first, so nothing it started outlives the lock.
                     crate::infrastructure::child_group::kill_current_group();
-                    eprintln!("swamp: second signal, exiting now");
-                    std::process::exit(128 + sig);
+                    on_second_signal(sig);
                 }
                 seen = true;
                 request_stop(&sender, StopReason::Signal(sig));
@@ -423,8 +427,15 @@ async fn heartbeat(
 /// down (it sees the same `StopSignal`), then drops it. The result is `op`'s,
 /// unless a stop cut it short or the lease was lost at any point before the
 /// release: then it is `LockError::Lost`, whatever `op` returned, because
-/// some of its work may have run without the lock.
-pub async fn run_guarded<T, E, Fut>(guard: LockGuard, stop: StopSignal, op: Fut) -> Result<T, E>
+/// some of its work may have run without the lock. A release that fails
+/// does not change the result (the lock expires after its TTL); it goes to
+/// `release_failed`.
+pub async fn run_guarded<T, E, Fut>(
+    guard: LockGuard,
+    stop: StopSignal,
+    op: Fut,
+    release_failed: impl FnOnce(LockError),
+) -> Result<T, E>
 where
     E: From<LockError>,
     Fut: Future<Output = Result<T, E>>,
@@ -446,15 +457,10 @@ where
         Err(lost) => Err(lost.into()),
         Ok(()) => result,
     };
-    let released = guard.release().await;
-    match (result, released) {
-        (r, Err(release_err)) => {
-            // The work is done; a lock we could not delete expires after its TTL.
-            eprintln!("warning: {release_err}");
-            r
-        }
-        (r, Ok(())) => r,
+    if let Err(e) = guard.release().await {
+        release_failed(e);
     }
+    result
 }
 
 /// The error a stop turns into.
@@ -481,7 +487,7 @@ mod tests {
     async fn a_released_lease_fences_every_later_write() {
         let dir = tempfile::tempdir().unwrap();
         let lock = Arc::new(FileLock::new(dir.path(), Duration::from_secs(30)));
-        let stop = StopController::install().unwrap();
+        let stop = StopController::install(Arc::new(|_| {})).unwrap();
         let guard = LockGuard::acquire(lock, timing(), &stop).await.unwrap();
         let fence = guard.fence();
         fence.check().unwrap();
@@ -506,7 +512,7 @@ mod tests {
         };
         let lock_a: Arc<dyn DistributedLock> = Arc::new(FileLock::new(&dir_a, ttl));
         let lock_b: Arc<dyn DistributedLock> = Arc::new(FileLock::new(&dir_b, ttl));
-        let stop = StopController::install().unwrap();
+        let stop = StopController::install(Arc::new(|_| {})).unwrap();
         let blocker = LockGuard::acquire(lock_b.clone(), timing, &stop)
             .await
             .unwrap();
@@ -528,15 +534,20 @@ mod tests {
     async fn a_lease_lost_while_the_op_ran_turns_its_success_into_lock_lost() {
         let dir = tempfile::tempdir().unwrap();
         let lock = Arc::new(FileLock::new(dir.path(), Duration::from_secs(30)));
-        let stop = StopController::install().unwrap();
+        let stop = StopController::install(Arc::new(|_| {})).unwrap();
         let guard = LockGuard::acquire(lock, timing(), &stop).await.unwrap();
         let fence = guard.fence();
         // The op finishes at the moment its lease is found lost, before the
         // heartbeat has said so.
-        let result: Result<u32, LockError> = run_guarded(guard, stop.signal(), async move {
-            fence.lose("taken over".into());
-            Ok(7)
-        })
+        let result: Result<u32, LockError> = run_guarded(
+            guard,
+            stop.signal(),
+            async move {
+                fence.lose("taken over".into());
+                Ok(7)
+            },
+            |e| panic!("release failed: {e}"),
+        )
         .await;
         assert!(matches!(result, Err(LockError::Lost(_))), "{result:?}");
     }

@@ -76,9 +76,15 @@ pub enum MigrationError {
         /// The I/O error.
         source: io::Error,
     },
-    /// The target bucket failed.
-    #[error("{0}")]
-    Remote(String),
+    /// The bucket failed.
+    #[error(transparent)]
+    Store(#[from] crate::infrastructure::s3::store::StoreError),
+    /// The bucket's index is unusable.
+    #[error(transparent)]
+    Index(#[from] crate::domain::sync_index::IndexError),
+    /// The target prefix belongs to another repo.
+    #[error(transparent)]
+    ForeignRepo(#[from] crate::domain::sync_index::ForeignRepo),
     /// The lock was lost mid-migration.
     #[error(transparent)]
     Lock(#[from] crate::domain::lock::LockError),

@@ -8,6 +8,7 @@ pub(crate) mod blocking;
 pub(crate) mod child_group;
 pub mod coordinator;
 pub mod data_store;
+pub mod datastore;
 pub mod file_lock;
 pub mod hashing;
 pub mod migration;

@@ -3,7 +3,6 @@
 //! committed by an atomic rename, so a reader sees a version whole or not at all.
 //! On S3, readers run in the guard too: refreshing the shared cache is a write.
 
-use crate::cli::commands::{with_guard, with_reader};
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
@@ -49,16 +48,17 @@ pub async fn put(
         }
     };
     let actor = ctx.actor();
-    with_guard(ctx, |fence, _stop| async move {
-        let store = DataStore::new(&ctx.resolver);
-        Ok(PutResult(store.put(
-            &name,
-            &mut &content[..],
-            &fence,
-            &actor,
-        )?))
-    })
-    .await
+    ctx.datastore
+        .guard(|fence, _stop| async move {
+            let store = DataStore::new(ctx.datastore.resolver());
+            Ok(PutResult(store.put(
+                &name,
+                &mut &content[..],
+                &fence,
+                &actor,
+            )?))
+        })
+        .await
 }
 
 impl Render for PutResult {
@@ -91,15 +91,16 @@ pub async fn get(
     version: Option<u64>,
 ) -> Result<GetResult, CliError> {
     let name = ItemName::parse(name)?;
-    with_reader(ctx, || async {
-        let (meta, path) = DataStore::new(&ctx.resolver).get(&name, version)?;
-        let content = std::fs::read(&path).map_err(|source| CliError::Io {
-            context: format!("cannot read {}", path.display()),
-            source,
-        })?;
-        Ok(GetResult { meta, content })
-    })
-    .await
+    ctx.datastore
+        .reader(|| async {
+            let (meta, path) = DataStore::new(ctx.datastore.resolver()).get(&name, version)?;
+            let content = std::fs::read(&path).map_err(|source| CliError::Io {
+                context: format!("cannot read {}", path.display()),
+                source,
+            })?;
+            Ok(GetResult { meta, content })
+        })
+        .await
 }
 
 impl Render for GetResult {
@@ -122,10 +123,9 @@ pub struct ListResult(Vec<ItemSummary>);
 
 /// Lists every item with its newest version.
 pub async fn list(ctx: &RepoContext) -> Result<ListResult, CliError> {
-    with_reader(ctx, || async {
-        Ok(ListResult(DataStore::new(&ctx.resolver).list()?))
-    })
-    .await
+    ctx.datastore
+        .reader(|| async { Ok(ListResult(DataStore::new(ctx.datastore.resolver()).list()?)) })
+        .await
 }
 
 impl Render for ListResult {
@@ -165,13 +165,14 @@ pub struct VersionsResult {
 /// Lists every version of `name`.
 pub async fn versions(ctx: &RepoContext, name: &str) -> Result<VersionsResult, CliError> {
     let item = ItemName::parse(name)?;
-    with_reader(ctx, || async {
-        Ok(VersionsResult {
-            name: item.to_string(),
-            versions: DataStore::new(&ctx.resolver).versions(&item)?,
+    ctx.datastore
+        .reader(|| async {
+            Ok(VersionsResult {
+                name: item.to_string(),
+                versions: DataStore::new(ctx.datastore.resolver()).versions(&item)?,
+            })
         })
-    })
-    .await
+        .await
 }
 
 impl Render for VersionsResult {
@@ -209,14 +210,16 @@ pub struct RemoveResult {
 pub async fn remove(ctx: &RepoContext, name: &str) -> Result<RemoveResult, CliError> {
     let item = ItemName::parse(name)?;
     let actor = ctx.actor();
-    with_guard(ctx, |fence, _stop| async move {
-        let versions = DataStore::new(&ctx.resolver).remove(&item, &fence, &actor)?;
-        Ok(RemoveResult {
-            name: item.to_string(),
-            versions,
+    ctx.datastore
+        .guard(|fence, _stop| async move {
+            let versions =
+                DataStore::new(ctx.datastore.resolver()).remove(&item, &fence, &actor)?;
+            Ok(RemoveResult {
+                name: item.to_string(),
+                versions,
+            })
         })
-    })
-    .await
+        .await
 }
 
 impl Render for RemoveResult {

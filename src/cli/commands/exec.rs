@@ -7,7 +7,6 @@
 //! it is killed; and whatever the child left running when it exited is killed
 //! before the push and the release.
 
-use crate::cli::commands::with_guard;
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::Render;
@@ -33,50 +32,51 @@ pub async fn exec(ctx: &RepoContext, argv: &[String]) -> Result<ExecResult, CliE
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| CliError::Validation("exec needs a command to run".into()))?;
-    let datastore_dir = ctx.resolver.datastore_root().to_path_buf();
-    with_guard(ctx, |_fence, mut stop| async move {
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .env("SWAMP_DATASTORE_DIR", &datastore_dir)
-            .env("SWAMP_REPO_DIR", &ctx.repo_dir);
-        let mut child = ChildGroup::spawn(command).map_err(|e| CliError::Spawn {
-            program: program.clone(),
-            code: if e.kind() == io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            },
-            reason: e.to_string(),
-        })?;
-        let status = tokio::select! {
-            status = child.wait() => status,
-            reason = stop.wait() => {
-                match reason {
-                    StopReason::Lost(_) => child.kill().await,
-                    StopReason::Signal(sig) => {
-                        if let Ok(signal) = Signal::try_from(sig) {
-                            child.signal(signal);
-                        }
-                        if tokio::time::timeout(CHILD_GRACE, child.wait()).await.is_err() {
-                            child.kill().await;
+    let datastore_dir = ctx.datastore.root().to_path_buf();
+    ctx.datastore
+        .guard(|_fence, mut stop| async move {
+            let mut command = tokio::process::Command::new(program);
+            command
+                .args(args)
+                .env("SWAMP_DATASTORE_DIR", &datastore_dir)
+                .env("SWAMP_REPO_DIR", &ctx.repo_dir);
+            let mut child = ChildGroup::spawn(command).map_err(|e| CliError::Spawn {
+                program: program.clone(),
+                code: if e.kind() == io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                },
+                reason: e.to_string(),
+            })?;
+            let status = tokio::select! {
+                status = child.wait() => status,
+                reason = stop.wait() => {
+                    match reason {
+                        StopReason::Lost(_) => child.kill().await,
+                        StopReason::Signal(sig) => {
+                            if let Ok(signal) = Signal::try_from(sig) {
+                                child.signal(signal);
+                            }
+                            if tokio::time::timeout(CHILD_GRACE, child.wait()).await.is_err() {
+                                child.kill().await;
+                            }
                         }
                     }
+                    return Err(crate::infrastructure::coordinator::stop_error(&reason).into());
                 }
-                return Err(crate::infrastructure::coordinator::stop_error(&reason).into());
-            }
-        };
-        let status = status.map_err(|source| CliError::Io {
-            context: format!("waiting for '{program}'"),
-            source,
-        })?;
-        let exit_code = status
-            .code()
-            .or_else(|| status.signal().map(|s| 128 + s))
-            .unwrap_or(1);
-        Ok(ExecResult { exit_code })
-    })
-    .await
+            };
+            let status = status.map_err(|source| CliError::Io {
+                context: format!("waiting for '{program}'"),
+                source,
+            })?;
+            let exit_code = status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(1);
+            Ok(ExecResult { exit_code })
+        })
+        .await
 }
 
 impl Render for ExecResult {

@@ -15,10 +15,10 @@ pub struct LockStatus {
 
 /// Reads the lock of the datastore in use (without taking it).
 pub async fn status(ctx: &RepoContext) -> Result<LockStatus, CliError> {
-    let lock = ctx.lock();
+    let (location, observation) = ctx.datastore.lock_status().await?;
     Ok(LockStatus {
-        location: lock.location(),
-        observation: lock.inspect().await?,
+        location,
+        observation,
     })
 }
 
@@ -81,7 +81,7 @@ pub struct ReleaseResult {
 
 /// Removes the lock whoever holds it; refuses without `force`.
 pub async fn release(ctx: &RepoContext, force: bool) -> Result<ReleaseResult, CliError> {
-    let lock = ctx.lock();
+    let lock = ctx.datastore.lock();
     if !force {
         let current = lock.inspect().await?;
         return match current {

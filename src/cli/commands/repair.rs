@@ -2,11 +2,10 @@
 //! bucket holds and put back what this cache can, under the datastore lock
 //! (no automatic pull or push around it).
 
-use crate::cli::commands::with_lock;
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::Render;
-use crate::infrastructure::s3::sync::RepairReport;
+use crate::infrastructure::datastore::RepairReport;
 use serde_json::{json, Value};
 use std::io::{self, Write};
 
@@ -18,20 +17,10 @@ pub struct RepairResult {
 
 /// Repairs the S3 datastore in use; a filesystem datastore has no index.
 pub async fn repair(ctx: &RepoContext, accept_bucket: bool) -> Result<RepairResult, CliError> {
-    let Some(sync) = ctx.sync() else {
-        return Ok(RepairResult {
-            remote: None,
-            report: RepairReport::default(),
-        });
-    };
-    let remote = ctx.datastore.backend.describe();
-    let report = with_lock(ctx, |fence, _stop| async move {
-        Ok(sync.repair(&fence, accept_bucket).await?)
-    })
-    .await?;
+    let report = ctx.datastore.repair(accept_bucket).await?;
     Ok(RepairResult {
-        remote: Some(remote),
-        report,
+        remote: report.is_some().then(|| ctx.datastore.backend().describe()),
+        report: report.unwrap_or_default(),
     })
 }
 

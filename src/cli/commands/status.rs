@@ -4,31 +4,14 @@
 //! who holds its lock. It never takes the lock.
 
 use crate::cli::commands::lock::{observation_json, observation_text};
-use crate::cli::context::{Connected, RepoContext};
+use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::Render;
 use crate::domain::config::{Backend, ConfigSource};
 use crate::domain::lock::LockObservation;
-use crate::infrastructure::s3::probe::{probe_prefix, ConditionalSupport};
-use crate::infrastructure::s3::store::ObjectStore;
-use crate::infrastructure::s3::sync::{list_conflicts, CONFLICTS_DIR};
-use serde::Serialize;
+use crate::infrastructure::datastore::{ConditionalSupport, Health, HealthReport, CONFLICTS_DIR};
 use serde_json::{json, Value};
 use std::io::{self, Write};
-use std::path::Path;
-use std::time::Instant;
-
-/// Whether the datastore answered, and how fast.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Health {
-    /// Reachable and writable.
-    pub healthy: bool,
-    /// Time the check took.
-    pub latency_ms: f64,
-    /// What was found.
-    pub message: String,
-}
 
 /// Result of `datastore status`.
 pub struct StatusResult {
@@ -44,104 +27,31 @@ pub struct StatusResult {
     conflicts: Vec<String>,
 }
 
-/// Checks a filesystem datastore directory: exists, is a directory, writable.
-pub fn filesystem_health(path: &Path) -> Health {
-    let started = Instant::now();
-    let outcome = (|| -> Result<String, String> {
-        let meta = std::fs::metadata(path).map_err(|e| format!("cannot access: {e}"))?;
-        if !meta.is_dir() {
-            return Err("not a directory".into());
-        }
-        let probe = path.join(format!(
-            ".swamp-tmp-health-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::write(&probe, b"ok").map_err(|e| format!("not writable: {e}"))?;
-        let _ = std::fs::remove_file(&probe);
-        Ok("reachable and writable".into())
-    })();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match outcome {
-        Ok(message) => Health {
-            healthy: true,
-            latency_ms,
-            message,
-        },
-        Err(message) => Health {
-            healthy: false,
-            latency_ms,
-            message,
-        },
-    }
-}
-
-/// Checks an S3 datastore: HeadBucket, timed.
-pub async fn s3_health(store: &dyn ObjectStore) -> Health {
-    let started = Instant::now();
-    let outcome = store.head_bucket().await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match outcome {
-        Ok(()) => Health {
-            healthy: true,
-            latency_ms,
-            message: "bucket reachable".into(),
-        },
-        Err(e) => Health {
-            healthy: false,
-            latency_ms,
-            message: e.to_string(),
-        },
-    }
-}
-
 /// Reports the datastore in use.
 pub async fn status(ctx: &RepoContext) -> Result<StatusResult, CliError> {
-    let mut conditional_writes = None;
-    let mut health = match &ctx.connected {
-        Connected::Filesystem(path) => filesystem_health(path),
-        Connected::S3 { store, .. } => s3_health(store.as_ref()).await,
-    };
-    if let (Connected::S3 { store, config }, true) = (&ctx.connected, health.healthy) {
-        // A store that ignores conditional writes answers, but its lock
-        // cannot keep two writers apart: that is not healthy.
-        match probe_prefix(store.as_ref(), &config.prefix).await {
-            Ok(support) => {
-                if !support.is_sufficient() {
-                    health.healthy = false;
-                    health.message = format!(
-                        "bucket reachable, but it ignores {}: the lock cannot keep writers apart",
-                        support.missing().join(" and ")
-                    );
-                }
-                conditional_writes = Some(support);
-            }
-            // Credentials that may only read (common in CI) cannot probe:
-            // say so, without calling the store unhealthy.
-            Err(e) => {
-                health.message = format!("{}; conditional writes not probed ({e})", health.message);
-            }
-        }
-    }
+    let datastore = &ctx.datastore;
+    let HealthReport {
+        health,
+        conditional_writes,
+    } = datastore.health().await;
     // An unreachable store has no readable lock; the health line says why.
     let lock = if health.healthy {
-        ctx.lock().inspect().await?
+        datastore.lock_status().await?.1
     } else {
         None
     };
+    let resolved = datastore.resolved();
     Ok(StatusResult {
-        backend: ctx.datastore.backend.clone(),
-        local_root: ctx.resolver.datastore_root().to_path_buf(),
-        source: ctx.datastore.source,
+        backend: resolved.backend.clone(),
+        local_root: datastore.root().to_path_buf(),
+        source: resolved.source,
         repo_id: ctx.config.repo_id,
         health,
-        directories: ctx.datastore.directories.clone(),
-        exclude: ctx.datastore.exclude.clone(),
+        directories: resolved.directories.clone(),
+        exclude: resolved.exclude.clone(),
         lock,
         conditional_writes,
-        conflicts: match &ctx.connected {
-            Connected::S3 { .. } => list_conflicts(ctx.resolver.datastore_root()),
-            Connected::Filesystem(_) => Vec::new(),
-        },
+        conflicts: datastore.conflicts(),
     })
 }
 

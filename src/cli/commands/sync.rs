@@ -1,25 +1,14 @@
 //! `swamp datastore sync [--pull | --push]`: an explicit pull and/or push of an
 //! S3 datastore under its lock, with a progress bar on a terminal.
 
-use crate::cli::commands::{warn_conflicts, warn_unsyncable, with_lock};
-use crate::cli::context::RepoContext;
+use crate::cli::context::{RepoContext, Stderr};
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
-use crate::infrastructure::s3::sync::SyncReport;
+use crate::infrastructure::datastore::{Direction, SyncReport, Transfer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use std::io::{self, IsTerminal, Write};
-
-/// Which directions to sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Pull then push.
-    Both,
-    /// Pull only.
-    Pull,
-    /// Push only.
-    Push,
-}
+use std::sync::Arc;
 
 /// Result of `datastore sync`.
 pub struct SyncResult {
@@ -43,44 +32,29 @@ fn progress_bar(json: bool) -> ProgressBar {
 }
 
 /// Syncs the S3 cache with the bucket.
-pub async fn sync(ctx: &RepoContext, direction: Direction) -> Result<SyncResult, CliError> {
-    let Some(sync) = ctx.sync() else {
-        return Ok(SyncResult {
-            remote: None,
-            direction,
-            pulled: SyncReport::default(),
-            pushed: SyncReport::default(),
-        });
-    };
-    let bar = progress_bar(ctx.globals.json);
-    let sync = sync.with_progress(bar.clone());
-    let remote = ctx.datastore.backend.describe();
-    let outcome = with_lock(ctx, |fence, _stop| async move {
-        let pulled = if direction != Direction::Push {
-            let pulled = sync.pull(&fence).await?;
-            if !ctx.globals.json {
-                warn_conflicts(&pulled.conflicts);
-            }
-            pulled
-        } else {
-            SyncReport::default()
-        };
-        let pushed = if direction != Direction::Pull {
-            let pushed = sync.push(&fence).await?;
-            if !ctx.globals.json {
-                warn_unsyncable(&pushed.unsyncable);
-            }
-            pushed
-        } else {
-            SyncReport::default()
-        };
-        Ok((pulled, pushed))
-    })
-    .await;
+pub async fn sync(
+    ctx: &RepoContext,
+    direction: Direction,
+    concurrency: Option<usize>,
+) -> Result<SyncResult, CliError> {
+    let json = ctx.settings.json;
+    let mut datastore = ctx.datastore.reporting_to(Arc::new(Stderr {
+        // The JSON report lists conflicts and unsynced files itself.
+        sync_reports: !json,
+    }));
+    if let Some(n) = concurrency {
+        datastore = datastore.with_concurrency(n);
+    }
+    let bar = progress_bar(json);
+    let outcome = datastore.sync(direction, bar.clone()).await;
     bar.finish_and_clear();
-    let (pulled, pushed) = outcome?;
+    let transfer = outcome?;
+    let remote = transfer
+        .is_some()
+        .then(|| ctx.datastore.backend().describe());
+    let Transfer { pulled, pushed } = transfer.unwrap_or_default();
     Ok(SyncResult {
-        remote: Some(remote),
+        remote,
         direction,
         pulled,
         pushed,

@@ -20,10 +20,6 @@ use futures::stream::{self, StreamExt};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-fn remote(e: StoreError) -> MigrationError {
-    MigrationError::Remote(e.to_string())
-}
-
 /// Uploads `files` under `prefix`, verifying each, then writes the index,
 /// recording `owner` (this repo's repoId) as its repo. A prefix another repo
 /// owns is refused before anything is sent.
@@ -37,16 +33,11 @@ pub async fn upload_verified(
 ) -> Result<MigrationReport, MigrationError> {
     let index_key = object_key(prefix, INDEX_KEY);
     let (mut index, index_etag) = match store.get_bytes(&index_key, None).await {
-        Ok(Fetched::Object(bytes, meta)) => (
-            RemoteIndex::parse(&bytes).map_err(|e| MigrationError::Remote(e.to_string()))?,
-            Some(meta.etag),
-        ),
+        Ok(Fetched::Object(bytes, meta)) => (RemoteIndex::parse(&bytes)?, Some(meta.etag)),
         Ok(Fetched::NotModified) | Err(StoreError::NotFound(_)) => (RemoteIndex::empty(), None),
-        Err(e) => return Err(remote(e)),
+        Err(e) => return Err(e.into()),
     };
-    index
-        .check_owner(&store.url(prefix), owner)
-        .map_err(|e| MigrationError::Remote(e.to_string()))?;
+    index.check_owner(&store.url(prefix), owner)?;
     index.repo_id = Some(owner.to_string());
     // Uploads carry the generation of the index this migration writes.
     let generation = index.generation + 1;
@@ -57,8 +48,7 @@ pub async fn upload_verified(
     };
     let existing: HashSet<String> = store
         .list(&list_prefix)
-        .await
-        .map_err(remote)?
+        .await?
         .into_iter()
         .map(|l| l.key)
         .collect();
@@ -75,7 +65,7 @@ pub async fn upload_verified(
             to_upload.push(file);
             continue;
         }
-        match store.head(&key).await.map_err(remote)? {
+        match store.head(&key).await? {
             Some((size, Some(sha))) if size == file.digest.size && sha == file.digest.sha256 => {
                 report.already_present += 1;
                 report.record(file);
@@ -94,9 +84,8 @@ pub async fn upload_verified(
             let outcome = async {
                 store
                     .put_file(&key, &file.path, &file.digest, generation, None)
-                    .await
-                    .map_err(remote)?;
-                match store.head(&key).await.map_err(remote)? {
+                    .await?;
+                match store.head(&key).await? {
                     Some((size, Some(sha)))
                         if size == file.digest.size && sha == file.digest.sha256 =>
                     {
@@ -140,10 +129,7 @@ pub async fn upload_verified(
         Some(etag) => PutMode::Update(etag),
         None => PutMode::Create,
     };
-    store
-        .put_bytes(&index_key, index.to_json(), mode)
-        .await
-        .map_err(remote)?;
+    store.put_bytes(&index_key, index.to_json(), mode).await?;
     match failure {
         Some(e) => Err(e),
         None => Ok(report),
@@ -161,8 +147,7 @@ pub async fn foreign_objects(
     let mut foreign = BTreeSet::new();
     match store.get_bytes(&object_key(prefix, INDEX_KEY), None).await {
         Ok(Fetched::Object(bytes, _)) => {
-            let index =
-                RemoteIndex::parse(&bytes).map_err(|e| MigrationError::Remote(e.to_string()))?;
+            let index = RemoteIndex::parse(&bytes)?;
             foreign.extend(
                 index
                     .files
@@ -172,12 +157,9 @@ pub async fn foreign_objects(
             );
         }
         Ok(Fetched::NotModified) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(remote(e)),
+        Err(e) => return Err(e.into()),
     }
-    for rel in datastore_objects(store.as_ref(), prefix)
-        .await
-        .map_err(remote)?
-    {
+    for rel in datastore_objects(store.as_ref(), prefix).await? {
         if !ours.contains(rel.as_str()) {
             foreign.insert(rel);
         }
@@ -199,7 +181,7 @@ pub async fn delete_remote_sources(
                 .await
             {
                 Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-                Err(e) => Err(remote(e)),
+                Err(e) => Err(e.into()),
             }
         })
         .buffer_unordered(concurrency.max(1))
@@ -210,6 +192,6 @@ pub async fn delete_remote_sources(
     }
     match store.delete(&object_key(prefix, INDEX_KEY), None).await {
         Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-        Err(e) => Err(remote(e)),
+        Err(e) => Err(e.into()),
     }
 }

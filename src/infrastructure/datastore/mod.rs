@@ -1,0 +1,320 @@
+//! The datastore a command uses, opened once: the one seam between the CLI
+//! and the backends.
+//!
+//! Model: a `Datastore` is the resolved choice (`ResolvedDatastore`), the
+//! path resolver over its local root, the lock timing, and a `Place` — a
+//! closed enum, filesystem directory or S3 bucket with its client. Only this
+//! module and its children match on `Place`; callers ask for what they need:
+//! `lock()`, `health()`, `guard(op)` (acquire → pull → op → push → release),
+//! `reader(op)`, `locked(op)`, `sync`, `repair`, `migrate_to(&target)`.
+//! What a caller should tell the user on the way (conflict copies, files not
+//! synced, a release that failed) goes to its `Reporter`; the datastore never
+//! prints.
+
+mod guard;
+mod health;
+mod migrate;
+mod report;
+mod transfer;
+
+pub use crate::infrastructure::s3::client::DEFAULT_PART_DOWNLOADS;
+pub use crate::infrastructure::s3::probe::ConditionalSupport;
+pub use crate::infrastructure::s3::store::StoreError;
+pub use crate::infrastructure::s3::sync::{
+    ConflictCopy, RepairReport, SyncError, SyncReport, Unsyncable, CONFLICTS_DIR,
+    DEFAULT_CONCURRENCY,
+};
+pub use health::{Health, HealthReport};
+pub use migrate::{MigrateOptions, MigrationOutcome, SetupError};
+pub use report::{Notice, Reporter};
+pub use transfer::{Direction, Transfer};
+
+use crate::domain::config::{Backend, ConfigError, ResolvedDatastore, S3Config, LOCAL_DIR};
+use crate::domain::lock::{DistributedLock, LockObservation};
+use crate::domain::path_resolver::DatastorePathResolver;
+use crate::domain::pattern_matcher::ExcludeMatcher;
+use crate::domain::sync_index::{object_key, LOCK_KEY};
+use crate::infrastructure::coordinator::LockTiming;
+use crate::infrastructure::file_lock::FileLock;
+use crate::infrastructure::s3::cache::cache_dir;
+use crate::infrastructure::s3::client::S3Store;
+use crate::infrastructure::s3::lock::S3Lock;
+use crate::infrastructure::s3::store::ObjectStore;
+use crate::infrastructure::s3::sync::CacheSync;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Everything needed to open a datastore, resolved once by the caller.
+#[derive(Debug, Clone)]
+pub struct DatastoreSettings {
+    /// Which datastore, and why.
+    pub resolved: ResolvedDatastore,
+    /// The repo directory (its `.swamp/` keeps excluded files).
+    pub repo_dir: PathBuf,
+    /// The repo's id: owner of an S3 prefix, name of its cache.
+    pub repo_id: Uuid,
+    /// Lock TTL and the longest wait for it.
+    pub timing: LockTiming,
+    /// Concurrent S3 transfers.
+    pub concurrency: usize,
+    /// How the S3 client connects.
+    pub s3: S3Settings,
+}
+
+/// Settings of the S3 client.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct S3Settings {
+    /// Ranged GETs in flight per large file.
+    pub part_downloads: usize,
+}
+
+/// Where the files are: a directory, or a bucket with its client.
+#[derive(Clone)]
+enum Place {
+    /// A filesystem datastore directory.
+    Filesystem(PathBuf),
+    /// An S3 datastore with its client.
+    S3 {
+        /// Bucket settings.
+        config: S3Config,
+        /// The client (one per command, shared by lock and sync).
+        store: Arc<dyn ObjectStore>,
+    },
+}
+
+impl Place {
+    /// Connects to `backend` (builds the S3 client; no request is made).
+    async fn connect(backend: &Backend, s3: S3Settings) -> Self {
+        match backend {
+            Backend::Filesystem { path } => Place::Filesystem(path.clone()),
+            Backend::S3(config) => Place::S3 {
+                config: config.clone(),
+                store: Arc::new(
+                    S3Store::connect(config)
+                        .await
+                        .with_part_downloads(s3.part_downloads),
+                ),
+            },
+        }
+    }
+
+    fn lock(&self, timing: LockTiming) -> Arc<dyn DistributedLock> {
+        match self {
+            Place::Filesystem(path) => Arc::new(FileLock::new(path, timing.ttl)),
+            Place::S3 { config, store } => Arc::new(S3Lock::new(
+                store.clone(),
+                object_key(&config.prefix, LOCK_KEY),
+                timing.ttl,
+            )),
+        }
+    }
+}
+
+/// An opened datastore.
+#[derive(Clone)]
+pub struct Datastore {
+    settings: DatastoreSettings,
+    resolver: DatastorePathResolver,
+    place: Place,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl Datastore {
+    /// Opens the datastore `settings` name (no request is made yet).
+    pub async fn open(
+        settings: &DatastoreSettings,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Self, ConfigError> {
+        let place = Place::connect(&settings.resolved.backend, settings.s3).await;
+        Self::with_place(settings, place, reporter)
+    }
+
+    fn with_place(
+        settings: &DatastoreSettings,
+        place: Place,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Self, ConfigError> {
+        let root = match &place {
+            Place::Filesystem(path) => path.clone(),
+            Place::S3 { .. } => cache_dir(&settings.repo_id),
+        };
+        let resolver = DatastorePathResolver::new(
+            root,
+            settings.repo_dir.join(LOCAL_DIR),
+            settings.resolved.directories.clone(),
+            ExcludeMatcher::new(&settings.resolved.exclude)?,
+        );
+        Ok(Self {
+            settings: settings.clone(),
+            resolver,
+            place,
+            reporter,
+        })
+    }
+
+    /// The same datastore, reporting to `reporter` instead.
+    pub fn reporting_to(&self, reporter: Arc<dyn Reporter>) -> Self {
+        Self {
+            reporter,
+            ..self.clone()
+        }
+    }
+
+    /// The same datastore with `concurrency` transfers at once.
+    pub fn with_concurrency(&self, concurrency: usize) -> Self {
+        let mut ds = self.clone();
+        ds.settings.concurrency = concurrency;
+        ds
+    }
+
+    /// Which datastore this is, and why.
+    pub fn resolved(&self) -> &ResolvedDatastore {
+        &self.settings.resolved
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Backend {
+        &self.settings.resolved.backend
+    }
+
+    /// Where the files are read and written: the datastore directory, or the S3 cache.
+    pub fn resolver(&self) -> &DatastorePathResolver {
+        &self.resolver
+    }
+
+    /// The local root (`resolver().datastore_root()`).
+    pub fn root(&self) -> &Path {
+        self.resolver.datastore_root()
+    }
+
+    /// The cache directory of an S3 datastore (`None` for a filesystem one).
+    pub fn cache(&self) -> Option<&Path> {
+        match self.place {
+            Place::S3 { .. } => Some(self.root()),
+            Place::Filesystem(_) => None,
+        }
+    }
+
+    /// The datastore's lock.
+    pub fn lock(&self) -> Arc<dyn DistributedLock> {
+        self.place.lock(self.settings.timing)
+    }
+
+    /// Who holds the lock (without taking it): its location and what it holds.
+    pub async fn lock_status(
+        &self,
+    ) -> Result<(String, Option<LockObservation>), crate::domain::lock::LockError> {
+        let lock = self.lock();
+        Ok((lock.location(), lock.inspect().await?))
+    }
+
+    /// Local versions pulls kept as conflict copies (S3 only; remove each once resolved).
+    pub fn conflicts(&self) -> Vec<String> {
+        match self.place {
+            Place::S3 { .. } => crate::infrastructure::s3::sync::list_conflicts(self.root()),
+            Place::Filesystem(_) => Vec::new(),
+        }
+    }
+
+    /// The cache sync of an S3 datastore (`None` for a filesystem one).
+    fn cache_sync(&self) -> Option<CacheSync> {
+        let Place::S3 { config, store } = &self.place else {
+            return None;
+        };
+        Some(
+            CacheSync::new(
+                store.clone(),
+                config.prefix.clone(),
+                self.resolver.clone(),
+                self.settings.concurrency,
+            )
+            .owned_by(self.settings.repo_id.to_string()),
+        )
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Datastores over the in-memory store, for unit tests.
+
+    use super::*;
+    use crate::domain::config::ConfigSource;
+    use crate::domain::path_resolver::DATASTORE_DIRS;
+    use std::time::Duration;
+
+    /// A reporter that keeps what it is told.
+    #[derive(Default)]
+    pub(crate) struct Kept(pub(crate) std::sync::Mutex<Vec<String>>);
+
+    impl Reporter for Kept {
+        fn notice(&self, notice: Notice) {
+            if let Ok(mut kept) = self.0.lock() {
+                kept.push(notice.to_string());
+            }
+        }
+
+        fn second_signal(&self, _signal: i32) {}
+    }
+
+    /// Settings for `backend` in `repo_dir`, with a short TTL.
+    pub(crate) fn settings(backend: Backend, repo_dir: &Path) -> DatastoreSettings {
+        DatastoreSettings {
+            resolved: ResolvedDatastore {
+                backend,
+                source: ConfigSource::RepoConfig,
+                directories: DATASTORE_DIRS.iter().map(|d| d.to_string()).collect(),
+                exclude: Vec::new(),
+            },
+            repo_dir: repo_dir.to_path_buf(),
+            repo_id: Uuid::new_v4(),
+            timing: LockTiming {
+                ttl: Duration::from_secs(30),
+                timeout: Duration::from_secs(10),
+            },
+            concurrency: 4,
+            s3: S3Settings { part_downloads: 1 },
+        }
+    }
+
+    /// A filesystem datastore at `root`.
+    pub(crate) fn filesystem(settings: &DatastoreSettings, root: &Path) -> Datastore {
+        Datastore::with_place(
+            settings,
+            Place::Filesystem(root.to_path_buf()),
+            Arc::new(Kept::default()),
+        )
+        .unwrap()
+    }
+
+    /// An S3 datastore on `store` under `prefix`, its cache at `cache`.
+    pub(crate) fn s3(
+        settings: &DatastoreSettings,
+        store: Arc<dyn ObjectStore>,
+        bucket: &str,
+        prefix: &str,
+        cache: &Path,
+    ) -> Datastore {
+        let config = S3Config {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            region: None,
+            endpoint: None,
+        };
+        let mut settings = settings.clone();
+        settings.resolved.backend = Backend::S3(config.clone());
+        let mut ds = Datastore::with_place(
+            &settings,
+            Place::S3 { config, store },
+            Arc::new(Kept::default()),
+        )
+        .unwrap();
+        ds.resolver = DatastorePathResolver::new(
+            cache.to_path_buf(),
+            settings.repo_dir.join(LOCAL_DIR),
+            settings.resolved.directories.clone(),
+            ExcludeMatcher::new(&[]).unwrap(),
+        );
+        ds
+    }
+}
