@@ -43,6 +43,7 @@ impl RepoContext {
                 resolved,
                 repo_dir: repo_dir.clone(),
                 repo_id: config.repo_id,
+                swamp_home: settings.swamp_home.clone(),
                 timing: LockTiming {
                     ttl: settings.lock_ttl,
                     timeout: settings.lock_timeout,

@@ -22,6 +22,8 @@ pub const LOCK_TTL_ENV: &str = "SWAMP_LOCK_TTL_MS";
 pub const CONCURRENCY_ENV: &str = "SWAMP_SYNC_CONCURRENCY";
 /// Environment variable setting the parts of one large file downloaded at once.
 pub const PART_DOWNLOADS_ENV: &str = "SWAMP_PART_DOWNLOADS";
+/// Environment variable moving `~/.swamp` (where S3 caches live).
+pub const SWAMP_HOME_ENV: &str = "SWAMP_HOME";
 
 /// The longest `--lock-timeout` accepted: a year is "wait as long as it takes".
 const MAX_LOCK_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
@@ -45,6 +47,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// `SWAMP_PART_DOWNLOADS`, or 4.
     pub part_downloads: usize,
+    /// `SWAMP_HOME` (empty counts as unset), or `~/.swamp`: where S3 caches live.
+    pub swamp_home: PathBuf,
 }
 
 /// The global flags, as parsed.
@@ -93,6 +97,13 @@ impl Settings {
                 (1..=64).contains(&n)
             })?
             .unwrap_or(DEFAULT_PART_DOWNLOADS),
+            swamp_home: match env(SWAMP_HOME_ENV).filter(|v| !v.is_empty()) {
+                Some(home) => PathBuf::from(home),
+                None => env("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("/tmp"))
+                    .join(".swamp"),
+            },
         })
     }
 }
@@ -154,6 +165,11 @@ mod tests {
         );
         assert_eq!(s.datastore_env, None);
         assert_eq!(resolve(&[(DATASTORE_ENV, "")]).unwrap().datastore_env, None);
+        assert_eq!(s.swamp_home, PathBuf::from("/tmp/.swamp"));
+        let home = resolve(&[("HOME", "/home/u"), (SWAMP_HOME_ENV, "")]).unwrap();
+        assert_eq!(home.swamp_home, PathBuf::from("/home/u/.swamp"));
+        let moved = resolve(&[("HOME", "/home/u"), (SWAMP_HOME_ENV, "/cache")]).unwrap();
+        assert_eq!(moved.swamp_home, PathBuf::from("/cache"));
     }
 
     #[test]

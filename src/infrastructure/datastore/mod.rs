@@ -54,6 +54,8 @@ pub struct DatastoreSettings {
     pub repo_dir: PathBuf,
     /// The repo's id: owner of an S3 prefix, name of its cache.
     pub repo_id: Uuid,
+    /// Where S3 caches live (`{swamp_home}/repos/{repo_id}`).
+    pub swamp_home: PathBuf,
     /// Lock TTL and the longest wait for it.
     pub timing: LockTiming,
     /// Concurrent S3 transfers.
@@ -137,7 +139,7 @@ impl Datastore {
     ) -> Result<Self, ConfigError> {
         let root = match &place {
             Place::Filesystem(path) => path.clone(),
-            Place::S3 { .. } => cache_dir(&settings.repo_id),
+            Place::S3 { .. } => cache_dir(&settings.swamp_home, &settings.repo_id),
         };
         let resolver = DatastorePathResolver::new(
             root,
@@ -268,6 +270,7 @@ pub(crate) mod testing {
             },
             repo_dir: repo_dir.to_path_buf(),
             repo_id: Uuid::new_v4(),
+            swamp_home: repo_dir.join("home"),
             timing: LockTiming {
                 ttl: Duration::from_secs(30),
                 timeout: Duration::from_secs(10),

@@ -1,5 +1,5 @@
-//! The local cache of an S3 datastore: `~/.swamp/repos/{repoId}/`
-//! (`SWAMP_HOME` moves `~/.swamp`), and the sync state kept in it — the
+//! The local cache of an S3 datastore: `{swamp home}/repos/{repoId}/` (the
+//! home is `~/.swamp` unless `SWAMP_HOME` moves it), and the sync state kept in it — the
 //! remote index ETag last seen and, per file, what local and remote last agreed
 //! on (size, mtime, SHA-256). A file whose size and mtime still match needs no
 //! hashing; a file that differs from its agreed entry is dirty.
@@ -15,20 +15,9 @@ use std::path::{Path, PathBuf};
 /// The sync state file in the cache root (outside every datastore directory).
 pub const STATE_FILE: &str = ".swamp-sync-state.json";
 
-/// `$SWAMP_HOME` or `~/.swamp`.
-pub fn swamp_home() -> PathBuf {
-    match std::env::var_os("SWAMP_HOME").filter(|v| !v.is_empty()) {
-        Some(home) => PathBuf::from(home),
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"))
-            .join(".swamp"),
-    }
-}
-
-/// The cache directory of a repo.
-pub fn cache_dir(repo_id: &uuid::Uuid) -> PathBuf {
-    swamp_home().join("repos").join(repo_id.to_string())
+/// The cache directory of a repo under `swamp_home`.
+pub fn cache_dir(swamp_home: &Path, repo_id: &uuid::Uuid) -> PathBuf {
+    swamp_home.join("repos").join(repo_id.to_string())
 }
 
 /// What local and remote last agreed on for one file.
