@@ -35,6 +35,11 @@ pub(super) fn index(store: &MemoryStore) -> RemoteIndex {
     RemoteIndex::parse(&store.object("p/.datastore-index.json").unwrap()).unwrap()
 }
 
+/// Requests `store` has served so far.
+pub(super) fn requests(store: &MemoryStore) -> u64 {
+    *store.requests.lock().unwrap()
+}
+
 #[tokio::test]
 async fn a_cache_of_another_prefix_is_cleared_unless_it_holds_unpushed_files() {
     let store = Arc::new(MemoryStore::default());
