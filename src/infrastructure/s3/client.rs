@@ -1,7 +1,8 @@
 //! The aws-sdk-s3 implementation of `ObjectStore`: one client per command
-//! (shared by lock and sync), the standard credential chain, path-style
-//! addressing when an endpoint is set, request timeouts and retries, and error
-//! messages that name the fix.
+//! (shared by lock and sync). `connection` builds it (credentials, region,
+//! endpoint, timeouts, retries); `errors` turns SDK errors into `StoreError`s
+//! whose messages name the fix; large files go up in `multipart` and come
+//! down in `download`.
 //!
 //! Integrity checks are swamp's own, chosen so no byte is hashed twice: a
 //! single PUT carries the file's SHA-256 (already computed by the push) as
@@ -13,36 +14,23 @@
 //! requires them — over plain http they would sign every payload chunk with a
 //! second SHA-256 pass.
 
+mod connection;
 mod download;
+mod errors;
+mod multipart;
 mod server_date;
 
-use crate::domain::config::S3Config;
+pub use connection::{effective_endpoint, TIMEOUT_ENV};
+
 use crate::domain::part_checksums::PartChecksums;
 use crate::infrastructure::hashing::{sha256_hex_to_base64, CheckKind, FileDigest};
 use crate::infrastructure::s3::store::{
     Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
 };
 use async_trait::async_trait;
-use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use std::path::Path;
-use std::time::Duration;
-
-/// Environment variable bounding one S3 request attempt, in seconds.
-pub const TIMEOUT_ENV: &str = "SWAMP_S3_TIMEOUT_SECS";
-
-/// The per-attempt request timeout: `SWAMP_S3_TIMEOUT_SECS` or 60 s.
-fn attempt_timeout() -> Duration {
-    std::env::var(TIMEOUT_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(60))
-}
 
 /// Metadata key holding a file's SHA-256.
 const SHA_META: &str = "sha256";
@@ -67,222 +55,14 @@ pub struct S3Store {
     part_downloads: usize,
 }
 
-/// The endpoint in force: config, then `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL`.
-pub fn effective_endpoint(config: &S3Config) -> Option<String> {
-    config
-        .endpoint
-        .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-        .filter(|e| !e.is_empty())
-}
-
 impl S3Store {
-    /// Builds the client for `config`.
-    pub async fn connect(config: &S3Config) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        let shared = loader.load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5).min(attempt_timeout()))
-                    .operation_attempt_timeout(attempt_timeout())
-                    .build(),
-            )
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4))
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        if shared.region().is_none() {
-            builder = builder.region(aws_config::Region::new("us-east-1"));
-        }
-        if let Some(endpoint) = effective_endpoint(config) {
-            builder = builder.endpoint_url(endpoint).force_path_style(true);
-        }
-        Self {
-            client: Client::from_conf(builder.build()),
-            bucket: config.bucket.clone(),
-            part_downloads: DEFAULT_PART_DOWNLOADS,
-        }
-    }
-
     /// Downloads a large file's parts `n` at a time; 1 fetches it with one
     /// plain GET (for servers that serve ranged GETs slowly, such as moto).
     pub fn with_part_downloads(mut self, n: usize) -> Self {
         self.part_downloads = n.max(1);
         self
     }
-
-    fn fail<E>(
-        &self,
-        op: &'static str,
-        key: &str,
-        err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-    ) -> StoreError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let status = err.raw_response().map(|r| r.status().as_u16());
-        let target = self.url(key);
-        match status {
-            Some(412) => return StoreError::Precondition(target),
-            Some(409) if matches!(err.code(), Some("ConditionalRequestConflict")) => {
-                return StoreError::Conflict(target)
-            }
-            Some(404) if !matches!(err.code(), Some("NoSuchBucket")) => {
-                return StoreError::NotFound(target)
-            }
-            _ => {}
-        }
-        let detail = DisplayErrorContext(&err).to_string();
-        let hint = match (err.code(), status) {
-            (Some("NoSuchBucket"), _) => format!("bucket '{}' does not exist: create it or fix the bucket name", self.bucket),
-            (Some("AccessDenied"), _) | (_, Some(403)) => "access denied: the credentials lack permission on this bucket/prefix".to_string(),
-            (Some("InvalidAccessKeyId"), _) | (Some("SignatureDoesNotMatch"), _) => "the credentials were rejected: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE".to_string(),
-            (Some("PermanentRedirect"), _) | (Some("AuthorizationHeaderMalformed"), _) | (_, Some(301)) => "wrong region for this bucket: set --region / datastore.region / AWS_REGION".to_string(),
-            _ if detail.contains("credentials") || detail.contains("Credentials") => "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use SSO/instance credentials".to_string(),
-            _ if matches!(err, SdkError::TimeoutError(_)) => "the request timed out: the endpoint is slow or unreachable".to_string(),
-            _ if matches!(err, SdkError::DispatchFailure(_)) => "endpoint unreachable: check the endpoint URL, network and that the server is running".to_string(),
-            _ => String::new(),
-        };
-        let first_line = detail.lines().next().unwrap_or("").to_string();
-        StoreError::Failed {
-            op,
-            target,
-            message: if hint.is_empty() {
-                first_line
-            } else {
-                format!("{hint} ({first_line})")
-            },
-        }
-    }
-
-    async fn put_multipart(
-        &self,
-        key: &str,
-        path: &Path,
-        digest: &FileDigest,
-        generation: u64,
-    ) -> Result<String, StoreError> {
-        // The part CRCs come from the read that computed the SHA-256, so a
-        // file rewritten since then fails its upload instead of being indexed
-        // under the old hash.
-        let parts = digest
-            .parts
-            .as_ref()
-            .filter(|p| p.fits(digest.size) && p.part_size >= MIN_PART_SIZE)
-            .ok_or_else(|| StoreError::Failed {
-                op: "upload",
-                target: self.url(key),
-                message: format!(
-                    "internal error: no usable part checksums for a {} byte file",
-                    digest.size
-                ),
-            })?;
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .metadata(SHA_META, &digest.sha256)
-            .metadata(GENERATION_META, generation.to_string())
-            // S3 refuses part checksums the upload did not announce, and then
-            // wants each part's checksum again at completion.
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .send()
-            .await
-            .map_err(|e| self.fail("create multipart upload", key, e))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
-        let result = self
-            .upload_parts(key, path, digest.size, parts, &upload_id)
-            .await;
-        match result {
-            Ok(parts) => {
-                let done = self
-                    .client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| self.fail("complete multipart upload", key, e))?;
-                Ok(done.e_tag().unwrap_or_default().to_string())
-            }
-            Err(e) => {
-                let _ = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                Err(e)
-            }
-        }
-    }
-
-    async fn upload_parts(
-        &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        checksums: &PartChecksums,
-        upload_id: &str,
-    ) -> Result<Vec<CompletedPart>, StoreError> {
-        use futures::stream::{self, StreamExt, TryStreamExt};
-        let part_size = checksums.part_size;
-        let numbered: Vec<(u64, u32)> = (0u64..).zip(checksums.crc32.iter().copied()).collect();
-        let mut parts: Vec<CompletedPart> = stream::iter(numbered)
-            .map(|(i, crc)| async move {
-                let offset = i * part_size;
-                let length = part_size.min(size - offset);
-                let crc32 = aws_smithy_types::base64::encode(crc.to_be_bytes());
-                let body = ByteStream::read_from()
-                    .path(path)
-                    .offset(offset)
-                    .length(aws_sdk_s3::primitives::Length::Exact(length))
-                    .build()
-                    .await
-                    .map_err(|e| local_read_failed(path, e))?;
-                let part = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(i as i32 + 1)
-                    .checksum_crc32(&crc32)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| self.fail("upload part", key, e))?;
-                Ok::<_, StoreError>(
-                    CompletedPart::builder()
-                        .part_number(i as i32 + 1)
-                        .set_e_tag(part.e_tag().map(str::to_string))
-                        .checksum_crc32(crc32)
-                        .build(),
-                )
-            })
-            .buffer_unordered(4)
-            .try_collect()
-            .await?;
-        parts.sort_by_key(|p| p.part_number());
-        Ok(parts)
-    }
 }
-
-/// S3's smallest part (all but the last).
-const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// A local file that could not be read for an upload.
 fn local_read_failed(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -314,10 +94,7 @@ impl ObjectStore for S3Store {
                 StoreError::NotFound(_) => StoreError::Failed {
                     op: "head bucket",
                     target: format!("s3://{}", self.bucket),
-                    message: format!(
-                        "bucket '{}' does not exist: create it or fix the bucket name",
-                        self.bucket
-                    ),
+                    message: errors::missing_bucket(&self.bucket),
                 },
                 other => other,
             })

@@ -12,7 +12,8 @@
 //!
 //! Where things live: this module holds the shared types (`CacheSync`,
 //! `SyncError`, `SyncReport`); `scan` the stat walk, `pull` and `push` the
-//! two directions, `verify` the download check, `conflicts` the conflict
+//! two directions (the push's gated sends in `send`, its index write in
+//! `index_write`), `verify` the download check, `conflicts` the conflict
 //! copies, `repair` the index rebuild.
 
 use crate::domain::path_resolver::DatastorePathResolver;
@@ -27,10 +28,12 @@ use std::sync::Arc;
 use thiserror::Error;
 
 mod conflicts;
+mod index_write;
 mod pull;
 mod push;
 mod repair;
 mod scan;
+mod send;
 mod verify;
 
 pub use conflicts::{list_conflicts, ConflictCopy, CONFLICTS_DIR};

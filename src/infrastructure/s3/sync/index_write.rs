@@ -1,0 +1,174 @@
+//! The push's last write: the index of what the bucket now holds.
+//!
+//! Written with `If-Match` on the ETag the cache pulled (`If-None-Match: *`
+//! for a first index), after every upload and before any deletion, so it
+//! lists only what reached the bucket and never names an object already
+//! gone. When it cannot be written, the push's changes to the agreed state
+//! are undone, so everything it sent stays dirty.
+
+use super::{CacheSync, SyncError};
+use crate::domain::sync_index::{IndexEntry, RemoteIndex, INDEX_KEY};
+use crate::infrastructure::coordinator::LeaseFence;
+use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
+use crate::infrastructure::s3::store::{Fetched, PutMode, StoreError};
+
+impl CacheSync {
+    /// Writes the index of what the bucket now holds: agreed files plus what
+    /// just succeeded (failed uploads keep their previous entry), with
+    /// `If-Match` on the ETag we pulled.
+    ///
+    /// A refusal (412) is read back first: the write may have landed with
+    /// its reply lost, and the SDK's retry met it. If the index there is the
+    /// one we sent, we are done. Otherwise another writer's index stands, and
+    /// `undo` restores the agreed state from before this push, so everything
+    /// it sent stays dirty (pushed again, never taken for agreed and then
+    /// deleted by the next pull).
+    pub(super) async fn write_index(
+        &self,
+        state: &mut SyncState,
+        undo: Vec<(String, Option<SyncedFile>)>,
+        fence: &LeaseFence,
+    ) -> Result<(), SyncError> {
+        let mut files: std::collections::BTreeMap<String, IndexEntry> = state
+            .files
+            .iter()
+            .map(|(k, f)| {
+                (
+                    k.clone(),
+                    IndexEntry {
+                        size: f.size,
+                        sha256: f.sha256.clone(),
+                        // The state file is local and may be damaged:
+                        // checksums that cannot fit would make the index
+                        // unreadable for everyone.
+                        parts: f.parts.clone().filter(|p| p.fits(f.size)),
+                    },
+                )
+            })
+            .collect();
+        // Other machines' paths, exactly as the remote listed them.
+        for (rel, entry) in &state.foreign {
+            files.entry(rel.clone()).or_insert_with(|| entry.clone());
+        }
+        let conflict = crate::domain::sync_index::path_conflict(&files);
+        let index = RemoteIndex {
+            format: crate::domain::sync_index::INDEX_FORMAT,
+            repo_id: self.owner.clone(),
+            generation: state.generation + 1,
+            files,
+        };
+        fence.check()?;
+        if let Some((file, nested)) = conflict {
+            // Only possible beside another machine's paths (a local disk
+            // cannot hold both): nothing this push sent counts as agreed.
+            Self::undo(state, undo);
+            self.save(state)?;
+            return Err(SyncError::PathConflict { file, nested });
+        }
+        let mode = match &state.index_etag {
+            Some(etag) => PutMode::Update(etag.clone()),
+            None => PutMode::Create,
+        };
+        let index_key = self.key(INDEX_KEY);
+        match self
+            .store
+            .put_bytes(&index_key, index.to_json(), mode)
+            .await
+        {
+            Ok(etag) => {
+                state.index_etag = Some(etag);
+                state.generation = index.generation;
+            }
+            Err(StoreError::Precondition(target)) => {
+                if let Some(etag) = self.landed(&index_key, &index).await {
+                    state.index_etag = Some(etag);
+                    state.generation = index.generation;
+                } else {
+                    Self::undo(state, undo);
+                    // The next pull reads the index from scratch.
+                    state.index_etag = None;
+                    self.save(state)?;
+                    return Err(SyncError::IndexConflict(target));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.save(state)?;
+        Ok(())
+    }
+
+    /// Restores the agreed entries a push changed, newest change first.
+    fn undo(state: &mut SyncState, undo: Vec<(String, Option<SyncedFile>)>) {
+        for (rel, previous) in undo.into_iter().rev() {
+            match previous {
+                Some(entry) => state.files.insert(rel, entry),
+                None => state.files.remove(&rel),
+            };
+        }
+    }
+
+    /// The ETag of the index at `key` if it is exactly `sent` (our write
+    /// landed); `None` if it is another or cannot be read.
+    pub(super) async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<String> {
+        match self.store.get_bytes(key, None).await {
+            Ok(Fetched::Object(bytes, meta)) => {
+                let there = RemoteIndex::parse(&bytes).ok()?;
+                (there == *sent).then_some(meta.etag)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{fence, index, machine, write};
+    use super::*;
+    use crate::infrastructure::s3::memory_store::MemoryStore;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn an_index_write_whose_reply_was_lost_is_adopted() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/first", "1");
+        *store.lost_put_replies.lock().unwrap() = 1;
+        a.push(&fence())
+            .await
+            .expect("our own index is not another writer's");
+        assert!(index(&store).files.contains_key("outputs/first"));
+        // The adopted ETag is the real one: the next conditional write works.
+        write(dir.path(), "outputs/second", "2");
+        a.push(&fence()).await.unwrap();
+        assert_eq!(index(&store).files.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_index_write_leaves_everything_it_sent_dirty() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/kept", "agreed");
+        a.push(&fence()).await.unwrap();
+        write(dir.path(), "outputs/new", "never indexed");
+        *store.put_refusals.lock().unwrap() = 1;
+        let err = a.push(&fence()).await.unwrap_err();
+        assert!(matches!(err, SyncError::IndexConflict(_)), "{err}");
+        assert!(!index(&store).files.contains_key("outputs/new"));
+        // The next command pulls (the index did not list the file, so it is
+        // not taken for deleted) and pushes it again.
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("outputs/new")).unwrap(),
+            "never indexed"
+        );
+        let report = a.push(&fence()).await.unwrap();
+        assert_eq!(report.uploaded, 1);
+        assert!(index(&store).files.contains_key("outputs/new"));
+        assert!(index(&store).files.contains_key("outputs/kept"));
+    }
+}
