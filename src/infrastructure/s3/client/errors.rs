@@ -57,8 +57,9 @@ where
     let detail = DisplayErrorContext(&err).to_string();
     let hint = match (err.code(), status) {
         (Some("NoSuchBucket"), _) => missing_bucket(bucket),
-        (Some("AccessDenied"), _) | (_, Some(403)) => "access denied: the credentials lack permission on this bucket/prefix".to_string(),
+        // AWS answers rejected credentials with 403 as well: match their codes first.
         (Some("InvalidAccessKeyId"), _) | (Some("SignatureDoesNotMatch"), _) => "the credentials were rejected: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE".to_string(),
+        (Some("AccessDenied"), _) | (_, Some(403)) => "access denied: the credentials lack permission on this bucket/prefix".to_string(),
         (Some("PermanentRedirect"), _) | (Some("AuthorizationHeaderMalformed"), _) | (_, Some(301)) => "wrong region for this bucket: set --region / datastore.region / AWS_REGION".to_string(),
         _ if detail.contains("credentials") || detail.contains("Credentials") => "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use SSO/instance credentials".to_string(),
         _ if matches!(err, SdkError::TimeoutError(_)) => "the request timed out: the endpoint is slow or unreachable".to_string(),
@@ -152,6 +153,9 @@ mod tests {
             (Reply(403, Some("AccessDenied")), Failed(ACCESS)),
             (Reply(400, Some("InvalidAccessKeyId")), Failed(REJECTED)),
             (Reply(400, Some("SignatureDoesNotMatch")), Failed(REJECTED)),
+            // What AWS sends for them.
+            (Reply(403, Some("InvalidAccessKeyId")), Failed(REJECTED)),
+            (Reply(403, Some("SignatureDoesNotMatch")), Failed(REJECTED)),
             (Reply(301, Some("PermanentRedirect")), Failed(REGION)),
             (
                 Reply(400, Some("AuthorizationHeaderMalformed")),
