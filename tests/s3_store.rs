@@ -10,7 +10,7 @@ use support::s3::*;
 use support::*;
 use swamp_datastore::domain::config::S3Config;
 use swamp_datastore::infrastructure::hashing::{CheckKind, Checked, FileDigest};
-use swamp_datastore::infrastructure::s3::client::S3Store;
+use swamp_datastore::infrastructure::s3::client::{S3Settings, S3Store};
 use swamp_datastore::infrastructure::s3::store::ObjectStore;
 
 /// A store for `bucket` at `endpoint`, connected on `rt`.
@@ -24,7 +24,7 @@ fn store_at(rt: &tokio::runtime::Runtime, endpoint: String, bucket: &str) -> S3S
         region: Some("us-east-1".to_string()),
         endpoint: Some(endpoint),
     };
-    rt.block_on(S3Store::connect(&config))
+    rt.block_on(S3Store::connect(&config, &S3Settings::default()))
 }
 
 #[test]

@@ -51,6 +51,8 @@ impl RepoContext {
                 concurrency: settings.concurrency,
                 s3: S3Settings {
                     part_downloads: settings.part_downloads,
+                    attempt_timeout: settings.s3_timeout,
+                    fallback_endpoint: settings.aws_endpoint.clone(),
                 },
             },
             Arc::new(Stderr { sync_reports: true }),

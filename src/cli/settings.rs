@@ -11,7 +11,9 @@
 use crate::cli::error::CliError;
 use crate::domain::config::DATASTORE_ENV;
 use crate::domain::lock::DEFAULT_TTL;
-use crate::infrastructure::datastore::{DEFAULT_CONCURRENCY, DEFAULT_PART_DOWNLOADS};
+use crate::infrastructure::datastore::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CONCURRENCY, DEFAULT_PART_DOWNLOADS,
+};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,6 +24,8 @@ pub const LOCK_TTL_ENV: &str = "SWAMP_LOCK_TTL_MS";
 pub const CONCURRENCY_ENV: &str = "SWAMP_SYNC_CONCURRENCY";
 /// Environment variable setting the parts of one large file downloaded at once.
 pub const PART_DOWNLOADS_ENV: &str = "SWAMP_PART_DOWNLOADS";
+/// Environment variable bounding one S3 request attempt, in seconds.
+pub const S3_TIMEOUT_ENV: &str = "SWAMP_S3_TIMEOUT_SECS";
 /// Environment variable moving `~/.swamp` (where S3 caches live).
 pub const SWAMP_HOME_ENV: &str = "SWAMP_HOME";
 
@@ -49,6 +53,12 @@ pub struct Settings {
     pub part_downloads: usize,
     /// `SWAMP_HOME` (empty counts as unset), or `~/.swamp`: where S3 caches live.
     pub swamp_home: PathBuf,
+    /// `SWAMP_S3_TIMEOUT_SECS`, or 60 s: the bound on one S3 request attempt.
+    pub s3_timeout: Duration,
+    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`: the S3 endpoint when
+    /// the datastore names none (read here too because it turns on
+    /// path-style addressing).
+    pub aws_endpoint: Option<String>,
 }
 
 /// The global flags, as parsed.
@@ -97,6 +107,13 @@ impl Settings {
                 (1..=64).contains(&n)
             })?
             .unwrap_or(DEFAULT_PART_DOWNLOADS),
+            s3_timeout: from_env(&env, S3_TIMEOUT_ENV, "seconds, more than 0", |s: f64| {
+                s.is_finite() && s > 0.0
+            })?
+            .map_or(DEFAULT_ATTEMPT_TIMEOUT, Duration::from_secs_f64),
+            aws_endpoint: ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+                .into_iter()
+                .find_map(|name| env(name).filter(|v| !v.is_empty())),
             swamp_home: match env(SWAMP_HOME_ENV).filter(|v| !v.is_empty()) {
                 Some(home) => PathBuf::from(home),
                 None => env("HOME")
@@ -184,6 +201,15 @@ mod tests {
         assert_eq!(s.lock_ttl, Duration::from_millis(5000));
         assert_eq!((s.concurrency, s.part_downloads), (1024, 1));
         assert_eq!(s.datastore_env.as_deref(), Some("s3:b"));
+        let s = resolve(&[(S3_TIMEOUT_ENV, "0.5"), ("AWS_ENDPOINT_URL", "http://x")]).unwrap();
+        assert_eq!(s.s3_timeout, Duration::from_millis(500));
+        assert_eq!(s.aws_endpoint.as_deref(), Some("http://x"));
+        let s = resolve(&[
+            ("AWS_ENDPOINT_URL_S3", "http://s3"),
+            ("AWS_ENDPOINT_URL", "http://x"),
+        ])
+        .unwrap();
+        assert_eq!(s.aws_endpoint.as_deref(), Some("http://s3"));
     }
 
     /// One row per bad value: the variable and value must both be named.
@@ -198,6 +224,10 @@ mod tests {
             (CONCURRENCY_ENV, "-1"),
             (PART_DOWNLOADS_ENV, "65"),
             (PART_DOWNLOADS_ENV, "1.5"),
+            (S3_TIMEOUT_ENV, "0"),
+            (S3_TIMEOUT_ENV, "-3"),
+            (S3_TIMEOUT_ENV, "inf"),
+            (S3_TIMEOUT_ENV, "soon"),
         ];
         for (name, value) in rows {
             let message = match resolve(&[(name, value)]) {

@@ -87,7 +87,7 @@ impl Datastore {
     /// `backend` opened as a migration target of this datastore (same repo,
     /// directories, excludes and lock timing).
     pub async fn target(&self, backend: Backend) -> Result<Datastore, ConfigError> {
-        let place = Place::connect(&backend, self.settings.s3).await;
+        let place = Place::connect(&backend, &self.settings.s3).await;
         let mut settings = self.settings.clone();
         settings.resolved = ResolvedDatastore {
             backend,

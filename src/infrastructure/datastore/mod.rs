@@ -17,7 +17,9 @@ mod migrate;
 mod report;
 mod transfer;
 
-pub use crate::infrastructure::s3::client::DEFAULT_PART_DOWNLOADS;
+pub use crate::infrastructure::s3::client::{
+    S3Settings, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_PART_DOWNLOADS,
+};
 pub use crate::infrastructure::s3::probe::ConditionalSupport;
 pub use crate::infrastructure::s3::store::StoreError;
 pub use crate::infrastructure::s3::sync::{
@@ -64,13 +66,6 @@ pub struct DatastoreSettings {
     pub s3: S3Settings,
 }
 
-/// Settings of the S3 client.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct S3Settings {
-    /// Ranged GETs in flight per large file.
-    pub part_downloads: usize,
-}
-
 /// Where the files are: a directory, or a bucket with its client.
 #[derive(Clone)]
 enum Place {
@@ -87,16 +82,12 @@ enum Place {
 
 impl Place {
     /// Connects to `backend` (builds the S3 client; no request is made).
-    async fn connect(backend: &Backend, s3: S3Settings) -> Self {
+    async fn connect(backend: &Backend, s3: &S3Settings) -> Self {
         match backend {
             Backend::Filesystem { path } => Place::Filesystem(path.clone()),
             Backend::S3(config) => Place::S3 {
                 config: config.clone(),
-                store: Arc::new(
-                    S3Store::connect(config)
-                        .await
-                        .with_part_downloads(s3.part_downloads),
-                ),
+                store: Arc::new(S3Store::connect(config, s3).await),
             },
         }
     }
@@ -128,7 +119,7 @@ impl Datastore {
         settings: &DatastoreSettings,
         reporter: Arc<dyn Reporter>,
     ) -> Result<Self, ConfigError> {
-        let place = Place::connect(&settings.resolved.backend, settings.s3).await;
+        let place = Place::connect(&settings.resolved.backend, &settings.s3).await;
         Self::with_place(settings, place, reporter)
     }
 
@@ -276,7 +267,7 @@ pub(crate) mod testing {
                 timeout: Duration::from_secs(10),
             },
             concurrency: 4,
-            s3: S3Settings { part_downloads: 1 },
+            s3: S3Settings::default(),
         }
     }
 
