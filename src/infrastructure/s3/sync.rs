@@ -80,12 +80,20 @@ pub enum SyncError {
         key: String,
     },
     /// Local I/O failed.
-    #[error("{path}: {message}")]
+    #[error("{}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// What went wrong.
-        message: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A symlink in the cache stands where the remote has a directory.
+    #[error("{}: a symlink where the remote has the directory of {rel}; swamp never writes through a symlink: move it out of the datastore and rerun", link.display())]
+    SymlinkInTheWay {
+        /// The symlink.
+        link: PathBuf,
+        /// The remote file below it.
+        rel: String,
     },
     /// Some transfers failed; the rest were recorded.
     #[error("sync incomplete: {} of the transfers failed (they are retried next time): {}", .0.len(), .0.iter().take(3).cloned().collect::<Vec<_>>().join("; "))]
@@ -123,9 +131,9 @@ pub enum SyncError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SyncError + '_ {
-    move |e| SyncError::Io {
+    move |source| SyncError::Io {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     }
 }
 

@@ -299,9 +299,9 @@ impl CacheSync {
                 // Agreed files may sit behind a link: moving it aside would
                 // make them look deleted, so the user decides.
                 Ok(meta) if meta.is_symlink() => {
-                    return Err(SyncError::Io {
-                        path: at,
-                        message: format!("a symlink where the remote has the directory of {rel}; swamp never writes through a symlink: move it out of the datastore and rerun"),
+                    return Err(SyncError::SymlinkInTheWay {
+                        link: at,
+                        rel: rel.to_string(),
                     })
                 }
                 Ok(_) => return self.keep_conflict(&ancestor, &at, "directory", report),
@@ -343,13 +343,10 @@ impl CacheSync {
         let dir = std::fs::File::open(self.cache()).map_err(io_err(self.cache()))?;
         let synced = crate::infrastructure::blocking::run(move || {
             use std::os::fd::AsRawFd;
-            nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| format!("syncfs: {e}"))
+            nix::unistd::syncfs(dir.as_raw_fd()).map_err(std::io::Error::from)
         })
         .await;
-        synced.map_err(|message| SyncError::Io {
-            path: self.cache().to_path_buf(),
-            message,
-        })
+        synced.map_err(io_err(self.cache()))
     }
 
     async fn download(

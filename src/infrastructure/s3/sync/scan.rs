@@ -130,7 +130,7 @@ impl CacheSync {
             while let Some(entry) = walk.next() {
                 let entry = entry.map_err(|e| SyncError::Io {
                     path: e.path().unwrap_or(&top).to_path_buf(),
-                    message: e.to_string(),
+                    source: e.into(),
                 })?;
                 let name = entry.file_name().to_string_lossy();
                 if is_temp_name(&name) {
@@ -194,7 +194,7 @@ impl CacheSync {
                 }
                 let meta = entry.metadata().map_err(|e| SyncError::Io {
                     path: entry.path().to_path_buf(),
-                    message: e.to_string(),
+                    source: e.into(),
                 })?;
                 files.push((
                     safe.into_string(),
