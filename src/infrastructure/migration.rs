@@ -25,13 +25,18 @@ use thiserror::Error;
 /// Migration failures.
 #[derive(Debug, Error)]
 pub enum MigrationError {
-    /// The target cannot be used.
-    #[error("target {path} is not usable: {reason}")]
+    /// The target exists and is not a directory.
+    #[error("target {} is not usable: it exists and is not a directory", .0.display())]
+    TargetNotADirectory(PathBuf),
+    /// The target cannot be created or written.
+    #[error("target {} is not usable: {what}: {source}", path.display())]
     Target {
         /// The target.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// What failed ("cannot create it", "not writable").
+        what: &'static str,
+        /// The I/O error.
+        source: io::Error,
     },
     /// The target holds different files at the same paths.
     #[error("migration stopped before changing anything: the target already holds different files at {}{}", .0.iter().take(10).cloned().collect::<Vec<_>>().join(", "), if .0.len() > 10 { format!(" and {} more", .0.len() - 10) } else { String::new() })]
@@ -228,16 +233,19 @@ pub fn foreign_files(
 
 /// Checks that `target` exists or can be created, is a directory, and is writable.
 pub fn prepare_target(target: &Path) -> Result<(), MigrationError> {
-    let fail = |reason: String| MigrationError::Target {
-        path: target.to_path_buf(),
-        reason,
+    let fail = |what| {
+        move |source| MigrationError::Target {
+            path: target.to_path_buf(),
+            what,
+            source,
+        }
     };
     if target.exists() && !target.is_dir() {
-        return Err(fail("it exists and is not a directory".into()));
+        return Err(MigrationError::TargetNotADirectory(target.to_path_buf()));
     }
-    fs::create_dir_all(target).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    fs::create_dir_all(target).map_err(fail("cannot create it"))?;
     let probe = crate::infrastructure::atomic_file::temp_path_for(&target.join("probe"));
-    fs::write(&probe, b"probe").map_err(|e| fail(format!("not writable: {e}")))?;
+    fs::write(&probe, b"probe").map_err(fail("not writable"))?;
     let _ = fs::remove_file(&probe);
     Ok(())
 }
