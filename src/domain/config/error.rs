@@ -3,6 +3,7 @@
 //! `config_invalid`, exit 2) whichever of them found the problem.
 
 use super::resolution::ConfigSource;
+use super::spec::SpecError;
 use crate::domain::bucket_name::BucketNameError;
 use crate::domain::pattern_matcher::PatternError;
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ pub enum ConfigError {
         /// The value as given.
         value: String,
         /// What is wrong.
-        reason: String,
+        reason: SpecError,
     },
     /// A bucket name breaks the S3 rules.
     #[error(transparent)]

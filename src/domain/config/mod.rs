@@ -24,4 +24,6 @@ pub use repo_config::{datastore_yaml, DatastoreSection, RepoConfig, CONFIG_FILE}
 pub use resolution::{
     resolve_datastore, ConfigSource, ResolvedDatastore, DATASTORE_ENV, LOCAL_DIR,
 };
-pub use spec::{absolute_path, normalize_prefix, parse_datastore_spec, Backend, S3Config};
+pub use spec::{
+    absolute_path, normalize_prefix, parse_datastore_spec, Backend, S3Config, SpecError,
+};

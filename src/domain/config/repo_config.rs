@@ -8,7 +8,7 @@
 //! keys only warn; wrong values of known keys fail.
 
 use super::error::ConfigError;
-use super::spec::{absolute_path, normalize_prefix, Backend, S3Config};
+use super::spec::{absolute_path, normalize_prefix, Backend, S3Config, SpecError};
 use crate::domain::bucket_name::validate_bucket_name;
 use crate::domain::path_resolver::DATASTORE_DIRS;
 use crate::domain::pattern_matcher::ExcludeMatcher;
@@ -130,6 +130,7 @@ fn parse_section(file: &Path, section: &Mapping) -> Result<DatastoreSection, Con
         field: format!("datastore.{field}"),
         reason,
     };
+    let spec_err = |field: &str, e: SpecError| field_err(field, e.to_string());
     let text = |key: &str| -> Result<Option<String>, ConfigError> {
         match section.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -159,7 +160,7 @@ fn parse_section(file: &Path, section: &Mapping) -> Result<DatastoreSection, Con
             let raw = text("path")?
                 .ok_or_else(|| field_err("path", "required for type 'filesystem'".into()))?;
             Some(Backend::Filesystem {
-                path: absolute_path(&raw).map_err(|reason| field_err("path", reason))?,
+                path: absolute_path(&raw).map_err(|e| spec_err("path", e))?,
             })
         }
         Some("s3") => {
@@ -169,17 +170,12 @@ fn parse_section(file: &Path, section: &Mapping) -> Result<DatastoreSection, Con
             Some(Backend::S3(S3Config {
                 bucket,
                 prefix: normalize_prefix(&text("prefix")?.unwrap_or_default())
-                    .map_err(|reason| field_err("prefix", reason))?,
+                    .map_err(|e| spec_err("prefix", e))?,
                 region: text("region")?,
                 endpoint: text("endpoint")?,
             }))
         }
-        Some(other) => {
-            return Err(field_err(
-                "type",
-                format!("unknown datastore type '{other}' (expected 'filesystem' or 's3')"),
-            ))
-        }
+        Some(other) => return Err(spec_err("type", SpecError::UnknownType(other.to_string()))),
     };
     let directories = list("directories")?;
     if let Some(dirs) = &directories {

@@ -7,10 +7,11 @@
 
 use super::error::ConfigError;
 use super::resolution::ConfigSource;
-use crate::domain::bucket_name::validate_bucket_name;
-use crate::domain::relative_path::SafeRelativePath;
+use crate::domain::bucket_name::{validate_bucket_name, BucketNameError};
+use crate::domain::relative_path::{SafeRelativePath, UnsafePathError};
 use serde::Serialize;
 use std::path::PathBuf;
+use thiserror::Error;
 
 /// Connection settings of an S3 datastore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,59 +60,86 @@ impl Backend {
     }
 }
 
+/// Why a datastore location is not valid. The messages are phrased to follow
+/// "invalid datastore '...': " or "datastore.<field>: ", which say where.
+#[derive(Debug, Error)]
+pub enum SpecError {
+    /// No `type:` in front of the location.
+    #[error("missing ':' after the type")]
+    MissingType,
+    /// A type other than `filesystem` or `s3`.
+    #[error("unknown datastore type '{0}' (expected 'filesystem' or 's3')")]
+    UnknownType(String),
+    /// An empty (or all-blank) filesystem path.
+    #[error("path is empty")]
+    EmptyPath,
+    /// A relative filesystem path: it would depend on the working directory.
+    #[error("path '{0}' is not absolute")]
+    RelativePath(String),
+    /// `s3:` with nothing, or only a prefix, after it.
+    #[error("bucket is empty")]
+    EmptyBucket,
+    /// A bucket name that breaks the S3 rules.
+    #[error(transparent)]
+    Bucket(#[from] BucketNameError),
+    /// A key prefix with an unsafe segment. Only the rule is shown: the
+    /// surrounding message already quotes the whole value.
+    #[error("{}", .0.reason)]
+    UnsafePrefix(UnsafePathError),
+}
+
 /// Checks that a filesystem datastore path is non-empty and absolute.
-pub fn absolute_path(raw: &str) -> Result<PathBuf, String> {
+pub fn absolute_path(raw: &str) -> Result<PathBuf, SpecError> {
     if raw.trim().is_empty() {
-        return Err("path is empty".into());
+        return Err(SpecError::EmptyPath);
     }
     let path = PathBuf::from(raw);
     if !path.is_absolute() {
-        return Err(format!("path '{raw}' is not absolute"));
+        return Err(SpecError::RelativePath(raw.to_string()));
     }
     Ok(path)
 }
 
 /// Strips surrounding `/` from a key prefix and rejects unsafe segments.
-pub fn normalize_prefix(raw: &str) -> Result<String, String> {
+pub fn normalize_prefix(raw: &str) -> Result<String, SpecError> {
     let trimmed = raw.trim_matches('/');
     if trimmed.is_empty() {
         return Ok(String::new());
     }
     SafeRelativePath::parse(trimmed)
         .map(|p| p.as_str().to_string())
-        .map_err(|e| e.reason.to_string())
+        .map_err(SpecError::UnsafePrefix)
 }
 
 /// Parses a `filesystem:/path` or `s3:bucket[/prefix]` value.
 pub fn parse_datastore_spec(value: &str, origin: ConfigSource) -> Result<Backend, ConfigError> {
-    let spec_err = |reason: String| ConfigError::Spec {
+    parse_spec(value).map_err(|reason| ConfigError::Spec {
         origin,
         value: value.to_string(),
         reason,
-    };
-    let (kind, rest) = value
-        .split_once(':')
-        .ok_or_else(|| spec_err("missing ':' after the type".into()))?;
+    })
+}
+
+fn parse_spec(value: &str) -> Result<Backend, SpecError> {
+    let (kind, rest) = value.split_once(':').ok_or(SpecError::MissingType)?;
     match kind {
         "filesystem" => Ok(Backend::Filesystem {
-            path: absolute_path(rest).map_err(spec_err)?,
+            path: absolute_path(rest)?,
         }),
         "s3" => {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(spec_err("bucket is empty".into()));
+                return Err(SpecError::EmptyBucket);
             }
-            validate_bucket_name(bucket).map_err(|e| spec_err(e.to_string()))?;
+            validate_bucket_name(bucket)?;
             Ok(Backend::S3(S3Config {
                 bucket: bucket.to_string(),
-                prefix: normalize_prefix(prefix).map_err(spec_err)?,
+                prefix: normalize_prefix(prefix)?,
                 region: None,
                 endpoint: None,
             }))
         }
-        other => Err(spec_err(format!(
-            "unknown datastore type '{other}' (expected 'filesystem' or 's3')"
-        ))),
+        other => Err(SpecError::UnknownType(other.to_string())),
     }
 }
 
