@@ -1,0 +1,29 @@
+//! Repository and datastore configuration.
+//!
+//! Three concerns, one file each:
+//! - `repo_config`: the `.swamp.yaml` file, which holds the repo identity
+//!   (`swampVersion`, `initializedAt`, `repoId`) and an optional `datastore:`
+//!   section, and is rewritten without losing keys it does not know;
+//! - `spec`: a datastore location ([`Backend`]) and the one-line grammar
+//!   `filesystem:/abs/path` or `s3:bucket[/prefix]` that the environment and
+//!   the `--datastore` flag use;
+//! - `resolution`: which datastore a command uses, decided in one place:
+//!   `SWAMP_DATASTORE`, then `--datastore`, then `.swamp.yaml`, then the
+//!   default `{repo}/.swamp/`.
+//!
+//! [`ConfigError`] (`error.rs`) is shared by all three. Everything is re-exported here, so
+//! callers name `crate::domain::config::X` whichever file `X` lives in.
+
+mod error;
+mod repo_config;
+mod resolution;
+mod spec;
+
+pub use error::ConfigError;
+pub use repo_config::{datastore_yaml, DatastoreSection, RepoConfig, CONFIG_FILE};
+pub use resolution::{
+    resolve_datastore, ConfigSource, ResolvedDatastore, DATASTORE_ENV, LOCAL_DIR,
+};
+pub use spec::{
+    absolute_path, normalize_prefix, parse_datastore_spec, Backend, S3Config, SpecError,
+};
