@@ -140,6 +140,14 @@ const TUNING_CASES: &[Case] = &[
     Case { inputs: &[S3_NOWHERE[0], S3_NOWHERE[1], Env("SWAMP_PART_DOWNLOADS", "abc")], code: VALIDATION, contains: &["SWAMP_PART_DOWNLOADS", "'abc'"] },
     Case { inputs: &[S3_NOWHERE[0], S3_NOWHERE[1], Env("SWAMP_PART_DOWNLOADS", "")], code: VALIDATION, contains: &["SWAMP_PART_DOWNLOADS", "''"] },
     Case { inputs: &[S3_NOWHERE[0], S3_NOWHERE[1], Env("SWAMP_PART_DOWNLOADS", "-1")], code: VALIDATION, contains: &["SWAMP_PART_DOWNLOADS", "'-1'"] },
+    // Read once for every command: a filesystem datastore refuses them too.
+    Case { inputs: &[Env("SWAMP_PART_DOWNLOADS", "0")], code: VALIDATION, contains: &["SWAMP_PART_DOWNLOADS", "'0'"] },
+    Case { inputs: &[Env("SWAMP_SYNC_CONCURRENCY", "0")], code: VALIDATION, contains: &["SWAMP_SYNC_CONCURRENCY", "'0'"] },
+    Case { inputs: &[Env("SWAMP_SYNC_CONCURRENCY", "many")], code: VALIDATION, contains: &["SWAMP_SYNC_CONCURRENCY", "'many'"] },
+    // Once ignored when bad (the default applied silently).
+    Case { inputs: &[S3_NOWHERE[0], S3_NOWHERE[1], Env("SWAMP_S3_TIMEOUT_SECS", "0")], code: VALIDATION, contains: &["SWAMP_S3_TIMEOUT_SECS", "'0'"] },
+    Case { inputs: &[S3_NOWHERE[0], S3_NOWHERE[1], Env("SWAMP_S3_TIMEOUT_SECS", "soon")], code: VALIDATION, contains: &["SWAMP_S3_TIMEOUT_SECS", "'soon'"] },
+    Case { inputs: &[Env("SWAMP_S3_TIMEOUT_SECS", "-1")], code: VALIDATION, contains: &["SWAMP_S3_TIMEOUT_SECS", "'-1'"] },
 ];
 
 /// Runs `case` in a fresh repo through every command of `COMMANDS`, in text
