@@ -11,5 +11,6 @@ pub mod part_checksums;
 pub mod path_resolver;
 pub mod pattern_matcher;
 pub mod relative_path;
+pub mod sha256;
 pub mod sorted_map;
 pub mod sync_index;

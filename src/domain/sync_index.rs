@@ -7,6 +7,7 @@
 
 use crate::domain::part_checksums::PartChecksums;
 use crate::domain::relative_path::SafeRelativePath;
+use crate::domain::sha256::Sha256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -52,8 +53,8 @@ pub struct ForeignRepo {
 pub struct IndexEntry {
     /// Size in bytes.
     pub size: u64,
-    /// Hex SHA-256 of the content.
-    pub sha256: String,
+    /// SHA-256 of the content.
+    pub sha256: Sha256,
     /// CRC32 of each part, for files uploaded in parts (absent in indexes
     /// written before they were recorded; such files are verified by SHA-256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,9 +120,6 @@ impl RemoteIndex {
         }
         for (key, entry) in &index.files {
             SafeRelativePath::parse(key).map_err(|e| IndexError::UnsafeKey(e.to_string()))?;
-            if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(IndexError::Corrupt(format!("bad sha256 for '{key}'")));
-            }
             if entry.parts.as_ref().is_some_and(|p| !p.fits(entry.size)) {
                 return Err(IndexError::Corrupt(format!(
                     "part checksums of '{key}' do not fit its size"
@@ -173,7 +171,7 @@ mod tests {
     fn entry() -> IndexEntry {
         IndexEntry {
             size: 1,
-            sha256: "a".repeat(64),
+            sha256: "a".repeat(64).parse().unwrap(),
             parts: None,
         }
     }

@@ -10,6 +10,7 @@
 use crate::domain::item_name::ItemName;
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
+use crate::domain::sha256::Sha256;
 use crate::infrastructure::atomic_file::{is_temp_name, temp_path_for, write_atomic, TEMP_MARKER};
 use crate::infrastructure::audit::{self, AuditEntry};
 use crate::infrastructure::coordinator::LeaseFence;
@@ -76,7 +77,7 @@ pub struct VersionMeta {
     /// Content size in bytes.
     pub size: u64,
     /// Hex SHA-256 of the content.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// When the version was written.
     pub created_at: DateTime<Utc>,
 }

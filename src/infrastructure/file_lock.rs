@@ -92,7 +92,7 @@ impl FileLock {
             meta.ino(),
             meta.mtime(),
             meta.mtime_nsec(),
-            &sha256_bytes(bytes)[..16]
+            &sha256_bytes(bytes).to_hex()[..16]
         ));
         let age = meta
             .modified()

@@ -11,6 +11,7 @@
 //! and hashing is the dominant cost of pushing and pulling large files.
 
 use crate::domain::part_checksums::{PartChecksums, PART_SIZE};
+use crate::domain::sha256::Sha256;
 use aws_lc_rs::digest;
 use std::fs::File;
 use std::io::{self, Read};
@@ -20,15 +21,15 @@ use std::path::Path;
 const CHUNK: usize = 256 * 1024;
 
 /// An incremental SHA-256.
-pub struct Sha256(digest::Context);
+pub struct Sha256Hasher(digest::Context);
 
-impl Default for Sha256 {
+impl Default for Sha256Hasher {
     fn default() -> Self {
         Self(digest::Context::new(&digest::SHA256))
     }
 }
 
-impl Sha256 {
+impl Sha256Hasher {
     /// A fresh hasher.
     pub fn new() -> Self {
         Self::default()
@@ -39,9 +40,9 @@ impl Sha256 {
         self.0.update(bytes);
     }
 
-    /// Lowercase hex digest.
-    pub fn finish_hex(self) -> String {
-        hex::encode(self.0.finish().as_ref())
+    /// The digest.
+    pub fn finish(self) -> Sha256 {
+        Sha256::from_bytes(to_array(self.0.finish().as_ref()))
     }
 }
 
@@ -65,13 +66,13 @@ fn for_each_chunk(
     }
 }
 
-/// Hex SHA-256 and size of the file at `path`.
-pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+/// SHA-256 and size of the file at `path`.
+pub fn sha256_file(path: &Path) -> io::Result<(Sha256, u64)> {
     let file = File::open(path)?;
     let expected = file.metadata()?.len();
-    let mut hasher = Sha256::new();
+    let mut hasher = Sha256Hasher::new();
     let size = for_each_chunk(file, expected, |chunk| hasher.update(chunk))?;
-    Ok((hasher.finish_hex(), size))
+    Ok((hasher.finish(), size))
 }
 
 /// What identifies a file's content and protects its transfers.
@@ -79,8 +80,8 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
 pub struct FileDigest {
     /// Bytes hashed.
     pub size: u64,
-    /// Hex SHA-256.
-    pub sha256: String,
+    /// SHA-256 of the content.
+    pub sha256: Sha256,
     /// CRC32 of each `PART_SIZE` part, for files larger than one part.
     pub parts: Option<PartChecksums>,
 }
@@ -93,7 +94,7 @@ impl FileDigest {
         Self::from_pass(sha256_bytes(bytes), bytes.len() as u64, parts)
     }
 
-    fn from_pass(sha256: String, size: u64, parts: PartCrc32) -> Self {
+    fn from_pass(sha256: Sha256, size: u64, parts: PartCrc32) -> Self {
         Self {
             size,
             sha256,
@@ -111,7 +112,7 @@ pub fn digest_file(path: &Path) -> io::Result<FileDigest> {
 
 /// The digest of everything `reader` yields (`expected` bytes, roughly).
 fn digest_reader(reader: impl Read, expected: u64) -> io::Result<FileDigest> {
-    let mut hasher = Sha256::new();
+    let mut hasher = Sha256Hasher::new();
     // Always computed, kept only for large files: the file may grow past a
     // part while it is read, and a CRC of a small file costs next to nothing.
     let mut parts = PartCrc32::new(PART_SIZE);
@@ -119,7 +120,7 @@ fn digest_reader(reader: impl Read, expected: u64) -> io::Result<FileDigest> {
         hasher.update(chunk);
         parts.update(chunk);
     })?;
-    Ok(FileDigest::from_pass(hasher.finish_hex(), size, parts))
+    Ok(FileDigest::from_pass(hasher.finish(), size, parts))
 }
 
 /// Files up to this size are kept in memory by `hash_file`, so an upload
@@ -233,8 +234,8 @@ pub enum CheckKind {
 /// What a download computed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checked {
-    /// Hex SHA-256 of the content.
-    Sha256(String),
+    /// SHA-256 of the content.
+    Sha256(Sha256),
     /// CRC32 of each part.
     PartCrc32(PartChecksums),
 }
@@ -242,7 +243,7 @@ pub enum Checked {
 /// Computes a `CheckKind` over a stream.
 pub enum ContentChecker {
     /// Hashing with SHA-256.
-    Sha256(Sha256),
+    Sha256(Sha256Hasher),
     /// CRC32 per part.
     PartCrc32(PartCrc32),
 }
@@ -251,7 +252,7 @@ impl ContentChecker {
     /// A checker for `kind`.
     pub fn new(kind: CheckKind) -> Self {
         match kind {
-            CheckKind::Sha256 => Self::Sha256(Sha256::new()),
+            CheckKind::Sha256 => Self::Sha256(Sha256Hasher::new()),
             CheckKind::PartCrc32 { part_size } => Self::PartCrc32(PartCrc32::new(part_size)),
         }
     }
@@ -267,28 +268,33 @@ impl ContentChecker {
     /// The result.
     pub fn finish(self) -> Checked {
         match self {
-            Self::Sha256(h) => Checked::Sha256(h.finish_hex()),
+            Self::Sha256(h) => Checked::Sha256(h.finish()),
             Self::PartCrc32(p) => Checked::PartCrc32(p.finish()),
         }
     }
 }
 
-/// Hex SHA-256 of `bytes`.
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, bytes).as_ref())
+/// SHA-256 of `bytes`.
+pub fn sha256_bytes(bytes: &[u8]) -> Sha256 {
+    Sha256::from_bytes(to_array(digest::digest(&digest::SHA256, bytes).as_ref()))
 }
 
-/// Base64 of the SHA-256 given in hex (the form of S3's `x-amz-checksum-sha256`),
-/// or `None` if `hex_digest` is not 32 hex bytes.
-pub fn sha256_hex_to_base64(hex_digest: &str) -> Option<String> {
-    let raw = hex::decode(hex_digest).ok().filter(|b| b.len() == 32)?;
-    Some(aws_smithy_types::base64::encode(raw))
+/// Base64 of a SHA-256 (the form of S3's `x-amz-checksum-sha256`).
+pub fn sha256_base64(sha: &Sha256) -> String {
+    aws_smithy_types::base64::encode(sha.as_bytes())
+}
+
+/// A SHA-256 output as its array (AWS-LC's digests of SHA-256 are 32 bytes).
+fn to_array(digest: &[u8]) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(digest);
+    bytes
 }
 
 /// A reader adapter that hashes and counts what passes through it.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Sha256Hasher,
     size: u64,
 }
 
@@ -297,14 +303,14 @@ impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
+            hasher: Sha256Hasher::new(),
             size: 0,
         }
     }
 
-    /// Hex SHA-256 and byte count of everything read.
-    pub fn finish(self) -> (String, u64) {
-        (self.hasher.finish_hex(), self.size)
+    /// SHA-256 and byte count of everything read.
+    pub fn finish(self) -> (Sha256, u64) {
+        (self.hasher.finish(), self.size)
     }
 }
 
@@ -338,18 +344,17 @@ mod tests {
     fn digests_match_known_vectors() {
         // FIPS 180-2 "abc" and the empty input.
         assert_eq!(
-            sha256_bytes(b"abc"),
+            sha256_bytes(b"abc").to_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(
-            sha256_bytes(b""),
+            sha256_bytes(b"").to_hex(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(
-            sha256_hex_to_base64(&sha256_bytes(b"")).as_deref(),
-            Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+            sha256_base64(&sha256_bytes(b"")),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
         );
-        assert_eq!(sha256_hex_to_base64("abc"), None);
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl Render for PutResult {
             self.0.name,
             self.0.version,
             human_bytes(self.0.size),
-            &self.0.sha256[..12]
+            &self.0.sha256.to_hex()[..12]
         )
     }
 }

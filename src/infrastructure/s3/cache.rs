@@ -6,7 +6,9 @@
 
 use crate::domain::part_checksums::PartChecksums;
 use crate::domain::relative_path::SafeRelativePath;
+use crate::domain::sha256::Sha256;
 use crate::infrastructure::atomic_file::write_atomic;
+use crate::infrastructure::s3::store::ETag;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
@@ -28,8 +30,8 @@ pub struct SyncedFile {
     pub size: u64,
     /// Local mtime in nanoseconds when agreed.
     pub mtime_ns: i128,
-    /// Hex SHA-256.
-    pub sha256: String,
+    /// SHA-256 of the content.
+    pub sha256: Sha256,
     /// Part CRC32s of a large file, carried into the index the push writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<PartChecksums>,
@@ -42,7 +44,7 @@ pub struct SyncState {
     /// Bucket/prefix the state belongs to (a different one starts afresh).
     pub remote: String,
     /// ETag of the remote index last seen.
-    pub index_etag: Option<String>,
+    pub index_etag: Option<ETag>,
     /// Generation of that index (the next push uploads and writes one more).
     #[serde(default)]
     pub generation: u64,
@@ -146,7 +148,7 @@ mod tests {
     fn state_round_trips_and_foreign_state_starts_afresh() {
         let dir = tempfile::tempdir().unwrap();
         let mut state = SyncState::load(dir.path(), "s3://b/p");
-        state.index_etag = Some("e".into());
+        state.index_etag = Some(ETag::new("e"));
         state.save(dir.path()).unwrap();
         assert_eq!(SyncState::load(dir.path(), "s3://b/p"), state);
         assert_eq!(SyncState::load(dir.path(), "s3://b/other").index_etag, None);

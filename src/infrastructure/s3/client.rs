@@ -23,9 +23,9 @@ mod server_date;
 pub use connection::{S3Settings, DEFAULT_ATTEMPT_TIMEOUT};
 
 use crate::domain::part_checksums::PartChecksums;
-use crate::infrastructure::hashing::{sha256_hex_to_base64, CheckKind, FileDigest};
+use crate::infrastructure::hashing::{sha256_base64, CheckKind, FileDigest};
 use crate::infrastructure::s3::store::{
-    Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
+    Downloaded, ETag, Fetched, Head, Listed, ObjectMeta, ObjectStore, PutMode, Recorded, StoreError,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
@@ -37,11 +37,18 @@ const SHA_META: &str = "sha256";
 /// Object metadata: the index generation the uploading push was to write.
 const GENERATION_META: &str = "swamp-generation";
 
-/// The generation recorded in an object's metadata.
-fn recorded_generation(
-    metadata: Option<&std::collections::HashMap<String, String>>,
-) -> Option<u64> {
-    metadata?.get(GENERATION_META)?.parse().ok()
+/// What swamp's upload recorded in an object's metadata.
+fn recorded(metadata: Option<&std::collections::HashMap<String, String>>) -> Recorded {
+    let field = |name| metadata.and_then(|m| m.get(name));
+    Recorded {
+        sha256: field(SHA_META).and_then(|v| v.parse().ok()),
+        generation: field(GENERATION_META).and_then(|v| v.parse().ok()),
+    }
+}
+
+/// The ETag of a response (empty when the store sent none).
+fn etag_of(raw: Option<&str>) -> ETag {
+    ETag::new(raw.unwrap_or_default())
 }
 
 /// Parts of one large file downloaded at once, unless configured otherwise.
@@ -105,7 +112,7 @@ impl ObjectStore for S3Store {
         key: &str,
         bytes: Vec<u8>,
         mode: PutMode,
-    ) -> Result<String, StoreError> {
+    ) -> Result<ETag, StoreError> {
         let mut req = self
             .client
             .put_object()
@@ -114,12 +121,11 @@ impl ObjectStore for S3Store {
             .content_type("application/json")
             .body(ByteStream::from(bytes));
         req = match mode {
-            PutMode::Overwrite => req,
             PutMode::Create => req.if_none_match("*"),
-            PutMode::Update(etag) => req.if_match(etag),
+            PutMode::Update(etag) => req.if_match(etag.as_str()),
         };
         let out = req.send().await.map_err(|e| self.fail("put", key, e))?;
-        Ok(out.e_tag().unwrap_or_default().to_string())
+        Ok(etag_of(out.e_tag()))
     }
 
     async fn put_file(
@@ -129,13 +135,12 @@ impl ObjectStore for S3Store {
         digest: &FileDigest,
         generation: u64,
         content: Option<bytes::Bytes>,
-    ) -> Result<String, StoreError> {
+    ) -> Result<ETag, StoreError> {
         // One rule decides which files travel in parts: those that have part
         // checksums (their uploads send them, their downloads check them).
         if PartChecksums::wanted_for(digest.size) {
             return self.put_multipart(key, path, digest, generation).await;
         }
-        let sha256 = digest.sha256.as_str();
         let body = match content {
             Some(bytes) => ByteStream::from(bytes),
             None => ByteStream::from_path(path)
@@ -145,17 +150,13 @@ impl ObjectStore for S3Store {
         // The server checks the body against the hash the push computed, so
         // a file rewritten after hashing fails here instead of being indexed
         // under the wrong hash.
-        let checksum = sha256_hex_to_base64(sha256).ok_or_else(|| StoreError::Failed {
-            op: "upload",
-            target: self.url(key),
-            message: format!("not a SHA-256: '{sha256}'"),
-        })?;
+        let checksum = sha256_base64(&digest.sha256);
         let out = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .metadata(SHA_META, sha256)
+            .metadata(SHA_META, digest.sha256.to_hex())
             .metadata(GENERATION_META, generation.to_string())
             .checksum_sha256(checksum)
             .body(body)
@@ -167,17 +168,17 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.fail("upload", key, e))?;
-        Ok(out.e_tag().unwrap_or_default().to_string())
+        Ok(etag_of(out.e_tag()))
     }
 
     async fn get_bytes(
         &self,
         key: &str,
-        if_none_match: Option<&str>,
+        if_none_match: Option<&ETag>,
     ) -> Result<Fetched, StoreError> {
         let mut req = self.client.get_object().bucket(&self.bucket).key(key);
         if let Some(etag) = if_none_match {
-            req = req.if_none_match(etag);
+            req = req.if_none_match(etag.as_str());
         }
         let date = server_date::ServerDate::default();
         let out = match req.customize().interceptor(date.clone()).send().await {
@@ -188,13 +189,13 @@ impl ObjectStore for S3Store {
             Err(e) => return Err(self.fail("get", key, e)),
         };
         let meta = ObjectMeta {
-            etag: out.e_tag().unwrap_or_default().to_string(),
+            etag: etag_of(out.e_tag()),
             last_modified: out.last_modified().and_then(to_system_time),
             server_time: date.get(),
         };
         // Some S3-compatible servers (s3s-fs) ignore If-None-Match and answer
         // 200: the ETag still says the object is the one we have.
-        if if_none_match.is_some_and(|want| !meta.etag.is_empty() && meta.etag == want) {
+        if if_none_match.is_some_and(|want| !meta.etag.is_empty() && &meta.etag == want) {
             return Ok(Fetched::NotModified);
         }
         let bytes = out.body.collect().await.map_err(|e| StoreError::Failed {
@@ -214,7 +215,7 @@ impl ObjectStore for S3Store {
         download::get_to_file(self, key, dest, check).await
     }
 
-    async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError> {
+    async fn head(&self, key: &str) -> Result<Option<Head>, StoreError> {
         match self
             .client
             .head_object()
@@ -223,10 +224,10 @@ impl ObjectStore for S3Store {
             .send()
             .await
         {
-            Ok(out) => Ok(Some((
-                out.content_length().unwrap_or(0).max(0) as u64,
-                out.metadata().and_then(|m| m.get(SHA_META)).cloned(),
-            ))),
+            Ok(out) => Ok(Some(Head {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                recorded: recorded(out.metadata()),
+            })),
             Err(e) => match self.fail("head", key, e) {
                 StoreError::NotFound(_) => Ok(None),
                 other => Err(other),
@@ -234,10 +235,10 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), StoreError> {
+    async fn delete(&self, key: &str, if_match: Option<&ETag>) -> Result<(), StoreError> {
         let mut req = self.client.delete_object().bucket(&self.bucket).key(key);
         if let Some(etag) = if_match {
-            req = req.if_match(etag);
+            req = req.if_match(etag.as_str());
         }
         req.send()
             .await
@@ -259,7 +260,6 @@ impl ObjectStore for S3Store {
             for obj in page.contents() {
                 out.push(Listed {
                     key: obj.key().unwrap_or_default().to_string(),
-                    size: obj.size().unwrap_or(0).max(0) as u64,
                 });
             }
         }

@@ -20,7 +20,7 @@
 use crate::domain::lock::{
     is_stale, Attempt, DistributedLock, Lease, LockError, LockInfo, LockObservation, LockVersion,
 };
-use crate::infrastructure::s3::store::{Fetched, ObjectStore, PutMode, StoreError};
+use crate::infrastructure::s3::store::{ETag, Fetched, ObjectStore, PutMode, StoreError};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,11 +60,18 @@ fn holds_token(obs: &LockObservation, token: &str) -> bool {
     obs.info.as_ref().map(|i| i.token.as_str()) == Some(token)
 }
 
-fn acquired(info: LockInfo, etag: String) -> Attempt {
-    Attempt::Acquired(Lease {
-        info,
-        version: LockVersion(etag),
-    })
+fn acquired(info: LockInfo, version: LockVersion) -> Attempt {
+    Attempt::Acquired(Lease { info, version })
+}
+
+/// The record's ETag as the lock contract's version.
+fn version_of(etag: ETag) -> LockVersion {
+    LockVersion(etag.as_str().to_string())
+}
+
+/// The ETag a lock version stands for.
+fn etag_of(version: &LockVersion) -> ETag {
+    ETag::new(version.0.clone())
 }
 
 /// The lock of an S3 datastore.
@@ -93,7 +100,7 @@ impl S3Lock {
 
     /// A conditional put of `info`, retried while the store reports a
     /// concurrent conditional write (409 `ConditionalRequestConflict`).
-    async fn put(&self, info: &LockInfo, mode: PutMode) -> Result<String, StoreError> {
+    async fn put(&self, info: &LockInfo, mode: PutMode) -> Result<ETag, StoreError> {
         retrying_conflicts(|| {
             self.store
                 .put_bytes(&self.key, info.to_json(), mode.clone())
@@ -102,7 +109,7 @@ impl S3Lock {
     }
 
     /// A delete conditional on `etag`, retried on 409 conflicts.
-    async fn delete(&self, etag: &str) -> Result<(), StoreError> {
+    async fn delete(&self, etag: &ETag) -> Result<(), StoreError> {
         retrying_conflicts(|| self.store.delete(&self.key, Some(etag))).await
     }
 
@@ -121,7 +128,7 @@ impl S3Lock {
                     corrupt,
                     age,
                     stale: is_stale(age, ttl),
-                    version: LockVersion(meta.etag),
+                    version: version_of(meta.etag),
                 }))
             }
             Ok(Fetched::NotModified) => Ok(None),
@@ -141,13 +148,13 @@ impl DistributedLock for S3Lock {
         for _ in 0..4 {
             let info = LockInfo::for_this_process(ttl);
             match self.put(&info, PutMode::Create).await {
-                Ok(etag) => return Ok(acquired(info, etag)),
+                Ok(etag) => return Ok(acquired(info, version_of(etag))),
                 Err(StoreError::Precondition(_)) => {}
                 Err(e) => return Err(self.err(e)),
             }
             let current = match self.read().await? {
                 // Our create landed, its reply was lost, the retry was refused.
-                Some(obs) if is_exactly(&obs, &info) => return Ok(acquired(info, obs.version.0)),
+                Some(obs) if is_exactly(&obs, &info) => return Ok(acquired(info, obs.version)),
                 Some(obs) => obs,
                 None => continue,
             };
@@ -155,15 +162,17 @@ impl DistributedLock for S3Lock {
                 return Ok(Attempt::Busy(current));
             }
             tracing::info!(holder = %current.describe(), "taking over a stale S3 lock");
-            let stale_etag = current.version.0.clone();
-            match self.put(&info, PutMode::Update(stale_etag)).await {
-                Ok(etag) => return Ok(acquired(info, etag)),
+            match self
+                .put(&info, PutMode::Update(etag_of(&current.version)))
+                .await
+            {
+                Ok(etag) => return Ok(acquired(info, version_of(etag))),
                 // Someone renewed, released or took it first — or our
                 // takeover landed and only its reply was lost: look again.
                 Err(StoreError::Precondition(_)) | Err(StoreError::NotFound(_)) => {
                     if let Some(obs) = self.read().await? {
                         if is_exactly(&obs, &info) {
-                            return Ok(acquired(info, obs.version.0));
+                            return Ok(acquired(info, obs.version));
                         }
                     }
                 }
@@ -186,12 +195,12 @@ impl DistributedLock for S3Lock {
         let mut info = lease.info.clone();
         info.renewed_at = Some(chrono::Utc::now());
         match self
-            .put(&info, PutMode::Update(lease.version.0.clone()))
+            .put(&info, PutMode::Update(etag_of(&lease.version)))
             .await
         {
             Ok(etag) => Ok(Lease {
                 info,
-                version: LockVersion(etag),
+                version: version_of(etag),
             }),
             Err(StoreError::Precondition(_)) | Err(StoreError::NotFound(_)) => {
                 match self.read().await? {
@@ -207,12 +216,12 @@ impl DistributedLock for S3Lock {
                     // the older record itself.
                     Some(obs) if holds_token(&obs, &info.token) => {
                         match self
-                            .put(&info, PutMode::Update(obs.version.0.clone()))
+                            .put(&info, PutMode::Update(etag_of(&obs.version)))
                             .await
                         {
                             Ok(etag) => Ok(Lease {
                                 info,
-                                version: LockVersion(etag),
+                                version: version_of(etag),
                             }),
                             Err(e) => Err(LockError::Store {
                                 location: self.location(),
@@ -243,7 +252,7 @@ impl DistributedLock for S3Lock {
             if !holds_token(&current, &lease.info.token) {
                 return Ok(());
             }
-            match self.delete(&current.version.0).await {
+            match self.delete(&etag_of(&current.version)).await {
                 Ok(()) | Err(StoreError::NotFound(_)) => return Ok(()),
                 Err(StoreError::Precondition(_)) => {}
                 Err(e) => return Err(self.err(e)),

@@ -4,9 +4,10 @@
 //! sync logic in addition to (never instead of) the tests against a real S3
 //! server.
 
+use crate::domain::sha256::Sha256;
 use crate::infrastructure::hashing::{CheckKind, ContentChecker, FileDigest};
 use crate::infrastructure::s3::store::{
-    Downloaded, Fetched, Listed, ObjectMeta, ObjectStore, PutMode, StoreError,
+    Downloaded, ETag, Fetched, Head, Listed, ObjectMeta, ObjectStore, PutMode, Recorded, StoreError,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashSet};
@@ -17,9 +18,9 @@ use std::time::SystemTime;
 #[derive(Clone)]
 struct Object {
     bytes: Vec<u8>,
-    etag: String,
+    etag: ETag,
     modified: SystemTime,
-    sha: Option<String>,
+    sha: Option<Sha256>,
     generation: Option<u64>,
 }
 
@@ -43,10 +44,10 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    fn next_etag(&self) -> String {
+    fn next_etag(&self) -> ETag {
         let mut c = self.counter.lock().unwrap();
         *c += 1;
-        format!("\"etag-{c}\"")
+        ETag::new(format!("\"etag-{c}\""))
     }
 
     fn count(&self) {
@@ -88,14 +89,14 @@ impl MemoryStore {
         &self,
         key: &str,
         bytes: Vec<u8>,
-        mode: PutMode,
-        sha: Option<String>,
-    ) -> Result<String, StoreError> {
+        mode: Option<PutMode>,
+        sha: Option<Sha256>,
+    ) -> Result<ETag, StoreError> {
         let mut objects = self.objects.lock().unwrap();
         match (&mode, objects.get(key)) {
-            (PutMode::Create, Some(_)) => return Err(StoreError::Precondition(key.into())),
-            (PutMode::Update(_), None) => return Err(StoreError::NotFound(key.into())),
-            (PutMode::Update(want), Some(o)) if &o.etag != want => {
+            (Some(PutMode::Create), Some(_)) => return Err(StoreError::Precondition(key.into())),
+            (Some(PutMode::Update(_)), None) => return Err(StoreError::NotFound(key.into())),
+            (Some(PutMode::Update(want)), Some(o)) if &o.etag != want => {
                 return Err(StoreError::Precondition(key.into()))
             }
             _ => {}
@@ -141,7 +142,7 @@ impl ObjectStore for MemoryStore {
         key: &str,
         bytes: Vec<u8>,
         mode: PutMode,
-    ) -> Result<String, StoreError> {
+    ) -> Result<ETag, StoreError> {
         self.count();
         if take_one(&self.put_conflicts) {
             return Err(StoreError::Conflict(key.into()));
@@ -151,10 +152,10 @@ impl ObjectStore for MemoryStore {
         }
         if take_one(&self.lost_put_replies) {
             // The first attempt lands; its reply is lost; the retry answers.
-            self.write(key, bytes.clone(), mode.clone(), None)?;
+            self.write(key, bytes.clone(), Some(mode.clone()), None)?;
             self.count();
         }
-        self.write(key, bytes, mode, None)
+        self.write(key, bytes, Some(mode), None)
     }
 
     async fn put_file(
@@ -164,7 +165,7 @@ impl ObjectStore for MemoryStore {
         digest: &FileDigest,
         generation: u64,
         content: Option<bytes::Bytes>,
-    ) -> Result<String, StoreError> {
+    ) -> Result<ETag, StoreError> {
         self.count();
         if self.fail_uploads.lock().unwrap().contains(key) {
             return Err(StoreError::Failed {
@@ -190,7 +191,7 @@ impl ObjectStore for MemoryStore {
                 message: "checksum mismatch".into(),
             });
         }
-        let etag = self.write(key, bytes, PutMode::Overwrite, Some(digest.sha256.clone()))?;
+        let etag = self.write(key, bytes, None, Some(digest.sha256))?;
         if let Some(object) = self.objects.lock().unwrap().get_mut(key) {
             object.generation = Some(generation);
         }
@@ -200,14 +201,14 @@ impl ObjectStore for MemoryStore {
     async fn get_bytes(
         &self,
         key: &str,
-        if_none_match: Option<&str>,
+        if_none_match: Option<&ETag>,
     ) -> Result<Fetched, StoreError> {
         self.count();
         let objects = self.objects.lock().unwrap();
         let o = objects
             .get(key)
             .ok_or_else(|| StoreError::NotFound(key.into()))?;
-        if if_none_match == Some(o.etag.as_str()) {
+        if if_none_match == Some(&o.etag) {
             return Ok(Fetched::NotModified);
         }
         Ok(Fetched::Object(
@@ -227,12 +228,12 @@ impl ObjectStore for MemoryStore {
         check: CheckKind,
     ) -> Result<Downloaded, StoreError> {
         self.count();
-        let (bytes, recorded_sha256, recorded_generation) = self
+        let (bytes, sha256, generation) = self
             .objects
             .lock()
             .unwrap()
             .get(key)
-            .map(|o| (o.bytes.clone(), o.sha.clone(), o.generation))
+            .map(|o| (o.bytes.clone(), o.sha, o.generation))
             .ok_or_else(|| StoreError::NotFound(key.into()))?;
         std::fs::write(dest, &bytes).map_err(|e| StoreError::Failed {
             op: "write",
@@ -246,27 +247,27 @@ impl ObjectStore for MemoryStore {
                 checker.update(&bytes);
                 checker.finish()
             },
-            recorded_sha256,
-            recorded_generation,
+            recorded: Recorded { sha256, generation },
         })
     }
 
-    async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError> {
+    async fn head(&self, key: &str) -> Result<Option<Head>, StoreError> {
         self.count();
-        Ok(self
-            .objects
-            .lock()
-            .unwrap()
-            .get(key)
-            .map(|o| (o.bytes.len() as u64, o.sha.clone())))
+        Ok(self.objects.lock().unwrap().get(key).map(|o| Head {
+            size: o.bytes.len() as u64,
+            recorded: Recorded {
+                sha256: o.sha,
+                generation: o.generation,
+            },
+        }))
     }
 
-    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), StoreError> {
+    async fn delete(&self, key: &str, if_match: Option<&ETag>) -> Result<(), StoreError> {
         self.count();
         let mut objects = self.objects.lock().unwrap();
         match (objects.get(key), if_match) {
             (None, _) => Err(StoreError::NotFound(key.into())),
-            (Some(o), Some(want)) if o.etag != want => Err(StoreError::Precondition(key.into())),
+            (Some(o), Some(want)) if &o.etag != want => Err(StoreError::Precondition(key.into())),
             _ => {
                 objects.remove(key);
                 Ok(())
@@ -282,10 +283,7 @@ impl ObjectStore for MemoryStore {
             .unwrap()
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, o)| Listed {
-                key: k.clone(),
-                size: o.bytes.len() as u64,
-            })
+            .map(|(k, _)| Listed { key: k.clone() })
             .collect())
     }
 }

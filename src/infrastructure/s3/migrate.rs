@@ -66,7 +66,7 @@ pub async fn upload_verified(
             continue;
         }
         match store.head(&key).await? {
-            Some((size, Some(sha))) if size == file.digest.size && sha == file.digest.sha256 => {
+            Some(head) if head.holds(file.digest.size, &file.digest.sha256) => {
                 report.already_present += 1;
                 report.record(file);
             }
@@ -86,11 +86,7 @@ pub async fn upload_verified(
                     .put_file(&key, &file.path, &file.digest, generation, None)
                     .await?;
                 match store.head(&key).await? {
-                    Some((size, Some(sha)))
-                        if size == file.digest.size && sha == file.digest.sha256 =>
-                    {
-                        Ok(())
-                    }
+                    Some(head) if head.holds(file.digest.size, &file.digest.sha256) => Ok(()),
                     other => Err(MigrationError::Verify {
                         path: key.clone().into(),
                         reason: format!(
@@ -118,7 +114,7 @@ pub async fn upload_verified(
             file.rel.to_string(),
             IndexEntry {
                 size: file.digest.size,
-                sha256: file.digest.sha256.clone(),
+                sha256: file.digest.sha256,
                 parts: file.digest.parts.clone(),
             },
         );

@@ -16,7 +16,7 @@
 //! design doc names. Refusals may be 412 or (for `If-Match`) 404 — stores
 //! differ. The scratch key is removed whatever the outcome.
 
-use crate::infrastructure::s3::store::{ObjectStore, PutMode, StoreError};
+use crate::infrastructure::s3::store::{ETag, ObjectStore, PutMode, StoreError};
 use serde::Serialize;
 
 /// A wrong ETag: no object has it.
@@ -104,11 +104,11 @@ async fn run(store: &dyn ObjectStore, key: &str) -> Result<ConditionalSupport, S
             .put_bytes(key, b"probe 2".to_vec(), PutMode::Create)
             .await,
     )?;
-    let wrong = PutMode::Update(WRONG_ETAG.into());
+    let wrong = PutMode::Update(ETag::new(WRONG_ETAG));
     let update = refused(store.put_bytes(key, b"probe 3".to_vec(), wrong).await)?;
     // Optional: a store that rejects the condition outright (400, 501) does
     // not honour it either.
-    let delete = refused(store.delete(key, Some(WRONG_ETAG)).await).unwrap_or(false);
+    let delete = refused(store.delete(key, Some(&ETag::new(WRONG_ETAG))).await).unwrap_or(false);
     Ok(ConditionalSupport {
         create,
         update,

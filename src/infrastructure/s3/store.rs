@@ -2,22 +2,59 @@
 //! `object_store`: `PutMode::Create` (If-None-Match: *) and
 //! `PutMode::Update(etag)` (If-Match). The lock and the index are written only
 //! through these modes; a failed condition is `StoreError::Precondition`.
+//!
+//! The trait speaks keys, bytes, files streamed to and from disk, and object
+//! metadata (`ETag`, `ObjectMeta`, `Head`, `Recorded`). Uploads and downloads
+//! also say what to verify while the bytes stream (`FileDigest`, `CheckKind`):
+//! the store checks content in the same pass that moves it, so nothing is read
+//! twice.
 
+use crate::domain::sha256::Sha256;
 use crate::infrastructure::hashing::{CheckKind, Checked, FileDigest};
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::SystemTime;
 use thiserror::Error;
 
-/// How a put treats an existing object.
+/// An object version's entity tag, exactly as the store sent it (quotes
+/// included): conditions compare it, nothing parses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ETag(String);
+
+impl ETag {
+    /// The tag `raw`.
+    pub fn new(raw: impl Into<String>) -> Self {
+        Self(raw.into())
+    }
+
+    /// The tag as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the store sent none (some S3-compatible servers do not).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for ETag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a put treats an existing object. There is no unconditional mode:
+/// every small object (the lock, the index, the probe) is written under a
+/// condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutMode {
-    /// Write whatever is there.
-    Overwrite,
     /// Write only if no object exists.
     Create,
     /// Write only if the object's ETag is this one.
-    Update(String),
+    Update(ETag),
 }
 
 /// Storage failures.
@@ -49,7 +86,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct ObjectMeta {
     /// Entity tag (the version used in conditions).
-    pub etag: String,
+    pub etag: ETag,
     /// Server time of the last write.
     pub last_modified: Option<SystemTime>,
     /// Server time of the response that returned this (its `Date` header).
@@ -90,7 +127,7 @@ mod tests {
         for real_ms in [0u64, 1, 400, 999, 1_000, 1_500, 30_000] {
             let now = written + Duration::from_millis(real_ms);
             let meta = ObjectMeta {
-                etag: String::new(),
+                etag: ETag::default(),
                 last_modified: Some(truncated(written)),
                 server_time: Some(truncated(now)),
             };
@@ -112,6 +149,31 @@ pub enum Fetched {
     Object(Vec<u8>, ObjectMeta),
 }
 
+/// What swamp's upload recorded in an object's metadata.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The content's SHA-256 (absent, or unreadable, on objects swamp did not upload).
+    pub sha256: Option<Sha256>,
+    /// The index generation the uploading push was to write.
+    pub generation: Option<u64>,
+}
+
+/// An object's size and recorded metadata, from a HEAD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Size in bytes.
+    pub size: u64,
+    /// What the upload recorded.
+    pub recorded: Recorded,
+}
+
+impl Head {
+    /// Whether the object is `size` bytes recorded with this SHA-256.
+    pub fn holds(&self, size: u64, sha256: &Sha256) -> bool {
+        self.size == size && self.recorded.sha256.as_ref() == Some(sha256)
+    }
+}
+
 /// What a streamed download produced.
 #[derive(Debug, Clone)]
 pub struct Downloaded {
@@ -119,10 +181,8 @@ pub struct Downloaded {
     pub size: u64,
     /// What the download computed over what it wrote.
     pub checked: Checked,
-    /// The SHA-256 the uploader recorded on the object, if any.
-    pub recorded_sha256: Option<String>,
-    /// The index generation the uploader's push was to write, if recorded.
-    pub recorded_generation: Option<u64>,
+    /// What the upload recorded.
+    pub recorded: Recorded,
 }
 
 /// A listed object.
@@ -130,8 +190,6 @@ pub struct Downloaded {
 pub struct Listed {
     /// Full key.
     pub key: String,
-    /// Size in bytes.
-    pub size: u64,
 }
 
 /// The relative paths of the datastore objects under `prefix` (one listing):
@@ -164,12 +222,8 @@ pub trait ObjectStore: Send + Sync {
     /// Checks that the bucket answers.
     async fn head_bucket(&self) -> Result<(), StoreError>;
     /// Writes a small object; returns its ETag.
-    async fn put_bytes(
-        &self,
-        key: &str,
-        bytes: Vec<u8>,
-        mode: PutMode,
-    ) -> Result<String, StoreError>;
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>, mode: PutMode)
+        -> Result<ETag, StoreError>;
     /// Uploads a file (streamed; multipart when large), tagging it with its
     /// SHA-256 and the index `generation` its push will write, and having the
     /// server check it against `digest`. `content`, when given, is the file's
@@ -182,12 +236,12 @@ pub trait ObjectStore: Send + Sync {
         digest: &FileDigest,
         generation: u64,
         content: Option<bytes::Bytes>,
-    ) -> Result<String, StoreError>;
+    ) -> Result<ETag, StoreError>;
     /// Reads a small object, or `NotModified` if its ETag is `if_none_match`.
     async fn get_bytes(
         &self,
         key: &str,
-        if_none_match: Option<&str>,
+        if_none_match: Option<&ETag>,
     ) -> Result<Fetched, StoreError>;
     /// Streams an object into `dest` (a new file), computing `check` over it.
     async fn get_to_file(
@@ -196,10 +250,10 @@ pub trait ObjectStore: Send + Sync {
         dest: &Path,
         check: CheckKind,
     ) -> Result<Downloaded, StoreError>;
-    /// Size and recorded SHA-256 of an object, if it exists.
-    async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError>;
+    /// Size and recorded metadata of an object, if it exists.
+    async fn head(&self, key: &str) -> Result<Option<Head>, StoreError>;
     /// Deletes an object, only if its ETag is `if_match` when given.
-    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str, if_match: Option<&ETag>) -> Result<(), StoreError>;
     /// Every object under `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError>;
 }

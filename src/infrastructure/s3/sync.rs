@@ -18,6 +18,7 @@
 
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
+use crate::domain::sha256::Sha256;
 use crate::domain::sync_index::{object_key, IndexError};
 use crate::infrastructure::s3::cache::SyncState;
 use crate::infrastructure::s3::store::{datastore_objects, ObjectStore, StoreError};
@@ -59,9 +60,9 @@ pub enum SyncError {
         /// Object key.
         key: String,
         /// Hash in the index.
-        expected: String,
+        expected: Sha256,
         /// Hash of what arrived.
-        actual: String,
+        actual: Sha256,
     },
     /// Objects without an index.
     #[error("{remote} holds {count} objects (e.g. {example}) but no index; swamp will not take it for empty, which would overwrite them and make other machines delete their copies: run 'swamp datastore repair' to rebuild the index from the objects (or restore .datastore-index.json from a bucket version or a backup), then rerun")]

@@ -16,7 +16,7 @@
 //! one `syncfs` before its state records the files. Each writer asks the
 //! kernel to start writing back every few MiB so that syncfs finds little left.
 
-use super::{recorded_generation, S3Store, SHA_META};
+use super::{recorded, S3Store};
 use crate::infrastructure::hashing::{CheckKind, Checked, ContentChecker};
 use crate::infrastructure::s3::store::{Downloaded, ObjectStore, StoreError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -65,14 +65,12 @@ async fn get_whole(
         .send()
         .await
         .map_err(|e| store.fail("download", key, e))?;
-    let recorded_sha256 = out.metadata().and_then(|m| m.get(SHA_META)).cloned();
-    let recorded_generation = recorded_generation(out.metadata());
+    let recorded = recorded(out.metadata());
     let (checked, size) = write_body(store, key, dest, out.body, file, 0, check).await?;
     Ok(Downloaded {
         size,
         checked,
-        recorded_sha256,
-        recorded_generation,
+        recorded,
     })
 }
 
@@ -102,16 +100,14 @@ async fn get_in_parts(
         }
         Err(e) => return Err(store.fail("download", key, e)),
     };
-    let recorded_sha256 = first.metadata().and_then(|m| m.get(SHA_META)).cloned();
-    let recorded_generation = recorded_generation(first.metadata());
+    let recorded = recorded(first.metadata());
     let Some(total) = first.content_range().and_then(range_total) else {
         // The server ignored the range and sent the whole object.
         let (checked, size) = write_body(store, key, dest, first.body, file, 0, check).await?;
         return Ok(Downloaded {
             size,
             checked,
-            recorded_sha256,
-            recorded_generation,
+            recorded,
         });
     };
     let etag = first.e_tag().map(str::to_string);
@@ -175,8 +171,7 @@ async fn get_in_parts(
             part_size,
             crc32: per_part.into_iter().flatten().collect(),
         }),
-        recorded_sha256,
-        recorded_generation,
+        recorded,
     })
 }
 

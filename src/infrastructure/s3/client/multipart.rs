@@ -9,6 +9,7 @@
 use super::{local_read_failed, S3Store, GENERATION_META, SHA_META};
 use crate::domain::part_checksums::PartChecksums;
 use crate::infrastructure::hashing::FileDigest;
+use crate::infrastructure::s3::store::ETag;
 use crate::infrastructure::s3::store::{ObjectStore, StoreError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
@@ -27,7 +28,7 @@ impl S3Store {
         path: &Path,
         digest: &FileDigest,
         generation: u64,
-    ) -> Result<String, StoreError> {
+    ) -> Result<ETag, StoreError> {
         // The part CRCs come from the read that computed the SHA-256, so a
         // file rewritten since then fails its upload instead of being indexed
         // under the old hash.
@@ -48,7 +49,7 @@ impl S3Store {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .metadata(SHA_META, &digest.sha256)
+            .metadata(SHA_META, digest.sha256.to_hex())
             .metadata(GENERATION_META, generation.to_string())
             // S3 refuses part checksums the upload did not announce, and then
             // wants each part's checksum again at completion.
@@ -76,7 +77,7 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(|e| self.fail("complete multipart upload", key, e))?;
-                Ok(done.e_tag().unwrap_or_default().to_string())
+                Ok(super::etag_of(done.e_tag()))
             }
             Err(e) => {
                 let _ = self

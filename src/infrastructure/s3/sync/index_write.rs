@@ -10,7 +10,7 @@ use super::{CacheSync, SyncError};
 use crate::domain::sync_index::{IndexEntry, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
-use crate::infrastructure::s3::store::{Fetched, PutMode, StoreError};
+use crate::infrastructure::s3::store::{ETag, Fetched, PutMode, StoreError};
 
 impl CacheSync {
     /// Writes the index of what the bucket now holds: agreed files plus what
@@ -37,7 +37,7 @@ impl CacheSync {
                     k.clone(),
                     IndexEntry {
                         size: f.size,
-                        sha256: f.sha256.clone(),
+                        sha256: f.sha256,
                         // The state file is local and may be damaged:
                         // checksums that cannot fit would make the index
                         // unreadable for everyone.
@@ -109,7 +109,7 @@ impl CacheSync {
 
     /// The ETag of the index at `key` if it is exactly `sent` (our write
     /// landed); `None` if it is another or cannot be read.
-    pub(super) async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<String> {
+    pub(super) async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<ETag> {
         match self.store.get_bytes(key, None).await {
             Ok(Fetched::Object(bytes, meta)) => {
                 let there = RemoteIndex::parse(&bytes).ok()?;

@@ -71,7 +71,7 @@ impl CacheSync {
         let index_key = self.key(INDEX_KEY);
         let (remote, etag) = match self
             .store
-            .get_bytes(&index_key, state.index_etag.as_deref())
+            .get_bytes(&index_key, state.index_etag.as_ref())
             .await
         {
             Ok(Fetched::NotModified) => {
@@ -400,16 +400,16 @@ impl CacheSync {
                 // uploaded for this index or an older one is a late upload
                 // of a push that lost the lock to the index's writer: the
                 // index wins. Anything else is corruption or another tool.
-                let interrupted_push = got.recorded_sha256.as_deref()
-                    == Some(digest.sha256.as_str())
+                let interrupted_push = got.recorded.sha256 == Some(digest.sha256)
                     && got
-                        .recorded_generation
+                        .recorded
+                        .generation
                         .is_some_and(|g| g > index_generation);
                 if !interrupted_push {
                     let _ = std::fs::remove_file(&temp);
                     return Err(SyncError::Integrity {
                         key,
-                        expected: entry.sha256.clone(),
+                        expected: entry.sha256,
                         actual: digest.sha256,
                     });
                 }

@@ -153,7 +153,7 @@ impl CacheSync {
             .map(|(rel, stat)| Suspect {
                 rel: rel.clone(),
                 mtime_ns: stat.mtime_ns,
-                agreed_sha256: state.files.get(rel).map(|f| f.sha256.clone()),
+                agreed_sha256: state.files.get(rel).map(|f| f.sha256),
             })
             .collect();
         Ok(Plan {

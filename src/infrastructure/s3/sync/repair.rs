@@ -21,11 +21,14 @@
 use super::{CacheSync, SyncError};
 use crate::domain::path_resolver::DATASTORE_DIRS;
 use crate::domain::relative_path::SafeRelativePath;
+use crate::domain::sha256::Sha256;
 use crate::domain::sync_index::{path_conflict, IndexEntry, RemoteIndex, INDEX_FORMAT, INDEX_KEY};
 use crate::infrastructure::atomic_file::temp_path_for;
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{digest_file_off_runtime, CheckKind};
-use crate::infrastructure::s3::store::{datastore_objects, Fetched, PutMode, StoreError};
+use crate::infrastructure::s3::store::{
+    datastore_objects, Fetched, Head, PutMode, Recorded, StoreError,
+};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,7 +60,7 @@ pub struct RepairReport {
 }
 
 /// An object's size and SHA-256, if it exists.
-type ObjectContent = Option<(u64, String)>;
+type ObjectContent = Option<(u64, Sha256)>;
 
 impl CacheSync {
     /// Rebuilds the index of this prefix (see the module doc).
@@ -112,7 +115,7 @@ impl CacheSync {
                 .map(|(rel, f)| {
                     let entry = IndexEntry {
                         size: f.size,
-                        sha256: f.sha256.clone(),
+                        sha256: f.sha256,
                         parts: f.parts.clone(),
                     };
                     (rel.clone(), entry)
@@ -253,8 +256,13 @@ impl CacheSync {
         let key = self.key(rel);
         match self.store.head(&key).await? {
             None => Ok(None),
-            Some((size, Some(sha))) => Ok(Some((size, sha))),
-            Some((_, None)) => {
+            Some(Head {
+                size,
+                recorded: Recorded {
+                    sha256: Some(sha), ..
+                },
+            }) => Ok(Some((size, sha))),
+            Some(_) => {
                 let temp = temp_path_for(&self.cache().join("repair"));
                 let got = self.store.get_to_file(&key, &temp, CheckKind::Sha256).await;
                 let digest = match got {

@@ -351,7 +351,7 @@ mod tests {
         let entry = |size, mtime_ns| SyncedFile {
             size,
             mtime_ns,
-            sha256: "x".into(),
+            sha256: crate::infrastructure::hashing::sha256_bytes(b"x"),
             parts: None,
         };
         // Keys that sort around each other: '-' (0x2d) sorts before '/' (0x2f).

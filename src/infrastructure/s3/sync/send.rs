@@ -9,10 +9,11 @@
 //! holds; its first refusal holds every later send.
 
 use super::{CacheSync, SyncError};
+use crate::domain::sha256::Sha256;
 use crate::domain::sync_index::INDEX_KEY;
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{hash_file, FileDigest};
-use crate::infrastructure::s3::store::{Fetched, StoreError};
+use crate::infrastructure::s3::store::{ETag, Fetched, StoreError};
 use std::sync::Mutex;
 use tokio::sync::OnceCell;
 
@@ -21,7 +22,7 @@ pub(super) struct Suspect {
     pub(super) rel: String,
     pub(super) mtime_ns: i128,
     /// The SHA-256 last agreed with the remote, if the file was synced.
-    pub(super) agreed_sha256: Option<String>,
+    pub(super) agreed_sha256: Option<Sha256>,
 }
 
 /// How one suspect ended.
@@ -37,7 +38,7 @@ pub(super) enum Pushed {
         rel: String,
         mtime_ns: i128,
         digest: FileDigest,
-        outcome: Result<String, StoreError>,
+        outcome: Result<ETag, StoreError>,
     },
     /// The file could not be read.
     Unreadable { rel: String, message: String },
@@ -48,7 +49,7 @@ pub(super) enum Pushed {
 /// Lets sends through once the cache is known to be current and while the
 /// lease holds; keeps the first refusal.
 pub(super) struct SendGate {
-    index_etag: Option<String>,
+    index_etag: Option<ETag>,
     /// The generation of the index this push writes, recorded on uploads.
     generation: u64,
     current: OnceCell<bool>,
@@ -57,7 +58,7 @@ pub(super) struct SendGate {
 
 impl SendGate {
     /// A gate for a push from the index `index_etag` that writes `generation`.
-    pub(super) fn new(index_etag: Option<String>, generation: u64) -> Self {
+    pub(super) fn new(index_etag: Option<ETag>, generation: u64) -> Self {
         Self {
             index_etag,
             generation,
@@ -109,7 +110,7 @@ impl CacheSync {
                 };
             }
         };
-        if suspect.agreed_sha256.as_deref() == Some(hashed.digest.sha256.as_str()) {
+        if suspect.agreed_sha256 == Some(hashed.digest.sha256) {
             self.tick();
             return Pushed::Touched {
                 rel: suspect.rel,
@@ -150,7 +151,7 @@ impl CacheSync {
         let current = *gate
             .current
             .get_or_init(|| async {
-                match self.ensure_current(gate.index_etag.as_deref()).await {
+                match self.ensure_current(gate.index_etag.as_ref()).await {
                     Ok(()) => true,
                     Err(e) => {
                         gate.refuse(e);
@@ -172,7 +173,7 @@ impl CacheSync {
     /// Refuses to push from a cache that has not seen the remote's latest
     /// index: its uploads could overwrite newer objects before the index
     /// write notices. Free when a pull in this process already checked.
-    async fn ensure_current(&self, index_etag: Option<&str>) -> Result<(), SyncError> {
+    async fn ensure_current(&self, index_etag: Option<&ETag>) -> Result<(), SyncError> {
         if self.current.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(());
         }
@@ -231,7 +232,7 @@ mod tests {
         write(dir.path(), "outputs/f", "x");
         let a = machine(&store, dir.path());
         // The cache believes it pulled an index the remote does not have.
-        let gate = SendGate::new(Some("\"etag-gone\"".into()), 1);
+        let gate = SendGate::new(Some(ETag::new("\"etag-gone\"")), 1);
         let suspect = Suspect {
             rel: "outputs/f".into(),
             mtime_ns: 1,

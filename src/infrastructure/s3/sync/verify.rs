@@ -30,7 +30,7 @@ pub(super) fn verify_download(
     if agrees {
         return Ok(Verified::AsIndexed(FileDigest {
             size,
-            sha256: entry.sha256.clone(),
+            sha256: entry.sha256,
             parts: match checked {
                 Checked::PartCrc32(parts) => Some(parts),
                 Checked::Sha256(_) => entry.parts.clone(),
@@ -88,7 +88,7 @@ mod tests {
             parts: None,
             ..entry.clone()
         };
-        let sha = Checked::Sha256(entry.sha256.clone());
+        let sha = Checked::Sha256(entry.sha256);
         assert!(matches!(
             verify_download(&temp, &old, 10, sha.clone()).unwrap(),
             Verified::AsIndexed(_)
