@@ -13,6 +13,6 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let code = swamp_datastore::cli::run().await;
+    let code = swamp_datastore::run().await;
     std::process::exit(code);
 }

@@ -15,6 +15,16 @@ use swamp_datastore::infrastructure::s3::store::ObjectStore;
 
 /// A store for `bucket` at `endpoint`, connected on `rt`.
 fn store_at(rt: &tokio::runtime::Runtime, endpoint: String, bucket: &str) -> S3Store {
+    store_with(rt, endpoint, bucket, &S3Settings::default())
+}
+
+/// `store_at` with client `settings`.
+fn store_with(
+    rt: &tokio::runtime::Runtime,
+    endpoint: String,
+    bucket: &str,
+    settings: &S3Settings,
+) -> S3Store {
     // The SDK reads credentials from the environment; every test sets the same.
     std::env::set_var("AWS_ACCESS_KEY_ID", "x");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "y");
@@ -24,7 +34,7 @@ fn store_at(rt: &tokio::runtime::Runtime, endpoint: String, bucket: &str) -> S3S
         region: Some("us-east-1".to_string()),
         endpoint: Some(endpoint),
     };
-    rt.block_on(S3Store::connect(&config, &S3Settings::default()))
+    rt.block_on(S3Store::connect(&config, settings))
 }
 
 #[test]
@@ -371,7 +381,11 @@ fn an_object_replaced_between_two_ranged_gets_fails_the_download() {
             }
         }
     });
-    let store = store_at(&rt, endpoint, "swapped").with_part_downloads(4);
+    let parts = S3Settings {
+        part_downloads: 4,
+        ..S3Settings::default()
+    };
+    let store = store_with(&rt, endpoint, "swapped", &parts);
     let dest = dir.path().join("back");
     let got = rt.block_on(store.get_to_file("big", &dest, CheckKind::PartCrc32 { part_size }));
     assert!(

@@ -2,15 +2,15 @@
 //! resolution and the distributed-lock contract. Nothing here does I/O except
 //! reading the clock.
 
-pub mod bucket_name;
+pub(crate) mod bucket_name;
 pub mod config;
-pub mod item_name;
-pub mod lease_clock;
+pub(crate) mod item_name;
+pub(crate) mod lease_clock;
 pub mod lock;
 pub mod part_checksums;
-pub mod path_resolver;
-pub mod pattern_matcher;
+pub(crate) mod path_resolver;
+pub(crate) mod pattern_matcher;
 pub mod relative_path;
 pub mod sha256;
-pub mod sorted_map;
+pub(crate) mod sorted_map;
 pub mod sync_index;

@@ -53,19 +53,9 @@ impl DatastorePathResolver {
         &self.datastore_root
     }
 
-    /// The repo's local `.swamp/`.
-    pub fn local_root(&self) -> &Path {
-        &self.local_root
-    }
-
     /// The datastore directories in use.
     pub fn directories(&self) -> &[String] {
         &self.directories
-    }
-
-    /// The exclude patterns in use.
-    pub fn exclude(&self) -> &ExcludeMatcher {
-        &self.exclude
     }
 
     /// Whether `rel` belongs in the datastore (as opposed to local `.swamp/`).

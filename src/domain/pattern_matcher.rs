@@ -61,7 +61,8 @@ impl ExcludeMatcher {
     }
 
     /// A matcher that excludes nothing.
-    pub fn empty() -> Self {
+    #[cfg(test)]
+    pub(crate) fn empty() -> Self {
         Self {
             set: GlobSet::empty(),
             owners: Vec::new(),

@@ -249,7 +249,8 @@ pub struct LockGuard {
 impl LockGuard {
     /// Waits (with jittered backoff) until the lock is ours, a deadline passes,
     /// or a stop is requested; then starts the heartbeat.
-    pub async fn acquire(
+    #[cfg(test)]
+    pub(crate) async fn acquire(
         lock: Arc<dyn DistributedLock>,
         timing: LockTiming,
         stop: &StopController,

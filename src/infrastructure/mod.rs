@@ -2,15 +2,15 @@
 //! filesystem lock, the lock coordinator (the guard every command runs in),
 //! data-item storage, audit log, migration, and repo files.
 
-pub mod atomic_file;
-pub mod audit;
+pub(crate) mod atomic_file;
+pub(crate) mod audit;
 pub(crate) mod blocking;
 pub(crate) mod child_group;
-pub mod coordinator;
-pub mod data_store;
-pub mod datastore;
-pub mod file_lock;
+pub(crate) mod coordinator;
+pub(crate) mod data_store;
+pub(crate) mod datastore;
+pub(crate) mod file_lock;
 pub mod hashing;
-pub mod migration;
-pub mod repo_files;
+pub(crate) mod migration;
+pub(crate) mod repo_files;
 pub mod s3;

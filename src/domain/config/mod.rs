@@ -20,10 +20,8 @@ mod resolution;
 mod spec;
 
 pub use error::ConfigError;
-pub use repo_config::{datastore_yaml, DatastoreSection, RepoConfig, CONFIG_FILE};
+pub use repo_config::{datastore_yaml, RepoConfig, CONFIG_FILE};
 pub use resolution::{
     resolve_datastore, ConfigSource, ResolvedDatastore, DATASTORE_ENV, LOCAL_DIR,
 };
-pub use spec::{
-    absolute_path, normalize_prefix, parse_datastore_spec, Backend, S3Config, SpecError,
-};
+pub use spec::{normalize_prefix, Backend, S3Config};

@@ -13,7 +13,7 @@ use crate::domain::bucket_name::validate_bucket_name;
 use crate::domain::path_resolver::DATASTORE_DIRS;
 use crate::domain::pattern_matcher::ExcludeMatcher;
 use serde_yaml::{Mapping, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use uuid::Uuid;
 
 /// The repo config file name.
@@ -33,14 +33,8 @@ pub struct DatastoreSection {
 /// A parsed `.swamp.yaml`.
 #[derive(Debug, Clone)]
 pub struct RepoConfig {
-    /// The file it came from.
-    pub file: PathBuf,
     /// The raw document, kept so rewriting preserves unknown keys and order.
     pub document: Mapping,
-    /// `swampVersion`.
-    pub swamp_version: String,
-    /// `initializedAt`.
-    pub initialized_at: String,
     /// `repoId`: names the S3 cache directory.
     pub repo_id: Uuid,
     /// `datastore`, if present.
@@ -104,10 +98,11 @@ impl RepoConfig {
             }
             Some(_) => return Err(field_err("datastore", "expected a mapping")),
         };
+        // Checked for their type; nothing reads them (they identify the
+        // repo to people and to upstream swamp).
+        text_field("swampVersion")?;
+        text_field("initializedAt")?;
         Ok(Self {
-            file: file.to_path_buf(),
-            swamp_version: text_field("swampVersion")?.unwrap_or_default(),
-            initialized_at: text_field("initializedAt")?.unwrap_or_default(),
             repo_id,
             datastore,
             warnings,

@@ -23,11 +23,10 @@ pub use crate::infrastructure::s3::client::{
 pub use crate::infrastructure::s3::probe::ConditionalSupport;
 pub use crate::infrastructure::s3::store::StoreError;
 pub use crate::infrastructure::s3::sync::{
-    ConflictCopy, RepairReport, SyncError, SyncReport, Unsyncable, CONFLICTS_DIR,
-    DEFAULT_CONCURRENCY,
+    RepairReport, SyncError, SyncReport, CONFLICTS_DIR, DEFAULT_CONCURRENCY,
 };
 pub use health::{Health, HealthReport};
-pub use migrate::{MigrateOptions, MigrationOutcome, SetupError};
+pub use migrate::{MigrateOptions, SetupError};
 pub use report::{Notice, Reporter};
 pub use transfer::{Direction, Transfer};
 
@@ -179,14 +178,6 @@ impl Datastore {
     /// The local root (`resolver().datastore_root()`).
     pub fn root(&self) -> &Path {
         self.resolver.datastore_root()
-    }
-
-    /// The cache directory of an S3 datastore (`None` for a filesystem one).
-    pub fn cache(&self) -> Option<&Path> {
-        match self.place {
-            Place::S3 { .. } => Some(self.root()),
-            Place::Filesystem(_) => None,
-        }
     }
 
     /// The datastore's lock.

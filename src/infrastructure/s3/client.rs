@@ -62,15 +62,6 @@ pub struct S3Store {
     part_downloads: usize,
 }
 
-impl S3Store {
-    /// Downloads a large file's parts `n` at a time; 1 fetches it with one
-    /// plain GET (for servers that serve ranged GETs slowly, such as moto).
-    pub fn with_part_downloads(mut self, n: usize) -> Self {
-        self.part_downloads = n.max(1);
-        self
-    }
-}
-
 /// A local file that could not be read for an upload.
 fn local_read_failed(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed {

@@ -2,12 +2,12 @@
 //! client and its error messages (`client`), the lock (`lock`), and the local
 //! cache with index-based sync (`cache`, `sync`).
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod client;
-pub mod lock;
+pub(crate) mod lock;
 #[cfg(test)]
-pub mod memory_store;
-pub mod migrate;
-pub mod probe;
+pub(crate) mod memory_store;
+pub(crate) mod migrate;
+pub(crate) mod probe;
 pub mod store;
-pub mod sync;
+pub(crate) mod sync;
