@@ -161,6 +161,12 @@ impl LeaseFence {
         fence
     }
 
+    /// A fence over no lease, for work that needs none (a reader under the
+    /// cache lock): it never fails.
+    pub(crate) fn without_lease() -> Self {
+        Self::for_leases(Duration::from_secs(365 * 24 * 3600), 0)
+    }
+
     /// A fence for `leases` leases, none held yet: a slot counts from the
     /// moment `renewed` first sets it.
     fn for_leases(ttl: Duration, leases: usize) -> Self {

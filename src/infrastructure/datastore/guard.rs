@@ -4,14 +4,29 @@
 //! (`coordinator::run_guarded` owns the stop and release half).
 //!
 //! The push also runs after a failed op (its partial writes are real files in
-//! the cache), but never once the lease is lost: nothing may write then.
+//! the cache), but never once the lease is lost: nothing may write then. On
+//! S3 every locked op also holds the cache lock (`s3/cache_lock.rs`), taken
+//! after the datastore lock, so no other process of this machine changes the
+//! cache under it.
+//!
+//! Readers take no datastore lock: on S3 a reader holds the cache lock, pulls
+//! the index it finds (never healing, see `sync/pull.rs`) and reads; when a
+//! writer elsewhere is mid-push it lets the cache lock go and retries, and
+//! after `READ_ATTEMPTS` it waits for the datastore lock like a writer.
 
 use super::{Datastore, Notice, Place};
 use crate::domain::lock::{DistributedLock, LockError};
 use crate::infrastructure::coordinator::{
     run_guarded, stop_error, LeaseFence, LockGuard, StopController, StopSignal,
 };
+use crate::infrastructure::s3::cache_lock::CacheLock;
 use crate::infrastructure::s3::sync::SyncError;
+use std::time::Duration;
+
+/// Reads without the lock before a reader waits for it instead.
+const READ_ATTEMPTS: u32 = 3;
+/// The pause after a read that met a writer (times the attempt, jittered).
+const READ_PAUSE: Duration = Duration::from_millis(100);
 use std::future::Future;
 use std::sync::Arc;
 
@@ -51,19 +66,39 @@ impl Datastore {
         .await
     }
 
-    /// Runs a read-only `op`. On a filesystem datastore it runs without the
-    /// lock (versions are immutable and committed atomically); on S3 it runs
-    /// inside the guard, because refreshing the shared cache is a write.
+    /// Runs a read-only `op` without the datastore lock. On a filesystem
+    /// datastore versions are immutable and committed atomically, so it just
+    /// runs; on S3 it runs under the cache lock on a cache pulled to one
+    /// committed index.
     pub async fn reader<T, E, F, Fut>(&self, op: F) -> Result<T, E>
     where
         E: From<LockError> + From<SyncError>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        match self.place {
-            Place::S3 { .. } => self.guard(|_, _| op()).await,
-            Place::Filesystem(_) => op().await,
+        let Some(sync) = self.cache_sync() else {
+            return op().await;
+        };
+        for attempt in 1..=READ_ATTEMPTS {
+            let cache = self.lock_cache().await?;
+            match sync.pull_for_reading().await {
+                Ok(pulled) => {
+                    self.report_all(pulled.conflicts.into_iter().map(Notice::Conflict));
+                    let result = op().await;
+                    drop(cache);
+                    return result;
+                }
+                Err(SyncError::ChangedWhileReading(why)) => {
+                    drop(cache);
+                    tracing::debug!(attempt, error = %why, "a writer is mid-push; reading again");
+                    let pause = READ_PAUSE.mul_f64(rand::random::<f64>() + 0.5) * attempt;
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        // A writer keeps changing what this reads: wait for its lock.
+        self.guard(|_, _| op()).await
     }
 
     /// Runs `op` under the lock only (no automatic pull or push): acquire,
@@ -107,10 +142,26 @@ impl Datastore {
         }
         let fence = guard.fence();
         let reporter = self.reporter.clone();
-        run_guarded(guard, stop.signal(), op(fence, stop.signal()), move |e| {
+        let signal = stop.signal();
+        let op = async move {
+            let _cache = self.lock_cache().await?;
+            op(fence, signal).await
+        };
+        run_guarded(guard, stop.signal(), op, move |e| {
             reporter.notice(Notice::Release(e))
         })
         .await
+    }
+
+    /// The cache lock of an S3 datastore (`None` for a filesystem one),
+    /// waited for up to the lock timeout.
+    async fn lock_cache(&self) -> Result<Option<CacheLock>, LockError> {
+        match self.place {
+            Place::S3 { .. } => Ok(Some(
+                CacheLock::acquire(self.root(), self.settings.timing.timeout).await?,
+            )),
+            Place::Filesystem(_) => Ok(None),
+        }
     }
 
     fn report_all(&self, notices: impl IntoIterator<Item = Notice>) {

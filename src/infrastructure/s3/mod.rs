@@ -3,6 +3,7 @@
 //! cache with index-based sync (`cache`, `sync`).
 
 pub(crate) mod cache;
+pub(crate) mod cache_lock;
 pub mod client;
 pub(crate) mod lock;
 #[cfg(test)]

@@ -126,6 +126,9 @@ pub enum SyncError {
     /// The prefix belongs to another repo.
     #[error(transparent)]
     ForeignRepo(#[from] crate::domain::sync_index::ForeignRepo),
+    /// A read without the lock met a writer's changes in progress.
+    #[error("{0} (read without the lock while another machine was writing)")]
+    ChangedWhileReading(#[source] Box<SyncError>),
     /// The lock was lost.
     #[error(transparent)]
     Lock(#[from] crate::domain::lock::LockError),

@@ -7,6 +7,13 @@
 //! every file whose remote hash differs from the agreed one is downloaded,
 //! verified (`verify.rs`) and renamed into place; one `syncfs` before the
 //! state that vouches for the files is saved.
+//!
+//! A pull for reading (`pull_for_reading`) runs without the datastore lock,
+//! under the cache lock only, while a writer elsewhere may be mid-push. It
+//! never heals: an object that does not match the index it read, an indexed
+//! object that is gone, or objects without an index are what a concurrent
+//! push looks like from outside, so it reports `ChangedWhileReading` and the
+//! reader retries (or waits for the lock, where the normal rules apply).
 
 use super::verify::{verify_download, Verified};
 use super::{compare_with_state, conflicts};
@@ -20,6 +27,15 @@ use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, Syn
 use crate::infrastructure::s3::store::{Fetched, StoreError};
 use futures::stream::{self, StreamExt};
 use std::path::Path;
+
+/// Whether a pull may take an object newer than its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heal {
+    /// Under the lock: an interrupted push's upload is taken.
+    Interrupted,
+    /// Without it: the push may still be running.
+    Never,
+}
 
 /// How one download ended.
 enum Arrival {
@@ -65,6 +81,24 @@ impl CacheSync {
 
     /// Brings the cache up to date with the bucket.
     pub async fn pull(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
+        self.pull_with(fence, Heal::Interrupted).await
+    }
+
+    /// Brings the cache up to date with one committed index, without the
+    /// datastore lock (the caller holds the cache lock).
+    pub(crate) async fn pull_for_reading(&self) -> Result<SyncReport, SyncError> {
+        let unfenced = LeaseFence::without_lease();
+        match self.pull_with(&unfenced, Heal::Never).await {
+            Err(
+                e @ (SyncError::Integrity { .. }
+                | SyncError::MissingObject { .. }
+                | SyncError::Unindexed { .. }),
+            ) => Err(SyncError::ChangedWhileReading(Box::new(e))),
+            other => other,
+        }
+    }
+
+    async fn pull_with(&self, fence: &LeaseFence, heal: Heal) -> Result<SyncReport, SyncError> {
         std::fs::create_dir_all(self.cache()).map_err(io_err(self.cache()))?;
         self.adopt_cache()?;
         let mut state = self.take_state();
@@ -192,7 +226,7 @@ impl CacheSync {
         self.start_progress("pull", wanted.len() as u64);
         let results: Vec<_> = stream::iter(wanted)
             .map(|(rel, path, entry)| async move {
-                let outcome = self.download(&rel, &path, &entry, generation).await;
+                let outcome = self.download(&rel, &path, &entry, generation, heal).await;
                 self.tick();
                 (rel, entry, outcome)
             })
@@ -355,6 +389,7 @@ impl CacheSync {
         path: &Path,
         entry: &IndexEntry,
         index_generation: u64,
+        heal: Heal,
     ) -> Result<Arrival, SyncError> {
         let parent = path.parent().unwrap_or(self.cache());
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -400,7 +435,8 @@ impl CacheSync {
                 // uploaded for this index or an older one is a late upload
                 // of a push that lost the lock to the index's writer: the
                 // index wins. Anything else is corruption or another tool.
-                let interrupted_push = got.recorded.sha256 == Some(digest.sha256)
+                let interrupted_push = heal == Heal::Interrupted
+                    && got.recorded.sha256 == Some(digest.sha256)
                     && got
                         .recorded
                         .generation

@@ -59,6 +59,46 @@ async fn an_interrupted_push_heals_on_the_next_pull() {
     assert!(!c.path().join("outputs/new").exists());
 }
 
+/// A pull without the lock cannot tell an interrupted push from one still
+/// running: it takes nothing newer than its index and reports the change,
+/// and it leaves the object for the locked pull to judge.
+#[tokio::test]
+async fn a_pull_for_reading_never_takes_an_object_newer_than_its_index() {
+    let store = Arc::new(MemoryStore::default());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(da.path(), "outputs/new", "v1");
+    let a = machine(&store, da.path());
+    a.pull(&fence()).await.unwrap();
+    a.push(&fence()).await.unwrap();
+    // A push is uploading a newer object; its index write is yet to come.
+    let newer = da.path().join("outputs/new");
+    std::fs::write(&newer, "v2!").unwrap();
+    let digest = crate::infrastructure::hashing::digest_file(&newer).unwrap();
+    let next = index(&store).generation + 1;
+    store
+        .put_file("p/outputs/new", &newer, &digest, next, None)
+        .await
+        .unwrap();
+    let b = machine(&store, db.path());
+    let err = b.pull_for_reading().await.unwrap_err();
+    assert!(
+        matches!(&err, SyncError::ChangedWhileReading(why) if matches!(**why, SyncError::Integrity { .. })),
+        "{err}"
+    );
+    assert!(
+        !db.path().join("outputs/new").exists(),
+        "nothing unindexed is read"
+    );
+    // Gone objects and objects without an index look the same from outside.
+    store.delete("p/outputs/new", None).await.unwrap();
+    let err = b.pull_for_reading().await.unwrap_err();
+    assert!(matches!(err, SyncError::ChangedWhileReading(_)), "{err}");
+    store.delete("p/.datastore-index.json", None).await.unwrap();
+    store.plant("p/outputs/other", b"x");
+    let err = b.pull_for_reading().await.unwrap_err();
+    assert!(matches!(err, SyncError::ChangedWhileReading(_)), "{err}");
+}
+
 /// Finding 4: a push that lost the lock uploads late, after the taker
 /// wrote the same path and its index. Its object is complete and matches
 /// its recorded hash, but was uploaded for the index generation the
