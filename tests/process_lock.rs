@@ -5,7 +5,6 @@ mod support;
 use nix::sys::signal::Signal;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
-use std::time::Duration;
 use support::*;
 
 /// A shell increment of `$SWAMP_DATASTORE_DIR/counter` with a pause between
@@ -279,15 +278,34 @@ fn commands_wait_for_the_lock_rather_than_fail() {
         .spawn()
         .expect("spawn holder");
     wait_until("holder started", || dir.join("started").exists());
+    // The waiter's debug log says each time it found the lock busy.
+    let waiter_log = dir.join("waiter.log");
     let mut waiter = swamp(dir)
         .args(["data", "put", "x", "--file", "-"])
+        .env(
+            "SWAMP_LOG",
+            "swamp_datastore::infrastructure::coordinator=debug",
+        )
         .stdin(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&waiter_log).unwrap())
         .spawn()
         .expect("spawn waiter");
-    // While the holder runs, the waiter is still waiting.
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(waiter.try_wait().unwrap().is_none(), "waiter did not wait");
+    let busy_seen = || {
+        std::fs::read_to_string(&waiter_log)
+            .unwrap_or_default()
+            .matches("lock busy, waiting")
+            .count()
+    };
+    // Found busy, backed off and tried again: it waits, and it is still
+    // waiting while the holder runs (whatever the machine's speed).
+    wait_until("the waiter retrying a busy lock", || {
+        busy_seen() >= 2 || waiter.try_wait().unwrap().is_some()
+    });
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "waiter did not wait: {}",
+        std::fs::read_to_string(&waiter_log).unwrap_or_default()
+    );
     std::fs::write(dir.join("go"), b"").unwrap();
     assert!(wait_child(&mut holder).success());
     assert!(wait_child(&mut waiter).success());

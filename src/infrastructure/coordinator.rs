@@ -478,6 +478,11 @@ pub fn stop_error(reason: &StopReason) -> LockError {
     }
 }
 
+// The guard's timing, with a scripted lock in virtual time.
+#[cfg(test)]
+#[path = "coordinator_tests.rs"]
+mod guard_tests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,40 +506,6 @@ mod tests {
         guard.release().await.unwrap();
         // A blocking copy that outlived its command must not write now.
         assert!(matches!(fence.check(), Err(LockError::Lost(_))));
-    }
-
-    /// Waiting for a second lock for longer than a TTL must not let the
-    /// first lease lapse: each lease is renewed from the moment it is held.
-    #[tokio::test]
-    async fn a_lease_held_while_waiting_for_the_next_lock_stays_valid() {
-        // Locks are taken in the order of their locations: a, then b.
-        let root = tempfile::tempdir().unwrap();
-        let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
-        std::fs::create_dir_all(&dir_a).unwrap();
-        std::fs::create_dir_all(&dir_b).unwrap();
-        let ttl = Duration::from_millis(300);
-        let timing = LockTiming {
-            ttl,
-            timeout: Duration::from_secs(20),
-        };
-        let lock_a: Arc<dyn DistributedLock> = Arc::new(FileLock::new(&dir_a, ttl));
-        let lock_b: Arc<dyn DistributedLock> = Arc::new(FileLock::new(&dir_b, ttl));
-        let stop = StopController::install(Arc::new(|_| {})).unwrap();
-        let blocker = LockGuard::acquire(lock_b.clone(), timing, &stop)
-            .await
-            .unwrap();
-        let unblock = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            blocker.release().await.unwrap();
-        });
-        let both = LockGuard::acquire_all(vec![lock_a, lock_b], timing, &stop)
-            .await
-            .unwrap();
-        unblock.await.unwrap();
-        both.fence()
-            .check()
-            .expect("the first lease was renewed meanwhile");
-        both.release().await.unwrap();
     }
 
     #[tokio::test]

@@ -293,33 +293,79 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn a_stale_lock_is_taken_over_by_exactly_one_and_the_old_holder_is_fenced() {
-        let store = Arc::new(MemoryStore::default());
-        let (l1, l2, l3) = (lock(&store), lock(&store), lock(&store));
-        let Attempt::Acquired(old) = l1.try_acquire(Duration::from_secs(30)).await.unwrap() else {
+    const KEY: &str = "p/.datastore.lock";
+    const TTL: Duration = Duration::from_secs(30);
+
+    /// A lock record whose holder died a minute ago: its lease, and the lock.
+    async fn a_dead_holder(store: &Arc<MemoryStore>) -> (S3Lock, Lease) {
+        let dead = lock(store);
+        let Attempt::Acquired(lease) = dead.try_acquire(TTL).await.unwrap() else {
             panic!("first acquire")
         };
-        assert!(matches!(
-            l2.try_acquire(Duration::from_secs(30)).await.unwrap(),
-            Attempt::Busy(_)
-        ));
-        store.age("p/.datastore.lock", Duration::from_secs(60));
-        let (r2, r3) = tokio::join!(
-            l2.try_acquire(Duration::from_secs(30)),
-            l3.try_acquire(Duration::from_secs(30))
-        );
-        let winners = [r2.unwrap(), r3.unwrap()]
+        store.age(KEY, Duration::from_secs(60));
+        (dead, lease)
+    }
+
+    /// One round: `takers` race for a stale lock, interleaved as `seed` picks.
+    /// Asserts that exactly one won, that its record is the one stored, and
+    /// that the dead holder is fenced; returns whether any two overlapped.
+    async fn race_for_a_stale_lock(takers: usize, seed: u64) -> bool {
+        let store = Arc::new(MemoryStore::default());
+        let (dead, old) = a_dead_holder(&store).await;
+        store.interleave(seed);
+        let racers: Vec<S3Lock> = (0..takers).map(|_| lock(&store)).collect();
+        let before = *store.requests.lock().unwrap();
+        let attempts = futures::future::join_all(racers.iter().map(|l| l.try_acquire(TTL))).await;
+        let requests = *store.requests.lock().unwrap() - before;
+        let winners: Vec<Lease> = attempts
             .into_iter()
-            .filter(|a| matches!(a, Attempt::Acquired(_)))
-            .count();
-        assert_eq!(winners, 1);
-        assert!(matches!(l1.renew(&old).await, Err(LockError::Lost(_))));
-        let successor = l1.inspect().await.unwrap().unwrap().info.unwrap().token;
-        l1.release(&old).await.unwrap();
+            .filter_map(|a| match a.unwrap() {
+                Attempt::Acquired(lease) => Some(lease),
+                Attempt::Busy(_) => None,
+            })
+            .collect();
         assert_eq!(
-            l1.inspect().await.unwrap().unwrap().info.unwrap().token,
-            successor
+            winners.len(),
+            1,
+            "seed {seed}: {} of {takers} takers won",
+            winners.len()
+        );
+        let stored = dead.inspect().await.unwrap().unwrap().info.unwrap();
+        assert_eq!(
+            stored, winners[0].info,
+            "seed {seed}: the winner's record is not the one stored"
+        );
+        assert!(matches!(dead.renew(&old).await, Err(LockError::Lost(_))));
+        dead.release(&old).await.unwrap();
+        assert_eq!(dead.inspect().await.unwrap().unwrap().info.unwrap(), stored);
+        // Run one after another, the winner makes 3 requests (create, read,
+        // takeover) and each loser 2 (create, read a live record): any more
+        // means a loser acted on the stale record too, overlapping the winner.
+        requests > 3 + 2 * (takers as u64 - 1)
+    }
+
+    #[tokio::test]
+    async fn two_takers_of_a_stale_lock_exactly_one_wins_and_the_old_holder_is_fenced() {
+        let mut overlapped = 0;
+        for seed in 0..100 {
+            overlapped += u32::from(race_for_a_stale_lock(2, seed).await);
+        }
+        // The race is real: in many rounds both takers judged the stale record.
+        assert!(
+            overlapped >= 20,
+            "only {overlapped} of 100 rounds overlapped"
+        );
+    }
+
+    #[tokio::test]
+    async fn eight_takers_of_a_stale_lock_exactly_one_wins_in_every_interleaving() {
+        let mut overlapped = 0;
+        for seed in 0..200 {
+            overlapped += u32::from(race_for_a_stale_lock(8, seed).await);
+        }
+        assert!(
+            overlapped >= 100,
+            "only {overlapped} of 200 rounds overlapped"
         );
     }
 

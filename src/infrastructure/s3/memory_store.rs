@@ -3,6 +3,14 @@
 //! failed uploads, lost replies, 409 conflicts — for unit tests of the lock and
 //! sync logic in addition to (never instead of) the tests against a real S3
 //! server.
+//!
+//! Model of a request: it travels to the store, then takes effect at one
+//! instant (no await inside, so a conditional write checks and writes under
+//! one lock acquisition, as S3 makes them atomic). By default the trip is
+//! instant, so a request never lets another task run. `interleave(seed)`
+//! makes each trip yield to the runtime a seeded-random number of times, so
+//! concurrent callers really overlap (two takers both read a stale lock
+//! before either writes), and each seed is one reproducible interleaving.
 
 use crate::domain::sha256::Sha256;
 use crate::infrastructure::hashing::{CheckKind, ContentChecker, FileDigest};
@@ -10,10 +18,14 @@ use crate::infrastructure::s3::store::{
     Downloaded, ETag, Fetched, Head, Listed, ObjectMeta, ObjectStore, PutMode, Recorded, StoreError,
 };
 use async_trait::async_trait;
+use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
+
+/// Most yields of one interleaved request's trip.
+const MAX_YIELDS: u32 = 3;
 
 #[derive(Clone)]
 struct Object {
@@ -41,6 +53,8 @@ pub struct MemoryStore {
     /// unwritten, as if another writer had just changed the object.
     pub put_refusals: Mutex<u32>,
     counter: Mutex<u64>,
+    /// Draws each trip's yields; `None`: requests take effect at once.
+    interleaving: Mutex<Option<StdRng>>,
 }
 
 impl MemoryStore {
@@ -52,6 +66,25 @@ impl MemoryStore {
 
     fn count(&self) {
         *self.requests.lock().unwrap() += 1;
+    }
+
+    /// Lets requests overlap from now on, in the interleaving `seed` picks.
+    pub fn interleave(&self, seed: u64) {
+        *self.interleaving.lock().unwrap() = Some(StdRng::seed_from_u64(seed));
+    }
+
+    /// A request's trip to the store: counts it and yields as often as the
+    /// interleaving says. Each request calls it first, then takes effect
+    /// without awaiting anything.
+    async fn arrive(&self) {
+        self.count();
+        let yields = match self.interleaving.lock().unwrap().as_mut() {
+            Some(rng) => rng.gen_range(0..=MAX_YIELDS),
+            None => 0,
+        };
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Raw access for assertions.
@@ -133,7 +166,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn head_bucket(&self) -> Result<(), StoreError> {
-        self.count();
+        self.arrive().await;
         Ok(())
     }
 
@@ -143,7 +176,7 @@ impl ObjectStore for MemoryStore {
         bytes: Vec<u8>,
         mode: PutMode,
     ) -> Result<ETag, StoreError> {
-        self.count();
+        self.arrive().await;
         if take_one(&self.put_conflicts) {
             return Err(StoreError::Conflict(key.into()));
         }
@@ -166,7 +199,7 @@ impl ObjectStore for MemoryStore {
         generation: u64,
         content: Option<bytes::Bytes>,
     ) -> Result<ETag, StoreError> {
-        self.count();
+        self.arrive().await;
         if self.fail_uploads.lock().unwrap().contains(key) {
             return Err(StoreError::Failed {
                 op: "upload",
@@ -203,7 +236,7 @@ impl ObjectStore for MemoryStore {
         key: &str,
         if_none_match: Option<&ETag>,
     ) -> Result<Fetched, StoreError> {
-        self.count();
+        self.arrive().await;
         let objects = self.objects.lock().unwrap();
         let o = objects
             .get(key)
@@ -227,7 +260,7 @@ impl ObjectStore for MemoryStore {
         dest: &Path,
         check: CheckKind,
     ) -> Result<Downloaded, StoreError> {
-        self.count();
+        self.arrive().await;
         let (bytes, sha256, generation) = self
             .objects
             .lock()
@@ -252,7 +285,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<Head>, StoreError> {
-        self.count();
+        self.arrive().await;
         Ok(self.objects.lock().unwrap().get(key).map(|o| Head {
             size: o.bytes.len() as u64,
             recorded: Recorded {
@@ -263,7 +296,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn delete(&self, key: &str, if_match: Option<&ETag>) -> Result<(), StoreError> {
-        self.count();
+        self.arrive().await;
         let mut objects = self.objects.lock().unwrap();
         match (objects.get(key), if_match) {
             (None, _) => Err(StoreError::NotFound(key.into())),
@@ -276,7 +309,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
-        self.count();
+        self.arrive().await;
         Ok(self
             .objects
             .lock()

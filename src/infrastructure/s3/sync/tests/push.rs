@@ -64,8 +64,10 @@ async fn a_lost_lease_stops_the_push_before_any_request() {
     let dir = tempfile::tempdir().unwrap();
     let a = machine(&store, dir.path());
     write(dir.path(), "outputs/f", "x");
-    let expired = LeaseFence::new(Duration::from_millis(1), lease_clock::now());
-    std::thread::sleep(Duration::from_millis(5));
+    // Last renewed a whole TTL ago: past its fence (90 % of the TTL) already.
+    let ttl = Duration::from_secs(30);
+    let expired = LeaseFence::new(ttl, lease_clock::now().saturating_sub(ttl));
+    assert!(expired.check().is_err());
     let before = *store.requests.lock().unwrap();
     assert!(matches!(a.push(&expired).await, Err(SyncError::Lock(_))));
     assert_eq!(*store.requests.lock().unwrap(), before);
