@@ -184,6 +184,16 @@ impl LeaseFence {
         }
     }
 
+    /// How long the lease in slot `lease` stays valid from now.
+    fn remaining(&self, lease: usize) -> Duration {
+        let at = self
+            .renewed_at_nanos
+            .get(lease)
+            .map_or(NOT_HELD, |slot| slot.load(Ordering::SeqCst));
+        let since = lease_clock::now().saturating_sub(Duration::from_nanos(at));
+        self.valid_for.saturating_sub(since)
+    }
+
     fn lose(&self, why: String) {
         if let Ok(mut lost) = self.lost.lock() {
             lost.get_or_insert(why);
@@ -404,7 +414,16 @@ async fn heartbeat(
             return;
         }
         let attempt_at = lease_clock::now();
-        match lock.renew(&st.lease).await {
+        // A renewal that does not answer before the lease may lapse (a hung
+        // mount, a stalled connection) is given up: the lease is judged at
+        // once, so an op that never writes is stopped too.
+        let renewal = tokio::time::timeout(fence.remaining(slot), lock.renew(&st.lease)).await;
+        let Ok(renewal) = renewal else {
+            tracing::warn!("lock renewal did not answer before the lease could lapse");
+            interval = Duration::ZERO;
+            continue;
+        };
+        match renewal {
             Ok(lease) => {
                 st.lease = lease;
                 fence.renewed(slot, attempt_at);

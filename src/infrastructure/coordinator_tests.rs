@@ -399,12 +399,11 @@ async fn a_renewal_that_finds_the_lock_lost_stops_the_op() {
     assert_eq!(lock.releases().len(), 1);
 }
 
-/// A renewal that never answers holds the lease mutex, so the heartbeat
-/// cannot judge or stop anything; the writers' own fence check still fails
-/// at 90 % of the TTL, and the release (which waits for that mutex) is
-/// still cut off at `RELEASE_TIMEOUT`.
+/// A renewal that never answers (a hung mount, a stalled connection) is
+/// given up when the lease may lapse: writes are fenced at 90 % of the TTL,
+/// and the heartbeat is free again, so the release does not wait for it.
 #[tokio::test(start_paused = true)]
-async fn a_hanging_renewal_still_fences_writes_and_the_release_is_bounded() {
+async fn a_hanging_renewal_still_fences_writes_and_the_release_is_not_held_up() {
     let _clock = lease_clock::follow_tokio_clock();
     let lock = FakeLock::free("a").renewing(|_| Step::Hang).shared();
     let stop = stop_controller();
@@ -427,7 +426,26 @@ async fn a_hanging_renewal_still_fences_writes_and_the_release_is_bounded() {
     assert!(matches!(result, Err(LockError::Lost(_))), "{result:?}");
     assert_eq!(*refused_at.lock().unwrap(), Some(secs(27.0)));
     assert_eq!(lock.renewals(), all_secs(&[10.0]));
-    assert_eq!(lock.since_origin(), secs(27.0) + RELEASE_TIMEOUT);
+    assert_eq!(lock.since_origin(), secs(27.0));
+}
+
+/// An op that never writes (an `exec` child) is stopped too when a renewal
+/// hangs: the heartbeat gives it up at the fence and reports the lease lost.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_renewal_stops_an_op_that_never_writes() {
+    let _clock = lease_clock::follow_tokio_clock();
+    let lock = FakeLock::free("a").renewing(|_| Step::Hang).shared();
+    let stop = stop_controller();
+    let guard = acquire(&lock, &stop).await;
+    let (progress, op) = endless_op(lock.origin);
+    let result = guarded(guard, &stop, op).await;
+    assert!(matches!(result, Err(LockError::Lost(_))), "{result:?}");
+    assert_eq!(lock.renewals(), all_secs(&[10.0]));
+    // Given up at 27 s (90 % of the TTL), then the op had LOST_GRACE.
+    assert_eq!(lock.since_origin(), secs(27.0) + LOST_GRACE);
+    // It ran until then (its 400 ms ticks may land on the stop instant).
+    let ran = *progress.lock().unwrap();
+    assert!(ran >= last_tick_before(secs(27.0) + LOST_GRACE), "{ran:?}");
 }
 
 /// Each lease has its own renewal time; one lapsing fails the whole fence.
