@@ -655,11 +655,14 @@ fn deleting_the_whole_cache_loses_nothing() {
     std::fs::remove_dir_all(&cache).unwrap();
     assert!(!cache.exists());
 
-    // The next command repopulates the cache and removes nothing remotely.
+    // A read fetches what it reads and removes nothing remotely; the next
+    // full sync repopulates the whole cache.
     assert_eq!(
         w.ok(home.path(), &["data", "get", "app/config"]),
         b"replicas: 5\n"
     );
+    assert_eq!(w.keys(), keys_before);
+    w.ok(home.path(), &["datastore", "sync"]);
     assert_eq!(w.keys(), keys_before);
     let after = snapshot(&cache);
     let strip = |m: &BTreeMap<String, Vec<u8>>| {

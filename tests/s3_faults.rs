@@ -151,7 +151,7 @@ fn a_malicious_index_cannot_write_outside_the_cache() {
 fn an_unsafe_key_is_refused_by_a_machine_with_a_warm_cache() {
     let w = World::new();
     let home = tempfile::tempdir().unwrap();
-    w.ok(home.path(), &["data", "list"]);
+    w.ok(home.path(), &["datastore", "sync", "--pull"]);
     let cache = w.cache(home.path());
     let before = snapshot_all(&cache);
     let mut index = w.index();
@@ -168,7 +168,7 @@ fn an_unsafe_key_is_refused_by_a_machine_with_a_warm_cache() {
 fn a_corrupt_index_is_a_clear_error_and_the_cache_stays_intact() {
     let w = World::new();
     let home = tempfile::tempdir().unwrap();
-    w.ok(home.path(), &["data", "list"]);
+    w.ok(home.path(), &["datastore", "sync", "--pull"]);
     let cache = w.cache(home.path());
     let before = snapshot_all(&cache);
     assert!(before.contains_key("outputs/legit"), "{:?}", before.keys());
@@ -205,7 +205,7 @@ fn a_corrupt_index_is_a_clear_error_and_the_cache_stays_intact() {
     assert!(!w.keys().iter().any(|k| k.ends_with(".datastore.lock")));
 
     w.plant(&index_key(), &good_index);
-    w.ok(home.path(), &["data", "list"]);
+    w.ok(home.path(), &["datastore", "sync", "--pull"]);
     assert_eq!(snapshot_all(&cache), before);
 }
 
@@ -218,7 +218,7 @@ fn an_object_that_does_not_match_the_index_is_never_written_under_its_name() {
     w.plant(&index_key(), &serde_json::to_vec(&index).unwrap());
 
     let home = tempfile::tempdir().unwrap();
-    let out = w.run_on(home.path(), &["data", "list"]);
+    let out = w.run_on(home.path(), &["datastore", "sync", "--pull"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("does not match the index"), "{err}");
@@ -337,7 +337,7 @@ fn pull_refuses_to_write_through_a_symlink_in_the_cache() {
     let w = World::new();
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    w.ok(a.path(), &["data", "list"]);
+    w.ok(a.path(), &["datastore", "sync", "--pull"]);
     let cache = w.cache(a.path());
     assert!(cache.join("outputs/legit").exists());
     let outside = tempfile::tempdir().unwrap();
@@ -352,13 +352,19 @@ fn pull_refuses_to_write_through_a_symlink_in_the_cache() {
     );
     let index_before = w.fetch(&index_key()).unwrap();
 
-    for args in [&["data", "list"][..], &["datastore", "sync", "--pull"][..]] {
+    for args in [
+        &["exec", "--", "true"][..],
+        &["datastore", "sync", "--pull"][..],
+    ] {
         let out = w.run_on(a.path(), args);
         assert!(!out.status.success(), "{args:?} followed the symlink");
         assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
         let written = snapshot_all(outside.path());
         assert!(written.is_empty(), "written through the link: {written:?}");
     }
+    // A reader fetches only data items: it never goes near outputs/.
+    w.ok(a.path(), &["data", "list"]);
+    assert!(snapshot_all(outside.path()).is_empty());
     // Nothing was pushed from the outside directory either.
     assert_eq!(w.fetch(&index_key()).unwrap(), index_before);
 

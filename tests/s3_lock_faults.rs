@@ -647,7 +647,8 @@ fn a_late_upload_from_a_holder_that_lost_the_lock_never_wins_over_the_takers_ind
         "the holder must end with lock lost"
     );
 
-    let out = p.w.run_on(fresh.path(), &["--json", "data", "list"]);
+    let out =
+        p.w.run_on(fresh.path(), &["--json", "datastore", "sync", "--pull"]);
     let msg = json_error(&out, 1, "sync_failed");
     assert!(
         msg.contains("outputs/f") && msg.contains("swamp datastore repair"),
@@ -732,7 +733,11 @@ fn kill_9_during_a_pull_is_repaired_by_the_next_command() {
         r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && for i in 1 2 3; do echo "file $i" > "$SWAMP_DATASTORE_DIR/outputs/f$i"; done"#,
     );
     let download = Match::get().key_suffix("/outputs/f2");
-    p.kill_9_at(&download, Fault::HoldUntilReleased, &["data", "list"]);
+    p.kill_9_at(
+        &download,
+        Fault::HoldUntilReleased,
+        &["datastore", "sync", "--pull"],
+    );
     let seen = p.w.sh(
         p.home.path(),
         r#"cat "$SWAMP_DATASTORE_DIR/outputs/f1" "$SWAMP_DATASTORE_DIR/outputs/f2" "$SWAMP_DATASTORE_DIR/outputs/f3""#,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use support::proxy::*;
 use support::s3::*;
 use support::*;
 
@@ -177,6 +178,177 @@ fn readers_racing_writers_see_only_committed_versions_and_nothing_is_lost() {
             "{versions}"
         );
     }
+}
+
+/// A world set up on S3 through a fault proxy in front of its server.
+fn behind_proxy() -> (World, FaultProxy) {
+    let w = World::create(Moto::start(), BUCKET);
+    let proxy = FaultProxy::start(w.moto.port);
+    let mut args = w.setup_args();
+    let at = args.iter().position(|a| a == "--endpoint-url").unwrap();
+    args[at + 1] = proxy.endpoint();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let home = tempfile::tempdir().unwrap();
+    w.ok(home.path(), &args);
+    (w, proxy)
+}
+
+/// Readers send nothing but reads, so credentials that may only read (GET
+/// and LIST) serve them: here every write is refused with 403 and they work.
+#[test]
+fn readers_send_only_reads_and_work_where_writes_are_refused() {
+    let (w, proxy) = behind_proxy();
+    let writer = tempfile::tempdir().unwrap();
+    w.put_ok(writer.path(), "app/config", b"v1\n");
+    w.put_ok(writer.path(), "app/other", b"o\n");
+    let from = proxy.seen().len();
+    for method in ["PUT", "DELETE", "POST"] {
+        proxy.add(Rule::new(
+            Match::method(method),
+            Fault::Status(403, "AccessDenied"),
+        ));
+    }
+    let reader = tempfile::tempdir().unwrap();
+    assert_eq!(w.ok(reader.path(), &["data", "get", "app/config"]), b"v1\n");
+    let listed = w.json(reader.path(), &["data", "list"]);
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let versions = w.json(reader.path(), &["data", "versions", "app/other"]);
+    assert_eq!(versions["versions"].as_array().map(Vec::len), Some(1));
+    let sent: Vec<String> = proxy.seen()[from..]
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    assert!(
+        sent.iter()
+            .all(|r| r.starts_with("GET ") || r.starts_with("HEAD ")),
+        "{sent:#?}"
+    );
+    assert!(!sent.is_empty());
+}
+
+/// A push that has uploaded its objects but not yet its index is invisible
+/// to a reader: it reads the last committed index, without waiting.
+#[test]
+fn a_reader_sees_the_last_committed_state_while_a_push_is_half_done() {
+    let (w, proxy) = behind_proxy();
+    let (writer, reader) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    w.put_ok(writer.path(), "app/config", b"v1\n");
+    let index_put = Match::put().key_suffix("/.datastore-index.json");
+    let earlier = proxy.count(&index_put);
+    proxy.add(Rule::new(index_put.clone(), Fault::HoldUntilReleased).times(1));
+    let input = writer.path().join("v2");
+    std::fs::write(&input, b"v2\n").unwrap();
+    let mut put = w
+        .on(writer.path())
+        .args([
+            "data",
+            "put",
+            "app/config",
+            "--file",
+            input.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _group = GroupGuard(put.id());
+    proxy.wait_for_arrivals(&index_put, earlier + 1, S3_DEADLINE);
+    assert!(
+        w.keys()
+            .iter()
+            .any(|k| k.ends_with("app/config/@versions/2.bin")),
+        "the new version's objects are uploaded: {:?}",
+        w.keys()
+    );
+    let quick = ["--lock-timeout", "1"];
+    let got = w.run_on(
+        reader.path(),
+        &[&quick[..], &["data", "get", "app/config"]].concat(),
+    );
+    assert_eq!(code_of(&got), 0, "{}", stderr(&got));
+    assert_eq!(got.stdout, b"v1\n");
+    let versions = w.json(reader.path(), &["data", "versions", "app/config"]);
+    assert_eq!(
+        versions["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{versions}"
+    );
+    proxy.release_held();
+    assert!(wait_child(&mut put).success());
+    assert_eq!(w.ok(reader.path(), &["data", "get", "app/config"]), b"v2\n");
+}
+
+/// A cold cache fetches only what a read needs (the index and the read's
+/// files), and what it did not fetch is neither read as missing nor pushed
+/// as deleted: the next full sync brings the rest and the index keeps it.
+#[test]
+fn a_cold_reader_fetches_only_what_it_reads() {
+    let (w, proxy) = behind_proxy();
+    let writer = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        for v in 1..=2 {
+            w.put_ok(
+                writer.path(),
+                &format!("item{i}"),
+                format!("{i}.{v}").as_bytes(),
+            );
+        }
+    }
+    w.sh(
+        writer.path(),
+        r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && echo big > "$SWAMP_DATASTORE_DIR/outputs/report""#,
+    );
+    let indexed = w.index()["files"].as_object().unwrap().len();
+    let reader = tempfile::tempdir().unwrap();
+    let requests_for = |args: &[&str]| {
+        let from = proxy.seen().len();
+        let out = w.ok(reader.path(), args);
+        let sent: Vec<String> = proxy.seen()[from..]
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect();
+        (out, sent)
+    };
+    let (got, sent) = requests_for(&["data", "get", "item2"]);
+    assert_eq!(got, b"2.2");
+    // The index, then the newest version's metadata and content.
+    assert_eq!(sent.len(), 3, "{sent:#?}");
+    assert!(sent.iter().all(|r| r.starts_with("GET ")), "{sent:#?}");
+    let (_, sent) = requests_for(&["data", "get", "item2", "--version", "1"]);
+    assert_eq!(sent.len(), 3, "{sent:#?}");
+    let cache = w.cache(reader.path());
+    let mut held = files_under(&cache.join("data"));
+    held.sort();
+    assert_eq!(
+        held,
+        [
+            "item2/@versions/1.bin",
+            "item2/@versions/1.json",
+            "item2/@versions/2.bin",
+            "item2/@versions/2.json"
+        ]
+    );
+    let listed = w.json(reader.path(), &["data", "list"]);
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(4),
+        "{listed}"
+    );
+    assert_eq!(listed["items"][3]["latestVersion"], 2, "{listed}");
+    assert!(
+        !cache.join("outputs/report").exists(),
+        "nothing else fetched"
+    );
+    // A full sync brings the rest; nothing that was not fetched is deleted.
+    w.ok(reader.path(), &["datastore", "sync"]);
+    assert_eq!(w.index()["files"].as_object().unwrap().len(), indexed);
+    assert!(cache.join("outputs/report").exists());
+    assert_eq!(w.ok(writer.path(), &["data", "get", "item0"]), b"0.2");
 }
 
 /// Removes the homes (kept past their `TempDir`s so threads can share them).

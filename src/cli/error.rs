@@ -149,7 +149,7 @@ fn lock_exit_code(e: &LockError) -> i32 {
     match e {
         LockError::Timeout { .. } | LockError::Lost(_) => 75,
         LockError::Interrupted { signal } => 128 + signal,
-        LockError::Store { .. } => 1,
+        LockError::Store { .. } | LockError::Backend { .. } => 1,
     }
 }
 
@@ -158,7 +158,7 @@ fn lock_code(e: &LockError) -> &'static str {
         LockError::Timeout { .. } => "lock_timeout",
         LockError::Lost(_) => "lock_lost",
         LockError::Interrupted { .. } => "interrupted",
-        LockError::Store { .. } => "lock_error",
+        LockError::Store { .. } | LockError::Backend { .. } => "lock_error",
     }
 }
 

@@ -190,7 +190,15 @@ pub enum LockError {
     /// The lock is no longer ours.
     #[error("lock lost: {0}; the command was stopped before writing further")]
     Lost(String),
-    /// The lock store failed.
+    /// The lock store failed with this error.
+    #[error("lock store error at {location}: {source}")]
+    Backend {
+        /// File path or S3 key.
+        location: String,
+        /// The store's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The lock store did not do what it should.
     #[error("lock store error at {location}: {message}")]
     Store {
         /// File path or S3 key.

@@ -7,6 +7,7 @@
 //! commit point: a version without it does not exist. Every version is
 //! immutable once written, so readers need no lock.
 
+use crate::domain::data_read::VERSIONS_DIR;
 use crate::domain::item_name::ItemName;
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
@@ -21,8 +22,6 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
-
-const VERSIONS_DIR: &str = "@versions";
 
 /// Data-item failures.
 #[derive(Debug, Error)]
@@ -192,7 +191,7 @@ impl<'a> DataStore<'a> {
                 .last()
                 .ok_or_else(|| DataError::NotFound(name.to_string()))?,
         };
-        let meta = read_meta(&dir.join(format!("{chosen}.json")))?;
+        let meta = read_meta(&dir.join(format!("{chosen}.json"))).map_err(|e| removed(e, name))?;
         Ok((meta, dir.join(format!("{chosen}.bin"))))
     }
 
@@ -205,7 +204,7 @@ impl<'a> DataStore<'a> {
         }
         numbers
             .iter()
-            .map(|n| read_meta(&dir.join(format!("{n}.json"))))
+            .map(|n| read_meta(&dir.join(format!("{n}.json"))).map_err(|e| removed(e, name)))
             .collect()
     }
 
@@ -217,10 +216,22 @@ impl<'a> DataStore<'a> {
                 continue;
             }
             for entry in walkdir::WalkDir::new(&root).follow_links(false) {
-                let entry = entry.map_err(|e| DataError::Io {
-                    path: root.clone(),
-                    source: e.into(),
-                })?;
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    // Removed by a concurrent `rm` while the walk passed.
+                    Err(e)
+                        if e.io_error()
+                            .is_some_and(|io| io.kind() == io::ErrorKind::NotFound) =>
+                    {
+                        continue
+                    }
+                    Err(e) => {
+                        return Err(DataError::Io {
+                            path: root.clone(),
+                            source: e.into(),
+                        })
+                    }
+                };
                 if !entry.file_type().is_dir() || entry.file_name() != VERSIONS_DIR {
                     continue;
                 }
@@ -242,7 +253,16 @@ impl<'a> DataStore<'a> {
                 let Some(latest) = self.version_numbers(entry.path())?.last().copied() else {
                     continue;
                 };
-                let meta = read_meta(&entry.path().join(format!("{latest}.json")))?;
+                let meta = match read_meta(&entry.path().join(format!("{latest}.json"))) {
+                    Ok(meta) => meta,
+                    // Readers take no lock: an item removed meanwhile is not listed.
+                    Err(DataError::Io { source, .. })
+                        if source.kind() == io::ErrorKind::NotFound =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                };
                 items.push(ItemSummary {
                     name,
                     latest_version: meta.version,
@@ -325,6 +345,17 @@ impl<'a> DataStore<'a> {
     }
 }
 
+/// A metadata file that vanished while it was being read: the item was
+/// removed meanwhile (readers take no lock), so it is not found.
+fn removed(e: DataError, name: &ItemName) -> DataError {
+    match e {
+        DataError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+            DataError::NotFound(name.to_string())
+        }
+        other => other,
+    }
+}
+
 fn read_meta(path: &Path) -> Result<VersionMeta, DataError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
     serde_json::from_slice(&bytes).map_err(|e| DataError::Corrupt {
@@ -341,5 +372,65 @@ pub fn prune_empty_parents(start: &Path, roots: &[PathBuf]) {
             break;
         }
         current = dir.parent().map(Path::to_path_buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::path_resolver::DATASTORE_DIRS;
+    use crate::domain::pattern_matcher::ExcludeMatcher;
+
+    /// Readers take no lock on a filesystem datastore: a list racing puts and
+    /// removals never fails, it only lists or omits the items being changed.
+    #[test]
+    fn a_list_racing_removals_never_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolver = DatastorePathResolver::new(
+            dir.path().join("store"),
+            dir.path().join("local"),
+            DATASTORE_DIRS.iter().map(|d| d.to_string()).collect(),
+            ExcludeMatcher::empty(),
+        );
+        let store = DataStore::new(&resolver);
+        let fence = LeaseFence::new(
+            std::time::Duration::from_secs(3600),
+            crate::domain::lease_clock::now(),
+        );
+        let keep = ItemName::parse("keep").unwrap();
+        store.put(&keep, &mut &b"k"[..], &fence, "t").unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // One writer, as the lock allows; deep names, so `rm` prunes the
+            // parents the walk may be entering. `done` is set even if it panics.
+            s.spawn(|| {
+                struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+                impl Drop for Done<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                let _done = Done(&done);
+                for round in 0..600 {
+                    let name = format!("churn/{}/a/b", round % 5);
+                    let name = ItemName::parse(&name).unwrap();
+                    store.put(&name, &mut &b"x"[..], &fence, "t").unwrap();
+                    store.remove(&name, &fence, "t").unwrap();
+                }
+            });
+            let mut lists = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || lists == 0 {
+                let items = store.list().expect("a list never fails on a concurrent rm");
+                assert!(items.iter().any(|i| i.name == "keep"));
+                for name in (0..5).map(|i| format!("churn/{i}/a/b")) {
+                    let item = ItemName::parse(&name).unwrap();
+                    match store.get(&item, None) {
+                        Ok(_) | Err(DataError::NotFound(_)) => {}
+                        Err(e) => panic!("get {name} racing rm: {e}"),
+                    }
+                }
+                lists += 1;
+            }
+        });
     }
 }

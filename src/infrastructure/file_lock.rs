@@ -64,9 +64,9 @@ impl FileLock {
     }
 
     fn store_err(&self, e: io::Error) -> LockError {
-        LockError::Store {
+        LockError::Backend {
             location: self.lock_path().display().to_string(),
-            message: e.to_string(),
+            source: Box::new(e),
         }
     }
 

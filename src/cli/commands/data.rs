@@ -1,13 +1,13 @@
-//! `swamp data put|get|list|versions|rm`. Writers run inside the guard; readers
-//! do not lock on a filesystem datastore, because versions are immutable and
-//! committed by an atomic rename, so a reader sees a version whole or not at all.
-//! On S3, readers run in the guard too: refreshing the shared cache is a write.
+//! `swamp data put|get|list|versions|rm`. Writers run inside the guard;
+//! readers take no datastore lock (`Datastore::reader`) and name what they
+//! read (`DataRead`), so a cold S3 cache fetches only that.
 
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
+use crate::domain::data_read::DataRead;
 use crate::domain::item_name::ItemName;
-use crate::infrastructure::data_store::{DataStore, ItemSummary, VersionMeta};
+use crate::infrastructure::data_store::{DataError, DataStore, ItemSummary, VersionMeta};
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -91,12 +91,20 @@ pub async fn get(
     version: Option<u64>,
 ) -> Result<GetResult, CliError> {
     let name = ItemName::parse(name)?;
+    let read = DataRead::Get {
+        item: name.to_string(),
+        version,
+    };
     ctx.datastore
-        .reader(|| async {
+        .reader(&read, || async {
             let (meta, path) = DataStore::new(ctx.datastore.resolver()).get(&name, version)?;
-            let content = std::fs::read(&path).map_err(|source| CliError::Io {
-                context: format!("cannot read {}", path.display()),
-                source,
+            let content = std::fs::read(&path).map_err(|source| match source.kind() {
+                // Removed by a concurrent `rm` (readers take no lock).
+                std::io::ErrorKind::NotFound => DataError::NotFound(name.to_string()).into(),
+                _ => CliError::Io {
+                    context: format!("cannot read {}", path.display()),
+                    source,
+                },
             })?;
             Ok(GetResult { meta, content })
         })
@@ -124,7 +132,9 @@ pub struct ListResult(Vec<ItemSummary>);
 /// Lists every item with its newest version.
 pub async fn list(ctx: &RepoContext) -> Result<ListResult, CliError> {
     ctx.datastore
-        .reader(|| async { Ok(ListResult(DataStore::new(ctx.datastore.resolver()).list()?)) })
+        .reader(&DataRead::List, || async {
+            Ok(ListResult(DataStore::new(ctx.datastore.resolver()).list()?))
+        })
         .await
 }
 
@@ -165,8 +175,11 @@ pub struct VersionsResult {
 /// Lists every version of `name`.
 pub async fn versions(ctx: &RepoContext, name: &str) -> Result<VersionsResult, CliError> {
     let item = ItemName::parse(name)?;
+    let read = DataRead::Versions {
+        item: item.to_string(),
+    };
     ctx.datastore
-        .reader(|| async {
+        .reader(&read, || async {
             Ok(VersionsResult {
                 name: item.to_string(),
                 versions: DataStore::new(ctx.datastore.resolver()).versions(&item)?,

@@ -15,6 +15,7 @@
 //! after `READ_ATTEMPTS` it waits for the datastore lock like a writer.
 
 use super::{Datastore, Notice, Place};
+use crate::domain::data_read::ReadScope;
 use crate::domain::lock::{DistributedLock, LockError};
 use crate::infrastructure::coordinator::{
     run_guarded, stop_error, LeaseFence, LockGuard, StopController, StopSignal,
@@ -66,11 +67,11 @@ impl Datastore {
         .await
     }
 
-    /// Runs a read-only `op` without the datastore lock. On a filesystem
-    /// datastore versions are immutable and committed atomically, so it just
-    /// runs; on S3 it runs under the cache lock on a cache pulled to one
-    /// committed index.
-    pub async fn reader<T, E, F, Fut>(&self, op: F) -> Result<T, E>
+    /// Runs a read-only `op`, which reads what `scope` names, without the
+    /// datastore lock. On a filesystem datastore versions are immutable and
+    /// committed atomically, so it just runs; on S3 it runs under the cache
+    /// lock on a cache holding `scope` as one committed index lists it.
+    pub async fn reader<T, E, F, Fut>(&self, scope: &dyn ReadScope, op: F) -> Result<T, E>
     where
         E: From<LockError> + From<SyncError>,
         F: FnOnce() -> Fut,
@@ -81,7 +82,7 @@ impl Datastore {
         };
         for attempt in 1..=READ_ATTEMPTS {
             let cache = self.lock_cache().await?;
-            match sync.pull_for_reading().await {
+            match sync.pull_for_reading(Some(scope)).await {
                 Ok(pulled) => {
                     self.report_all(pulled.conflicts.into_iter().map(Notice::Conflict));
                     let result = op().await;
@@ -126,9 +127,9 @@ impl Datastore {
     {
         let reporter = self.reporter.clone();
         let stop = StopController::install(Arc::new(move |signal| reporter.second_signal(signal)))
-            .map_err(|e| LockError::Store {
-                location: "signal handlers".into(),
-                message: format!("installing signal handlers: {e}"),
+            .map_err(|e| LockError::Backend {
+                location: "signal handlers (installing them)".into(),
+                source: Box::new(e),
             })?;
         let mut locks = vec![self.lock()];
         locks.extend(also);

@@ -33,11 +33,11 @@ impl CacheLock {
     /// Waits up to `timeout` until this process holds the lock of `cache`.
     pub(crate) async fn acquire(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
         let path = cache.join(CACHE_LOCK_FILE);
-        let store_error = |e: &dyn std::fmt::Display| LockError::Store {
+        let store_error = |e: std::io::Error| LockError::Backend {
             location: path.display().to_string(),
-            message: e.to_string(),
+            source: Box::new(e),
         };
-        std::fs::create_dir_all(cache).map_err(|e| store_error(&e))?;
+        std::fs::create_dir_all(cache).map_err(store_error)?;
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
@@ -46,11 +46,11 @@ impl CacheLock {
                 .truncate(false)
                 .write(true)
                 .open(&path)
-                .map_err(|e| store_error(&e))?;
+                .map_err(store_error)?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(held) => return Ok(Self { _held: held }),
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {}
-                Err((_, e)) => return Err(store_error(&e)),
+                Err((_, e)) => return Err(store_error(e.into())),
             }
             let waited = started.elapsed();
             if waited >= timeout {

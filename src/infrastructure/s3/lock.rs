@@ -92,9 +92,9 @@ impl S3Lock {
     }
 
     fn err(&self, e: StoreError) -> LockError {
-        LockError::Store {
+        LockError::Backend {
             location: self.store.url(&self.key),
-            message: e.to_string(),
+            source: Box::new(e),
         }
     }
 

@@ -14,10 +14,16 @@
 //! object that is gone, or objects without an index are what a concurrent
 //! push looks like from outside, so it reports `ChangedWhileReading` and the
 //! reader retries (or waits for the lock, where the normal rules apply).
+//! Given a `ReadScope`, it fetches only the files the read needs (a cold
+//! cache stays cold elsewhere) and keeps the index ETag it had: the cache is
+//! not current, so the next full pull fetches the index again and downloads
+//! the rest, and a push (which needs a current cache) never takes a file
+//! that was not downloaded for one that was deleted.
 
 use super::verify::{verify_download, Verified};
 use super::{compare_with_state, conflicts};
 use super::{io_err, CacheSync, ConflictCopy, SyncError, SyncReport};
+use crate::domain::data_read::ReadScope;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sync_index::{IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::atomic_file::temp_path_for;
@@ -81,14 +87,18 @@ impl CacheSync {
 
     /// Brings the cache up to date with the bucket.
     pub async fn pull(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
-        self.pull_with(fence, Heal::Interrupted).await
+        self.pull_with(fence, Heal::Interrupted, None).await
     }
 
     /// Brings the cache up to date with one committed index, without the
     /// datastore lock (the caller holds the cache lock).
-    pub(crate) async fn pull_for_reading(&self) -> Result<SyncReport, SyncError> {
+    /// `scope`, when given, limits it to the files a read needs.
+    pub(crate) async fn pull_for_reading(
+        &self,
+        scope: Option<&dyn ReadScope>,
+    ) -> Result<SyncReport, SyncError> {
         let unfenced = LeaseFence::without_lease();
-        match self.pull_with(&unfenced, Heal::Never).await {
+        match self.pull_with(&unfenced, Heal::Never, scope).await {
             Err(
                 e @ (SyncError::Integrity { .. }
                 | SyncError::MissingObject { .. }
@@ -98,7 +108,12 @@ impl CacheSync {
         }
     }
 
-    async fn pull_with(&self, fence: &LeaseFence, heal: Heal) -> Result<SyncReport, SyncError> {
+    async fn pull_with(
+        &self,
+        fence: &LeaseFence,
+        heal: Heal,
+        scope: Option<&dyn ReadScope>,
+    ) -> Result<SyncReport, SyncError> {
         std::fs::create_dir_all(self.cache()).map_err(io_err(self.cache()))?;
         self.adopt_cache()?;
         let mut state = self.take_state();
@@ -138,6 +153,7 @@ impl CacheSync {
             }
             Err(e) => return Err(e.into()),
         };
+        let needed = scope.map(|s| s.needs(&mut remote.files.keys().map(String::as_str)));
         let mut report = SyncReport::default();
         let mut wanted = Vec::new();
         // What this machine's settings leave out is another machine's:
@@ -149,6 +165,9 @@ impl CacheSync {
                 .map_err(|e| SyncError::Index(IndexError::UnsafeKey(e.to_string())))?;
             if !self.resolver.is_datastore_path(&rel) {
                 state.foreign.insert(rel_text.clone(), entry.clone());
+                continue;
+            }
+            if needed.as_ref().is_some_and(|n| !n.contains(rel_text)) {
                 continue;
             }
             if let Some(agreed) = state
@@ -253,6 +272,12 @@ impl CacheSync {
             // Keep the old index ETag so the next pull fetches the index again.
             self.save(&state)?;
             return Err(first);
+        }
+        if needed.is_some() {
+            // Only part of this index is here: not current.
+            self.save(&state)?;
+            self.keep_state(state);
+            return Ok(report);
         }
         state.index_etag = etag;
         state.generation = generation;

@@ -80,7 +80,7 @@ async fn a_pull_for_reading_never_takes_an_object_newer_than_its_index() {
         .await
         .unwrap();
     let b = machine(&store, db.path());
-    let err = b.pull_for_reading().await.unwrap_err();
+    let err = b.pull_for_reading(None).await.unwrap_err();
     assert!(
         matches!(&err, SyncError::ChangedWhileReading(why) if matches!(**why, SyncError::Integrity { .. })),
         "{err}"
@@ -91,11 +91,11 @@ async fn a_pull_for_reading_never_takes_an_object_newer_than_its_index() {
     );
     // Gone objects and objects without an index look the same from outside.
     store.delete("p/outputs/new", None).await.unwrap();
-    let err = b.pull_for_reading().await.unwrap_err();
+    let err = b.pull_for_reading(None).await.unwrap_err();
     assert!(matches!(err, SyncError::ChangedWhileReading(_)), "{err}");
     store.delete("p/.datastore-index.json", None).await.unwrap();
     store.plant("p/outputs/other", b"x");
-    let err = b.pull_for_reading().await.unwrap_err();
+    let err = b.pull_for_reading(None).await.unwrap_err();
     assert!(matches!(err, SyncError::ChangedWhileReading(_)), "{err}");
 }
 
