@@ -17,6 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+
+pub(crate) use crate::infrastructure::stop::{
+    request_stop, stop_error, StopController, StopReason, StopSignal,
+};
 use tokio::task::JoinHandle;
 
 /// A fence slot whose lease is not held yet (never the oldest renewal).
@@ -28,118 +32,6 @@ const SIGNAL_GRACE: Duration = Duration::from_millis(2500);
 const LOST_GRACE: Duration = Duration::from_millis(1000);
 /// Upper bound on a release, so an unreachable store cannot hold up exit.
 const RELEASE_TIMEOUT: Duration = Duration::from_millis(1500);
-
-/// Why a running command must stop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopReason {
-    /// The process received this signal.
-    Signal(i32),
-    /// The lock is no longer ours.
-    Lost(String),
-}
-
-/// A receiver of the stop reason; clone it into anything that must react.
-#[derive(Debug, Clone)]
-pub struct StopSignal {
-    rx: watch::Receiver<Option<StopReason>>,
-}
-
-impl StopSignal {
-    /// Waits until a stop is requested.
-    pub async fn wait(&mut self) -> StopReason {
-        loop {
-            if let Some(reason) = self.rx.borrow_and_update().clone() {
-                return reason;
-            }
-            if self.rx.changed().await.is_err() {
-                // Sender gone: nothing will ever stop us.
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
-    /// The stop reason, if one was requested.
-    pub fn current(&self) -> Option<StopReason> {
-        self.rx.borrow().clone()
-    }
-}
-
-/// What a second signal does, after the command's process group was stopped.
-pub type SecondSignal = Arc<dyn Fn(i32) + Send + Sync>;
-
-/// Owns the stop channel and the signal listener of one command.
-pub struct StopController {
-    tx: Arc<watch::Sender<Option<StopReason>>>,
-    listener: JoinHandle<()>,
-}
-
-impl StopController {
-    /// Starts listening for SIGINT, SIGTERM and SIGHUP. A second signal stops
-    /// the command's process group and calls `on_second_signal` (the CLI
-    /// edge exits there).
-    pub fn install(on_second_signal: SecondSignal) -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (tx, _) = watch::channel(None);
-        let tx = Arc::new(tx);
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        let sender = tx.clone();
-        let listener = tokio::spawn(async move {
-            let mut seen = false;
-            loop {
-                let sig = tokio::select! {
-                    _ = int.recv() => libc_sig::SIGINT,
-                    _ = term.recv() => libc_sig::SIGTERM,
-                    _ = hup.recv() => libc_sig::SIGHUP,
-                };
-                if seen {
-                    // Exiting skips every destructor: stop the command's
-                    // group first, so nothing it started outlives the lock.
-                    crate::infrastructure::child_group::kill_current_group();
-                    on_second_signal(sig);
-                }
-                seen = true;
-                request_stop(&sender, StopReason::Signal(sig));
-            }
-        });
-        Ok(Self { tx, listener })
-    }
-
-    /// A receiver of stop requests.
-    pub fn signal(&self) -> StopSignal {
-        StopSignal {
-            rx: self.tx.subscribe(),
-        }
-    }
-
-    fn sender(&self) -> Arc<watch::Sender<Option<StopReason>>> {
-        self.tx.clone()
-    }
-}
-
-impl Drop for StopController {
-    fn drop(&mut self) {
-        self.listener.abort();
-    }
-}
-
-mod libc_sig {
-    pub const SIGHUP: i32 = nix::sys::signal::Signal::SIGHUP as i32;
-    pub const SIGINT: i32 = nix::sys::signal::Signal::SIGINT as i32;
-    pub const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
-}
-
-fn request_stop(tx: &watch::Sender<Option<StopReason>>, reason: StopReason) {
-    tx.send_if_modified(|current| {
-        if current.is_none() {
-            *current = Some(reason);
-            true
-        } else {
-            false
-        }
-    });
-}
 
 /// A synchronous check a writer makes right before each write. It covers
 /// every lease a command holds (one per lock): each has its own renewal time,
@@ -489,15 +381,6 @@ where
     result
 }
 
-/// The error a stop turns into.
-pub fn stop_error(reason: &StopReason) -> LockError {
-    match reason {
-        StopReason::Signal(sig) => LockError::Interrupted { signal: *sig },
-        StopReason::Lost(why) => LockError::Lost(why.clone()),
-    }
-}
-
-// The guard's timing, with a scripted lock in virtual time.
 #[cfg(test)]
 #[path = "coordinator_tests.rs"]
 mod guard_tests;

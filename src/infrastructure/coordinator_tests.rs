@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::domain::lock::{LockInfo, LockObservation, LockVersion};
+use crate::infrastructure::stop::libc_sig;
 use async_trait::async_trait;
 use tokio::time::Instant;
 

@@ -14,3 +14,4 @@ pub mod hashing;
 pub(crate) mod migration;
 pub(crate) mod repo_files;
 pub mod s3;
+pub(crate) mod stop;

@@ -25,3 +25,20 @@ pub use resolution::{
     resolve_datastore, ConfigSource, ResolvedDatastore, DATASTORE_ENV, LOCAL_DIR,
 };
 pub use spec::{normalize_prefix, Backend, S3Config};
+
+#[cfg(test)]
+pub(crate) mod test_config {
+    //! A parsed `.swamp.yaml` for unit tests.
+
+    use super::RepoConfig;
+    use std::path::Path;
+
+    /// The repoId of `config`.
+    pub(crate) const ID: &str = "0b5c8a4e-9d1e-4f7a-8a57-0d3f2b1c6e11";
+
+    /// `.swamp.yaml` of repo `/r` with identity keys and `extra`.
+    pub(crate) fn config(extra: &str) -> RepoConfig {
+        let text = format!("swampVersion: 0.1.0\nrepoId: {ID}\n{extra}");
+        RepoConfig::parse(Path::new("/r/.swamp.yaml"), &text).unwrap()
+    }
+}

@@ -231,12 +231,7 @@ pub fn datastore_yaml(backend: &Backend, previous: Option<&Value>) -> Value {
 mod tests {
     use super::*;
 
-    const ID: &str = "0b5c8a4e-9d1e-4f7a-8a57-0d3f2b1c6e11";
-
-    fn config(extra: &str) -> RepoConfig {
-        let text = format!("swampVersion: 0.1.0\nrepoId: {ID}\n{extra}");
-        RepoConfig::parse(Path::new("/r/.swamp.yaml"), &text).unwrap()
-    }
+    use crate::domain::config::test_config::{config, ID};
 
     #[test]
     fn malformed_yaml_names_file_and_line() {

@@ -28,23 +28,32 @@ async fn unsafe_index_keys_fail_before_touching_the_disk() {
     assert!(!dir.path().join("escape").exists());
 }
 
-#[tokio::test]
-async fn an_interrupted_push_heals_on_the_next_pull() {
-    let store = Arc::new(MemoryStore::default());
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+/// `outputs/new` pushed as "v1", then "v2!" uploaded for the next index
+/// generation without that index being written.
+async fn upload_ahead_of_the_index(store: &Arc<MemoryStore>) {
+    let da = tempfile::tempdir().unwrap();
     write(da.path(), "outputs/new", "v1");
-    let a = machine(&store, da.path());
+    let a = machine(store, da.path());
     a.pull(&fence()).await.unwrap();
     a.push(&fence()).await.unwrap();
-    // A push uploaded a newer object, then died before writing the index.
     let newer = da.path().join("outputs/new");
     std::fs::write(&newer, "v2!").unwrap();
     let digest = crate::infrastructure::hashing::digest_file(&newer).unwrap();
-    let next = index(&store).generation + 1;
+    let next = index(store).generation + 1;
     store
         .put_file("p/outputs/new", &newer, &digest, next, None)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_interrupted_push_heals_on_the_next_pull() {
+    let (store, db) = (
+        Arc::new(MemoryStore::default()),
+        tempfile::tempdir().unwrap(),
+    );
+    // A push uploaded a newer object, then died before writing the index.
+    upload_ahead_of_the_index(&store).await;
     let b = machine(&store, db.path());
     b.pull(&fence()).await.unwrap();
     assert_eq!(
@@ -64,21 +73,12 @@ async fn an_interrupted_push_heals_on_the_next_pull() {
 /// and it leaves the object for the locked pull to judge.
 #[tokio::test]
 async fn a_pull_for_reading_never_takes_an_object_newer_than_its_index() {
-    let store = Arc::new(MemoryStore::default());
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    write(da.path(), "outputs/new", "v1");
-    let a = machine(&store, da.path());
-    a.pull(&fence()).await.unwrap();
-    a.push(&fence()).await.unwrap();
+    let (store, db) = (
+        Arc::new(MemoryStore::default()),
+        tempfile::tempdir().unwrap(),
+    );
     // A push is uploading a newer object; its index write is yet to come.
-    let newer = da.path().join("outputs/new");
-    std::fs::write(&newer, "v2!").unwrap();
-    let digest = crate::infrastructure::hashing::digest_file(&newer).unwrap();
-    let next = index(&store).generation + 1;
-    store
-        .put_file("p/outputs/new", &newer, &digest, next, None)
-        .await
-        .unwrap();
+    upload_ahead_of_the_index(&store).await;
     let b = machine(&store, db.path());
     let err = b.pull_for_reading(None).await.unwrap_err();
     assert!(
