@@ -272,13 +272,13 @@ pub(crate) mod testing {
         .unwrap()
     }
 
-    /// An S3 datastore on `store` under `prefix`, its cache at `cache`.
+    /// An S3 datastore on `store` under `prefix`, its caches under `swamp_home`.
     pub(crate) fn s3(
         settings: &DatastoreSettings,
         store: Arc<dyn ObjectStore>,
         bucket: &str,
         prefix: &str,
-        cache: &Path,
+        swamp_home: &Path,
     ) -> Datastore {
         let config = S3Config {
             bucket: bucket.into(),
@@ -288,18 +288,12 @@ pub(crate) mod testing {
         };
         let mut settings = settings.clone();
         settings.resolved.backend = Backend::S3(config.clone());
-        let mut ds = Datastore::with_place(
+        settings.swamp_home = swamp_home.to_path_buf();
+        Datastore::with_place(
             &settings,
             Place::S3 { config, store },
             Arc::new(Kept::default()),
         )
-        .unwrap();
-        ds.resolver = DatastorePathResolver::new(
-            cache.to_path_buf(),
-            settings.repo_dir.join(LOCAL_DIR),
-            settings.resolved.directories.clone(),
-            ExcludeMatcher::new(&[]).unwrap(),
-        );
-        ds
+        .unwrap()
     }
 }

@@ -38,20 +38,21 @@ impl CacheLock {
             source: Box::new(e),
         };
         std::fs::create_dir_all(cache).map_err(store_error)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(store_error)?;
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(store_error)?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            // A refused attempt hands the file back: one open for all attempts.
+            file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(held) => return Ok(Self { _held: held }),
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {}
+                Err((file, nix::errno::Errno::EWOULDBLOCK)) => file,
                 Err((_, e)) => return Err(store_error(e.into())),
-            }
+            };
             let waited = started.elapsed();
             if waited >= timeout {
                 return Err(LockError::Timeout {

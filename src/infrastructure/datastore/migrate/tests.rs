@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// target on a fresh in-memory store.
 struct Fixture {
     repo: tempfile::TempDir,
-    cache: tempfile::TempDir,
+    home: tempfile::TempDir,
     store: Arc<MemoryStore>,
     source: Datastore,
     target: Datastore,
@@ -34,11 +34,11 @@ fn fixture() -> Fixture {
     settings.repo_id = load_config(repo.path()).unwrap().repo_id;
     let source = testing::filesystem(&settings, &root);
     let store = Arc::new(MemoryStore::default());
-    let cache = tempfile::tempdir().unwrap();
-    let target = testing::s3(&settings, store.clone(), "bucket", "team", cache.path());
+    let home = tempfile::tempdir().unwrap();
+    let target = testing::s3(&settings, store.clone(), "bucket", "team", home.path());
     Fixture {
         repo,
-        cache,
+        home,
         store,
         source,
         target,
@@ -105,7 +105,7 @@ async fn from_s3_pulls_copies_and_deletes_the_objects_and_index() {
         .await
         .unwrap();
     // Fresh cache: everything must come from the bucket.
-    fs::remove_dir_all(f.cache.path()).unwrap();
+    fs::remove_dir_all(f.home.path()).unwrap();
     let report = f
         .migrate(&f.target, &fs_target, false)
         .await
