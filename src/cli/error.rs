@@ -10,7 +10,7 @@ use crate::domain::config::ConfigError;
 use crate::domain::item_name::ItemNameError;
 use crate::domain::lock::LockError;
 use crate::infrastructure::data_store::DataError;
-use crate::infrastructure::datastore::{SetupError, StoreError, SyncError};
+use crate::infrastructure::datastore::{SetupError, StoreError, SyncError, ViewError};
 use crate::infrastructure::migration::MigrationError;
 use thiserror::Error;
 
@@ -52,6 +52,22 @@ pub enum CliError {
     /// commands become those commands' variants).
     #[error(transparent)]
     Setup(SetupError),
+    /// `exec --read-only`'s command changed its view (changes discarded).
+    #[error(
+        "'{program}' changed its read-only view of the datastore ({}) and exited {exit_code}; the changes were discarded and nothing was pushed: run it without --read-only to change the datastore",
+        list_paths(changed)
+    )]
+    ReadOnlyChanged {
+        /// The program.
+        program: String,
+        /// The paths it added, removed or changed.
+        changed: Vec<String>,
+        /// Its exit code.
+        exit_code: i32,
+    },
+    /// The read-only view could not be made, checked or removed.
+    #[error(transparent)]
+    View(#[from] ViewError),
     /// Other I/O failures.
     #[error("{context}: {source}")]
     Io {
@@ -60,6 +76,22 @@ pub enum CliError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// "N paths: a, b, c, …" (at most five named).
+fn list_paths(paths: &[String]) -> String {
+    const NAMED: usize = 5;
+    let mut named = paths
+        .iter()
+        .take(NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > NAMED {
+        named.push_str(", …");
+    }
+    let noun = if paths.len() == 1 { "path" } else { "paths" };
+    format!("{} {noun}: {named}", paths.len())
 }
 
 impl From<StoreError> for CliError {
@@ -106,6 +138,8 @@ impl CliError {
             | CliError::Migration(_)
             | CliError::Sync(_)
             | CliError::Setup(_)
+            | CliError::ReadOnlyChanged { .. }
+            | CliError::View(_)
             | CliError::Io { .. } => 1,
         }
     }
@@ -124,7 +158,10 @@ impl CliError {
             CliError::Data(DataError::NotFound(_))
             | CliError::Data(DataError::VersionNotFound { .. }) => "not_found",
             CliError::Data(DataError::Corrupt { .. }) => "corrupt_data",
-            CliError::Data(DataError::Io { .. }) | CliError::Io { .. } => "io_error",
+            CliError::Data(DataError::Io { .. }) | CliError::Io { .. } | CliError::View(_) => {
+                "io_error"
+            }
+            CliError::ReadOnlyChanged { .. } => "read_only_changed",
             CliError::Migration(MigrationError::Conflicts(_)) => "migration_conflict",
             CliError::Migration(MigrationError::Occupied { .. }) => "target_occupied",
             CliError::Migration(MigrationError::Store(_)) => "s3_error",

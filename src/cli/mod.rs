@@ -49,6 +49,9 @@ pub enum Command {
     Data(DataCommand),
     /// Run a command inside the datastore lock (SWAMP_DATASTORE_DIR names the datastore).
     Exec {
+        /// Run it on a private read-only copy instead: no lock on S3, nothing pushed.
+        #[arg(long)]
+        read_only: bool,
         /// The command and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -281,8 +284,8 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             DataCommand::Versions { name } => ok(data::versions(&ctx, &name).await?),
             DataCommand::Rm { name } => ok(data::remove(&ctx, &name).await?),
         },
-        Command::Exec { command } => {
-            let result = exec::exec(&ctx, &command).await?;
+        Command::Exec { read_only, command } => {
+            let result = exec::exec(&ctx, &command, read_only).await?;
             let code = result.exit_code;
             Ok((Box::new(result), code))
         }

@@ -12,6 +12,7 @@ pub(crate) mod datastore;
 pub(crate) mod file_lock;
 pub mod hashing;
 pub(crate) mod migration;
+pub(crate) mod read_only_view;
 pub(crate) mod repo_files;
 pub mod s3;
 pub(crate) mod stop;

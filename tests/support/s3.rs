@@ -600,4 +600,26 @@ impl World {
         let bytes = self.fetch(&index_key()).expect("index");
         serde_json::from_slice(&bytes).expect("index json")
     }
+
+    /// An `exec` on `home` that holds the lock until `{marks}/go` exists,
+    /// having touched `{marks}/started`; killed with its group if the test
+    /// fails.
+    pub fn hold_lock(&self, home: &Path, marks: &Path) -> (Child, super::GroupGuard) {
+        let m = marks.display();
+        let script =
+            format!(r#"touch '{m}/started'; while [ ! -f '{m}/go' ]; do sleep 0.05; done"#);
+        let holder = self
+            .on(home)
+            .args(["exec", "--", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn the lock holder");
+        let guard = super::GroupGuard(holder.id());
+        wait_until("the holder runs inside the lock", || {
+            marks.join("started").exists()
+        });
+        (holder, guard)
+    }
 }

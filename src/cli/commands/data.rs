@@ -96,7 +96,7 @@ pub async fn get(
         version,
     };
     ctx.datastore
-        .reader(&read, || async {
+        .reader(Some(&read), || async {
             let (meta, path) = DataStore::new(ctx.datastore.resolver()).get(&name, version)?;
             let content = std::fs::read(&path).map_err(|source| match source.kind() {
                 // Removed by a concurrent `rm` (readers take no lock).
@@ -132,7 +132,7 @@ pub struct ListResult(Vec<ItemSummary>);
 /// Lists every item with its newest version.
 pub async fn list(ctx: &RepoContext) -> Result<ListResult, CliError> {
     ctx.datastore
-        .reader(&DataRead::List, || async {
+        .reader(Some(&DataRead::List), || async {
             Ok(ListResult(DataStore::new(ctx.datastore.resolver()).list()?))
         })
         .await
@@ -179,7 +179,7 @@ pub async fn versions(ctx: &RepoContext, name: &str) -> Result<VersionsResult, C
         item: item.to_string(),
     };
     ctx.datastore
-        .reader(&read, || async {
+        .reader(Some(&read), || async {
             Ok(VersionsResult {
                 name: item.to_string(),
                 versions: DataStore::new(ctx.datastore.resolver()).versions(&item)?,

@@ -67,11 +67,12 @@ impl Datastore {
         .await
     }
 
-    /// Runs a read-only `op`, which reads what `scope` names, without the
-    /// datastore lock. On a filesystem datastore versions are immutable and
-    /// committed atomically, so it just runs; on S3 it runs under the cache
-    /// lock on a cache holding `scope` as one committed index lists it.
-    pub async fn reader<T, E, F, Fut>(&self, scope: &dyn ReadScope, op: F) -> Result<T, E>
+    /// Runs a read-only `op`, which reads what `scope` names (everything
+    /// when `None`), without the datastore lock. On a filesystem datastore
+    /// it just runs (data-item versions are immutable and committed
+    /// atomically); on S3 it runs under the cache lock on a cache holding
+    /// `scope` as one committed index lists it.
+    pub async fn reader<T, E, F, Fut>(&self, scope: Option<&dyn ReadScope>, op: F) -> Result<T, E>
     where
         E: From<LockError> + From<SyncError>,
         F: FnOnce() -> Fut,
@@ -82,7 +83,7 @@ impl Datastore {
         };
         for attempt in 1..=READ_ATTEMPTS {
             let cache = self.lock_cache().await?;
-            match sync.pull_for_reading(Some(scope)).await {
+            match sync.pull_for_reading(scope).await {
                 Ok(pulled) => {
                     self.report_all(pulled.conflicts.into_iter().map(Notice::Conflict));
                     let result = op().await;
@@ -125,12 +126,7 @@ impl Datastore {
         F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let reporter = self.reporter.clone();
-        let stop = StopController::install(Arc::new(move |signal| reporter.second_signal(signal)))
-            .map_err(|e| LockError::Backend {
-                location: "signal handlers (installing them)".into(),
-                source: Box::new(e),
-            })?;
+        let stop = self.stop_controller()?;
         let mut locks = vec![self.lock()];
         locks.extend(also);
         let guard = LockGuard::acquire_all(locks, self.settings.timing, &stop).await?;
@@ -152,6 +148,18 @@ impl Datastore {
             reporter.notice(Notice::Release(e))
         })
         .await
+    }
+
+    /// Listens for SIGINT/SIGTERM/SIGHUP for one command; a second signal
+    /// goes to the reporter.
+    pub(super) fn stop_controller(&self) -> Result<StopController, LockError> {
+        let reporter = self.reporter.clone();
+        StopController::install(Arc::new(move |signal| reporter.second_signal(signal))).map_err(
+            |e| LockError::Backend {
+                location: "signal handlers (installing them)".into(),
+                source: Box::new(e),
+            },
+        )
     }
 
     /// The cache lock of an S3 datastore (`None` for a filesystem one),

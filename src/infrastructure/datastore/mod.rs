@@ -6,7 +6,7 @@
 //! closed enum, filesystem directory or S3 bucket with its client. Only this
 //! module and its children match on `Place`; callers ask for what they need:
 //! `lock()`, `health()`, `guard(op)` (acquire → pull → op → push → release),
-//! `reader(op)`, `locked(op)`, `sync`, `repair`, `migrate_to(&target)`.
+//! `reader(op)`, `read_only(op)`, `locked(op)`, `sync`, `repair`, `migrate_to(&target)`.
 //! What a caller should tell the user on the way (conflict copies, files not
 //! synced, a release that failed) goes to its `Reporter`; the datastore never
 //! prints.
@@ -16,7 +16,9 @@ mod health;
 mod migrate;
 mod report;
 mod transfer;
+mod view;
 
+pub use crate::infrastructure::read_only_view::ViewError;
 pub use crate::infrastructure::s3::client::{
     S3Settings, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_PART_DOWNLOADS,
 };
