@@ -666,13 +666,19 @@ fn exec_json_prints_exit_code() {
         .output()
         .unwrap();
     assert_eq!(code_of(&out), 7);
-    assert_eq!(json_of(&out), serde_json::json!({"exitCode": 7}));
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"exitCode": 7, "readOnly": false})
+    );
     let out = swamp_cli(repo.path())
         .args(["--json", "exec", "--", "true"])
         .output()
         .unwrap();
     assert_eq!(code_of(&out), 0);
-    assert_eq!(json_of(&out), serde_json::json!({"exitCode": 0}));
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"exitCode": 0, "readOnly": false})
+    );
 }
 
 #[test]
@@ -688,7 +694,10 @@ fn exec_child_killed_by_signal_is_128_plus_n() {
         .output()
         .unwrap();
     assert_eq!(code_of(&out), 128 + 9);
-    assert_eq!(json_of(&out), serde_json::json!({"exitCode": 137}));
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"exitCode": 137, "readOnly": false})
+    );
     assert!(!lock_file(&local_dir(repo.path())).exists());
 }
 

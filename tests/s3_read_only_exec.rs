@@ -58,15 +58,9 @@ fn a_read_only_exec_on_another_machine_runs_while_a_writer_holds_the_lock() {
     assert!(wait_child(&mut holder).success());
 }
 
-/// A world on S3 through a fault proxy that refuses every write with 403,
-/// as read-only credentials would, with one item and one report committed.
-fn behind_read_only_proxy(w: &World, writer: &Path) -> FaultProxy {
-    let proxy = FaultProxy::start(w.moto.port);
-    let mut args = w.setup_args();
-    let at = args.iter().position(|a| a == "--endpoint-url").unwrap();
-    args[at + 1] = proxy.endpoint();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    w.ok(writer, &args);
+/// Commits one item and one report, then makes the proxy refuse every
+/// write with 403, as read-only credentials would.
+fn commit_then_refuse_writes(w: &World, proxy: &FaultProxy, writer: &Path) {
     w.put_ok(writer, "app/config", b"v1\n");
     w.sh(writer, &write_report("r1\n"));
     for method in ["PUT", "DELETE", "POST"] {
@@ -75,7 +69,6 @@ fn behind_read_only_proxy(w: &World, writer: &Path) -> FaultProxy {
             Fault::Status(403, "AccessDenied"),
         ));
     }
-    proxy
 }
 
 /// It sends only GET/HEAD, so it works where every write is refused; a
@@ -83,9 +76,9 @@ fn behind_read_only_proxy(w: &World, writer: &Path) -> FaultProxy {
 /// named, and neither the reader's cache nor the bucket changes.
 #[test]
 fn a_read_only_exec_sends_only_reads_and_its_changes_go_nowhere() {
-    let w = World::create(Moto::start(), BUCKET);
+    let (w, proxy) = World::behind_proxy(BUCKET);
     let writer = tempfile::tempdir().unwrap();
-    let proxy = behind_read_only_proxy(&w, writer.path());
+    commit_then_refuse_writes(&w, &proxy, writer.path());
     let keys = w.keys();
     let index = w.index();
     let from = proxy.seen().len();

@@ -601,6 +601,21 @@ impl World {
         serde_json::from_slice(&bytes).expect("index json")
     }
 
+    /// A world on the server `SWAMP_TEST_S3` names, with the repo set up on
+    /// S3 through a fault proxy in front of that server (every later
+    /// command goes through it: the endpoint is in `.swamp.yaml`).
+    pub fn behind_proxy(bucket: &'static str) -> (Self, super::proxy::FaultProxy) {
+        let w = World::create(S3Server::start(), bucket);
+        let proxy = super::proxy::FaultProxy::start(w.moto.port);
+        let mut args = w.setup_args();
+        let at = args.iter().position(|a| a == "--endpoint-url").unwrap();
+        args[at + 1] = proxy.endpoint();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let home = tempfile::tempdir().expect("tempdir");
+        w.ok(home.path(), &args);
+        (w, proxy)
+    }
+
     /// An `exec` on `home` that holds the lock until `{marks}/go` exists,
     /// having touched `{marks}/started`; killed with its group if the test
     /// fails.

@@ -9,6 +9,7 @@
 
 use super::{Datastore, Place};
 use crate::infrastructure::s3::probe::{probe_prefix, ConditionalSupport};
+use crate::infrastructure::s3::probe_record;
 use crate::infrastructure::s3::store::ObjectStore;
 use serde::Serialize;
 use std::path::Path;
@@ -43,7 +44,13 @@ impl Datastore {
                 health: filesystem_health(path),
                 conditional_writes: None,
             },
-            Place::S3 { config, store } => s3_health(store.as_ref(), &config.prefix).await,
+            Place::S3 { config, store } => {
+                let report = s3_health(store.as_ref(), &config.prefix).await;
+                if let Some(support) = report.conditional_writes {
+                    probe_record::remember(self.root(), config, support);
+                }
+                report
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::infrastructure::repo_files::{load_config, save_document};
 use crate::infrastructure::s3::cache::STATE_FILE;
 use crate::infrastructure::s3::migrate::{delete_remote_sources, foreign_objects, upload_verified};
 use crate::infrastructure::s3::probe::{probe_prefix, ConditionalSupport};
+use crate::infrastructure::s3::probe_record;
 use crate::infrastructure::s3::store::StoreError;
 use crate::infrastructure::s3::sync::SyncError;
 use std::path::{Path, PathBuf};
@@ -178,6 +179,7 @@ impl Datastore {
                 // Prove we may write there, and that the store honours the
                 // conditions the lock relies on, before moving anything.
                 let support = probe_prefix(store.as_ref(), &config.prefix).await?;
+                probe_record::remember(target.root(), config, support);
                 if !support.is_sufficient() {
                     return Err(SetupError::UnsafeStore {
                         target: format!("s3://{}/{}", config.bucket, config.prefix),

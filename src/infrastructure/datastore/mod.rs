@@ -42,6 +42,7 @@ use crate::infrastructure::file_lock::FileLock;
 use crate::infrastructure::s3::cache::cache_dir;
 use crate::infrastructure::s3::client::S3Store;
 use crate::infrastructure::s3::lock::S3Lock;
+use crate::infrastructure::s3::probe_record;
 use crate::infrastructure::s3::store::ObjectStore;
 use crate::infrastructure::s3::sync::CacheSync;
 use std::path::{Path, PathBuf};
@@ -93,14 +94,21 @@ impl Place {
         }
     }
 
-    fn lock(&self, timing: LockTiming) -> Arc<dyn DistributedLock> {
+    /// The lock; `cache` holds what this machine's probes learned of the store.
+    fn lock(&self, timing: LockTiming, cache: &Path) -> Arc<dyn DistributedLock> {
         match self {
             Place::Filesystem(path) => Arc::new(FileLock::new(path, timing.ttl)),
-            Place::S3 { config, store } => Arc::new(S3Lock::new(
-                store.clone(),
-                object_key(&config.prefix, LOCK_KEY),
-                timing.ttl,
-            )),
+            Place::S3 { config, store } => {
+                let known = probe_record::remembered(cache, config);
+                Arc::new(
+                    S3Lock::new(
+                        store.clone(),
+                        object_key(&config.prefix, LOCK_KEY),
+                        timing.ttl,
+                    )
+                    .trusting_conditional_delete(known.is_some_and(|s| s.delete)),
+                )
+            }
         }
     }
 }
@@ -184,7 +192,7 @@ impl Datastore {
 
     /// The datastore's lock.
     pub fn lock(&self) -> Arc<dyn DistributedLock> {
-        self.place.lock(self.settings.timing)
+        self.place.lock(self.settings.timing, self.root())
     }
 
     /// Who holds the lock (without taking it): its location and what it holds.

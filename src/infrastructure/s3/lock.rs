@@ -8,7 +8,9 @@
 //! record it did not judge. Release reads the record first and deletes only if
 //! the token is ours, with `If-Match` on top: stores that ignore conditional
 //! deletes (some S3-compatibles) are still protected except for the window
-//! between that read and the delete.
+//! between that read and the delete. Where the probe found `If-Match` on
+//! DELETE honoured (`probe_record.rs`), release deletes `If-Match` our last
+//! ETag at once and reads only when that is refused.
 //!
 //! A refused write (412, or 404 on a missing key) is not taken at its word:
 //! the request may have landed and only its reply been lost, so the SDK's
@@ -79,6 +81,8 @@ pub struct S3Lock {
     store: Arc<dyn ObjectStore>,
     key: String,
     default_ttl: Duration,
+    /// The store is known to honour `If-Match` on DELETE (`probe_record.rs`).
+    conditional_delete: bool,
 }
 
 impl S3Lock {
@@ -88,7 +92,15 @@ impl S3Lock {
             store,
             key,
             default_ttl,
+            conditional_delete: false,
         }
+    }
+
+    /// The same lock on a store the probe found to honour `If-Match` on
+    /// DELETE: release deletes at once, reading only when refused.
+    pub fn trusting_conditional_delete(mut self, honoured: bool) -> Self {
+        self.conditional_delete = honoured;
+        self
     }
 
     fn err(&self, e: StoreError) -> LockError {
@@ -242,6 +254,17 @@ impl DistributedLock for S3Lock {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), LockError> {
+        if self.conditional_delete {
+            // Only our record, unchanged since our last write, has this ETag,
+            // and the store refuses any other: no read needed. A refusal
+            // (a successor's record, a renewal whose reply was lost, a store
+            // answering 412 for a missing key) is judged below by reading.
+            match self.delete(&etag_of(&lease.version)).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => return Ok(()),
+                Err(StoreError::Precondition(_)) => {}
+                Err(e) => return Err(self.err(e)),
+            }
+        }
         // A few rounds: a refused delete (a lost reply whose retry met the
         // deletion; a store answering 412 for a missing key) is judged by
         // reading again, never by deleting blind.
@@ -386,6 +409,80 @@ mod tests {
         let removed = l.force_release().await.unwrap().unwrap();
         assert_eq!(removed.info.unwrap().token, other.info.token);
         assert!(l.inspect().await.unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
+mod conditional_delete_tests {
+    use super::*;
+    use crate::infrastructure::s3::memory_store::MemoryStore;
+
+    const KEY: &str = "p/.datastore.lock";
+    const TTL: Duration = Duration::from_secs(30);
+
+    fn lock(store: &Arc<MemoryStore>, trusted: bool) -> S3Lock {
+        S3Lock::new(store.clone(), KEY.into(), TTL).trusting_conditional_delete(trusted)
+    }
+
+    async fn acquire(l: &S3Lock) -> Lease {
+        match l.try_acquire(TTL).await.unwrap() {
+            Attempt::Acquired(lease) => lease,
+            Attempt::Busy(obs) => panic!("busy: {}", obs.describe()),
+        }
+    }
+
+    /// Where the store honours `If-Match` on DELETE, release is one request;
+    /// elsewhere it reads first (two).
+    #[tokio::test]
+    async fn a_trusted_release_is_one_request() {
+        for (trusted, requests) in [(true, 1), (false, 2)] {
+            let store = Arc::new(MemoryStore::default());
+            let l = lock(&store, trusted);
+            let lease = acquire(&l).await;
+            let before = *store.requests.lock().unwrap();
+            l.release(&lease).await.unwrap();
+            let sent = *store.requests.lock().unwrap() - before;
+            assert_eq!(sent, requests, "trusted: {trusted}");
+            assert!(store.object(KEY).is_none(), "released (trusted: {trusted})");
+        }
+    }
+
+    /// A release whose lease was lost (a successor took the stale record
+    /// over) leaves the successor's lock, trusted or not.
+    #[tokio::test]
+    async fn a_release_never_removes_a_successors_lock() {
+        for trusted in [true, false] {
+            let store = Arc::new(MemoryStore::default());
+            let ours = lock(&store, trusted);
+            let lease = acquire(&ours).await;
+            store.age(KEY, Duration::from_secs(60));
+            let successor = acquire(&lock(&store, trusted)).await;
+            ours.release(&lease).await.unwrap();
+            let left = ours
+                .inspect()
+                .await
+                .unwrap()
+                .expect("the successor's lock stays");
+            assert_eq!(
+                left.info.unwrap().token,
+                successor.info.token,
+                "trusted: {trusted}"
+            );
+        }
+    }
+
+    /// A renewal whose reply was lost left our record with an ETag the
+    /// lease does not know: the trusted delete is refused, the read finds
+    /// our token, and the record is released all the same.
+    #[tokio::test]
+    async fn a_trusted_release_after_an_unknown_renewal_still_releases() {
+        let store = Arc::new(MemoryStore::default());
+        let l = lock(&store, true);
+        let lease = acquire(&l).await;
+        let renewed = l.renew(&lease).await.unwrap();
+        assert_ne!(renewed.version, lease.version);
+        l.release(&lease).await.unwrap();
+        assert!(store.object(KEY).is_none());
     }
 }
 

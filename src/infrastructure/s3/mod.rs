@@ -10,5 +10,6 @@ pub(crate) mod lock;
 pub(crate) mod memory_store;
 pub(crate) mod migrate;
 pub(crate) mod probe;
+pub(crate) mod probe_record;
 pub mod store;
 pub(crate) mod sync;

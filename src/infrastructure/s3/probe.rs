@@ -17,13 +17,13 @@
 //! differ. The scratch key is removed whatever the outcome.
 
 use crate::infrastructure::s3::store::{ETag, ObjectStore, PutMode, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A wrong ETag: no object has it.
 const WRONG_ETAG: &str = "\"00000000000000000000000000000000\"";
 
 /// Which conditions the store honoured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConditionalSupport {
     /// `If-None-Match: *` on PUT refuses an existing key.
