@@ -6,6 +6,7 @@
 
 mod support;
 
+use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -228,6 +229,87 @@ fn readers_send_only_reads_and_work_where_writes_are_refused() {
         "{sent:#?}"
     );
     assert!(!sent.is_empty());
+}
+
+/// The same, where the store itself enforces it: SeaweedFS with a reader
+/// identity that may only read and list (see `start_seaweedfs_with_reader`).
+/// On another machine (a cold cache) `data get`, `get --version`, `list`
+/// and `versions` signed by the reader work; a `data put` signed by the
+/// reader is refused by the store and leaves the bucket as it was, which
+/// shows the credentials really cannot write. Only in the SeaweedFS pass:
+/// moto accepts any credentials.
+#[test]
+fn readers_work_with_credentials_that_may_only_read_and_list() {
+    let Some((server, reader)) = S3Server::start_with_reader() else {
+        return;
+    };
+    let w = World::create(server, BUCKET);
+    let writer = tempfile::tempdir().unwrap();
+    w.setup(writer.path());
+    for v in 1..=3 {
+        w.put_ok(writer.path(), "app/config", format!("v{v}\n").as_bytes());
+    }
+    w.put_ok(writer.path(), "app/other", b"o\n");
+    let before = w.objects();
+
+    let machine = tempfile::tempdir().unwrap();
+    let as_reader = |args: &[&str]| {
+        let mut cmd = w.on(machine.path());
+        reader.set_on(&mut cmd).args(args);
+        run(&mut cmd)
+    };
+    let read = |args: &[&str]| {
+        let out = as_reader(args);
+        assert_eq!(code_of(&out), 0, "{args:?} as the reader: {}", stderr(&out));
+        out
+    };
+    assert_eq!(read(&["data", "get", "app/config"]).stdout, b"v3\n");
+    assert_eq!(
+        read(&["data", "get", "app/config", "--version", "1"]).stdout,
+        b"v1\n"
+    );
+    let listed = json_of(&read(&["--json", "data", "list"]));
+    let items: Vec<(&Value, &Value)> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| (&item["name"], &item["latestVersion"]))
+        .collect();
+    assert_eq!(
+        items,
+        [
+            (&json!("app/config"), &json!(3)),
+            (&json!("app/other"), &json!(1))
+        ],
+        "{listed}"
+    );
+    let versions = json_of(&read(&["--json", "data", "versions", "app/config"]));
+    let numbers: Vec<&Value> = versions["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| &v["version"])
+        .collect();
+    assert_eq!(numbers, [1, 2, 3], "{versions}");
+
+    // The control: the reader's credentials cannot write.
+    let input = machine.path().join("input");
+    std::fs::write(&input, b"v4\n").unwrap();
+    let put = as_reader(&[
+        "data",
+        "put",
+        "app/config",
+        "--file",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(code_of(&put), 1, "{}", stderr(&put));
+    assert!(
+        stderr(&put).contains("access denied"),
+        "refused by the store: {}",
+        stderr(&put)
+    );
+    assert!(w.objects() == before, "the bucket changed: {:?}", w.keys());
+    assert_eq!(w.ok(writer.path(), &["data", "get", "app/config"]), b"v3\n");
 }
 
 /// A push that has uploaded its objects but not yet its index is invisible

@@ -1,12 +1,13 @@
 //! A real S3-compatible server for the tests, started per test on 127.0.0.1
 //! and killed on drop: moto by default, or SeaweedFS (`weed mini`) with
-//! `SWAMP_TEST_S3=seaweedfs`. Plus raw-HTTP helpers to create buckets and
-//! plant or read objects behind swamp's back, and a `World` of one server, one
-//! bucket and one repo that runs swamp as several "machines".
+//! `SWAMP_TEST_S3=seaweedfs`; or SeaweedFS with a read-only identity, for
+//! tests of what read-only credentials can do. Plus raw-HTTP helpers to create
+//! buckets and plant or read objects behind swamp's back, and a `World` of one
+//! server, one bucket and one repo that runs swamp as several "machines".
 #![allow(dead_code)]
 
 use super::{init_repo, kill_group, read_config, run, stderr, swamp, wait_until, DEADLINE};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -25,6 +26,79 @@ pub const PREFIX: &str = "proj";
 /// The key of the remote index under `PREFIX`.
 pub fn index_key() -> String {
     format!("{PREFIX}/.datastore-index.json")
+}
+
+/// An S3 identity's credentials, as swamp's AWS SDK reads them from its
+/// environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key_id: &'static str,
+    pub secret_access_key: &'static str,
+}
+
+impl Credentials {
+    /// Makes `cmd` (a swamp command `s3_env` has prepared) sign its requests
+    /// as this identity instead of `WRITER`.
+    pub fn set_on<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("AWS_ACCESS_KEY_ID", self.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", self.secret_access_key)
+    }
+}
+
+/// The credentials `s3_env` gives every swamp process: moto accepts any, and
+/// `S3Server::start_seaweedfs_with_reader` makes them an identity that may do
+/// anything.
+pub const WRITER: Credentials = Credentials {
+    access_key_id: "x",
+    secret_access_key: "y",
+};
+
+/// The read-only identity of `S3Server::start_seaweedfs_with_reader`.
+const READER: Credentials = Credentials {
+    access_key_id: "swamp-reader",
+    secret_access_key: "swamp-reader-secret",
+};
+
+/// What the reader may do, in SeaweedFS's terms: `Read` is GetObject and
+/// HeadObject, `List` is ListObjects(V2) — what read-only credentials on AWS
+/// (s3:GetObject, s3:ListBucket) allow. Anything that writes (PutObject,
+/// DeleteObject, multipart uploads, CopyObject, bucket creation) needs
+/// `Write` or `Admin`, and SeaweedFS answers it 403 AccessDenied. (While the
+/// remote index exists swamp's readers only GET, so `Read` alone serves
+/// them; `List` is for a datastore without an index.)
+const READER_ACTIONS: &[&str] = &["Read", "List"];
+
+/// All of SeaweedFS's identity actions, for an identity that may do
+/// anything.
+const ALL_ACTIONS: &[&str] = &["Admin", "Read", "List", "Tagging", "Write"];
+
+/// SeaweedFS's `-s3.config` for `start_seaweedfs_with_reader`: the writer
+/// (`WRITER`) may do anything, the reader (`READER`) only `READER_ACTIONS`,
+/// and unsigned requests, which SeaweedFS judges as the identity named
+/// `anonymous`, anything too, so the raw helpers (create a bucket, plant or
+/// fetch an object behind swamp's back) keep working unsigned. The anonymous
+/// identity does not widen the reader's rights: SeaweedFS judges a signed
+/// request by its signer's identity alone and never falls back to
+/// `anonymous` (probed with curl and aws-cli on 4.48: the reader's PUT,
+/// DELETE, CopyObject and CreateMultipartUpload all answer 403 AccessDenied).
+fn reader_identities() -> Value {
+    let identity = |name: &str, creds: Credentials, actions: &[&str]| {
+        json!({
+            "name": name,
+            "credentials": [{
+                "accessKey": creds.access_key_id,
+                "secretKey": creds.secret_access_key,
+            }],
+            "actions": actions,
+        })
+    };
+    json!({
+        "identities": [
+            identity("writer", WRITER, ALL_ACTIONS),
+            identity("reader", READER, READER_ACTIONS),
+            {"name": "anonymous", "actions": ALL_ACTIONS},
+        ]
+    })
 }
 
 /// Which S3 server the tests run against.
@@ -87,8 +161,34 @@ impl S3Server {
             S3Kind::Moto => Self::spawn_moto("moto answers", |cmd, port| {
                 cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", port]);
             }),
-            S3Kind::SeaweedFs => Self::start_seaweedfs(),
+            S3Kind::SeaweedFs => Self::start_seaweedfs(None),
         }
+    }
+
+    /// Starts SeaweedFS with identities (see `reader_identities`): swamp's
+    /// usual credentials (`WRITER`, which `s3_env` sets) may do anything, the
+    /// returned ones only read and list. Starts SeaweedFS whatever
+    /// `SWAMP_TEST_S3` says, since moto accepts any credentials: a test that
+    /// must not fail where `weed` is not installed yet (the moto pass of
+    /// scripts/test) calls `start_with_reader` instead.
+    pub fn start_seaweedfs_with_reader() -> (Self, Credentials) {
+        (Self::start_seaweedfs(Some(reader_identities())), READER)
+    }
+
+    /// In the SeaweedFS pass (`SWAMP_TEST_S3=seaweedfs`),
+    /// `start_seaweedfs_with_reader`; under moto None, after saying why on
+    /// stderr. moto does not check credentials, so a test of what read-only
+    /// ones can do means nothing there; scripts/test runs every S3 test file
+    /// in the SeaweedFS pass as well, so such a test still runs once.
+    pub fn start_with_reader() -> Option<(Self, Credentials)> {
+        if S3Kind::from_env() == S3Kind::SeaweedFs {
+            return Some(Self::start_seaweedfs_with_reader());
+        }
+        eprintln!(
+            "skipped under moto, which accepts any credentials: this test runs \
+             with SWAMP_TEST_S3=seaweedfs (scripts/test's second pass)"
+        );
+        None
     }
 
     /// Starts a server whose conditional writes are atomic, for tests where
@@ -100,7 +200,7 @@ impl S3Server {
             S3Kind::Moto => Self::spawn_moto("serial moto answers", |cmd, port| {
                 cmd.args(["-c", SERIAL_MOTO, port]).env("MOTO_PORT", port);
             }),
-            S3Kind::SeaweedFs => Self::start_seaweedfs(),
+            S3Kind::SeaweedFs => Self::start_seaweedfs(None),
         }
     }
 
@@ -134,11 +234,12 @@ impl S3Server {
 
     /// Starts `weed mini` on a port range of its own (retrying on another
     /// range if it cannot have this one) and waits until it stores an object.
-    fn start_seaweedfs() -> Self {
+    /// `identities`, if given, is its `-s3.config` (see `try_seaweedfs`).
+    fn start_seaweedfs(identities: Option<Value>) -> Self {
         let mut failures = Vec::new();
         for _ in 0..5 {
             let base = free_seaweedfs_range();
-            match Self::try_seaweedfs(base) {
+            match Self::try_seaweedfs(base, identities.as_ref()) {
                 Ok(server) => return server,
                 Err(why) => failures.push(format!("port {base}: {why}")),
             }
@@ -148,16 +249,24 @@ impl S3Server {
 
     /// One attempt at `weed mini` with S3 on `base`, master on `base + 1`,
     /// volume on `+ 2`, filer on `+ 3` and admin on `+ 4` (each gRPC port is
-    /// its HTTP port + 10 000). No `-s3.config` and no AWS_* credentials in
-    /// its environment: without identities SeaweedFS allows every request,
-    /// signed (the SDK's) or not (the raw helpers').
-    fn try_seaweedfs(base: u16) -> Result<Self, String> {
+    /// its HTTP port + 10 000). No AWS_* credentials in its environment, and
+    /// `-s3.config` only with `identities`: without identities SeaweedFS
+    /// allows every request, signed (the SDK's) or not (the raw helpers');
+    /// with them it checks each signature and judges the request by its
+    /// signer's actions (an unsigned one by the `anonymous` identity's).
+    fn try_seaweedfs(base: u16, identities: Option<&Value>) -> Result<Self, String> {
         let data = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(data.path().join("weed.log")).expect("weed log");
         let store = data.path().join("store");
         std::fs::create_dir(&store).unwrap();
         let port = |offset: u16| (base + offset).to_string();
         let mut cmd = Command::new(weed_binary());
+        cmd.arg("mini");
+        if let Some(identities) = identities {
+            let config = data.path().join("s3.json");
+            std::fs::write(&config, identities.to_string()).expect("write s3.json");
+            cmd.arg(format!("-s3.config={}", config.display()));
+        }
         // weed turns AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY into an identity
         // (and then checks signatures, which the raw helpers do not make),
         // and reads WEED_* as configuration: it gets none of the caller's.
@@ -169,7 +278,6 @@ impl S3Server {
         }
         die_with_test(&mut cmd);
         let child = cmd
-            .arg("mini")
             .arg(format!("-dir={}", store.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
             .arg(format!("-s3.port={}", port(0)))
@@ -215,7 +323,8 @@ impl S3Server {
             match answer {
                 Some((200, _)) => break,
                 Some((403, body)) => panic!(
-                    "SeaweedFS refuses the raw requests (identities configured?): {}",
+                    "SeaweedFS refuses the raw (unsigned) requests (identities without \
+                     an anonymous one?): {}",
                     String::from_utf8_lossy(&body)
                 ),
                 other => last = other.or(last),
@@ -255,16 +364,23 @@ impl S3Server {
 
     /// Sends one raw HTTP request; returns (status, body) or None if unreachable.
     ///
-    /// It carries an `Authorization` header: moto answers 403 to anonymous
-    /// reads and overwrites of objects that were written with credentials (it
-    /// applies their ACL), so unsigned requests could not touch what swamp
-    /// wrote; moto does not verify signatures, so any header will do.
-    /// SeaweedFS runs without identities, so it allows any request.
+    /// To moto it carries an `Authorization` header: moto answers 403 to
+    /// anonymous reads and overwrites of objects that were written with
+    /// credentials (it applies their ACL), so unsigned requests could not
+    /// touch what swamp wrote; moto does not verify signatures, so any header
+    /// will do. To SeaweedFS it goes unsigned: SeaweedFS verifies any
+    /// signature it is given once it has identities (and refuses a made-up
+    /// one), and allows unsigned requests either way (without identities, or
+    /// as the `anonymous` identity of `reader_identities`).
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(DEADLINE)).ok()?;
+        let auth = match self.kind {
+            S3Kind::Moto => "Authorization: AWS x:y\r\n",
+            S3Kind::SeaweedFs => "",
+        };
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: AWS x:y\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
             self.port,
             body.len()
         );
@@ -427,8 +543,8 @@ fn listens_on(pid: u32, port: u16) -> bool {
 /// Sets the environment a swamp process needs to reach the S3 server as "a machine"
 /// whose swamp home (and so S3 cache) is `home`.
 pub fn s3_env(cmd: &mut Command, moto: &S3Server, home: &Path) {
-    cmd.env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "y")
+    WRITER
+        .set_on(cmd)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/dev/null")
@@ -588,6 +704,18 @@ impl World {
     /// Writes (or overwrites) the object `key` of the bucket behind swamp's back.
     pub fn plant(&self, key: &str, body: &[u8]) {
         self.moto.put_object(self.bucket, key, body);
+    }
+
+    /// Every object of the bucket, key → content, read behind swamp's back
+    /// (to show that a command changed nothing).
+    pub fn objects(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.keys()
+            .into_iter()
+            .map(|key| {
+                let body = self.fetch(&key).unwrap_or_else(|| panic!("fetch {key}"));
+                (key, body)
+            })
+            .collect()
     }
 
     /// Reads the object `key` of the bucket behind swamp's back.
