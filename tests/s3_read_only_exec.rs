@@ -128,3 +128,33 @@ fn a_read_only_exec_sends_only_reads_and_its_changes_go_nowhere() {
         b"v1\nr1\nro=\n"
     );
 }
+
+/// Credentials that may only read and list (a SeaweedFS identity, so this
+/// runs in the SeaweedFS pass) are enough for `exec --read-only`, on a cold
+/// cache; a writing `exec` with them is refused by the store.
+#[test]
+fn a_read_only_exec_works_with_credentials_that_may_only_read() {
+    let Some((server, reader)) = S3Server::start_with_reader() else {
+        return;
+    };
+    let w = World::create(server, BUCKET);
+    let writer = tempfile::tempdir().unwrap();
+    w.setup(writer.path());
+    w.put_ok(writer.path(), "app/config", b"v1\n");
+    w.sh(writer.path(), &write_report("r1\n"));
+    let before = w.objects();
+
+    let machine = tempfile::tempdir().unwrap();
+    let as_reader = |args: &[&str]| {
+        let mut cmd = w.on(machine.path());
+        reader.set_on(&mut cmd).args(args);
+        run(&mut cmd)
+    };
+    let out = as_reader(&read_only(&[], READ_BOTH));
+    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout_of(&out), "v1\nr1\nro=1\n");
+    let out = as_reader(&["exec", "--", "true"]);
+    assert_eq!(code_of(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    assert!(w.objects() == before, "the bucket changed: {:?}", w.keys());
+}

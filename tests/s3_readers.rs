@@ -28,33 +28,13 @@ impl World {
     }
 }
 
-/// An `exec` on `home` that holds the lock until `{marks}/go` exists, having
-/// touched `{marks}/started`; killed with its group if the test fails.
-fn hold_lock(w: &World, home: &Path, marks: &Path) -> (std::process::Child, GroupGuard) {
-    let m = marks.display();
-    let script = format!(r#"touch '{m}/started'; while [ ! -f '{m}/go' ]; do sleep 0.05; done"#);
-    let holder = w
-        .on(home)
-        .args(["exec", "--", "sh", "-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let guard = GroupGuard(holder.id());
-    wait_until("the holder runs inside the lock", || {
-        marks.join("started").exists()
-    });
-    (holder, guard)
-}
-
 #[test]
 fn readers_on_another_machine_read_while_a_writer_holds_the_lock() {
     let w = World::new();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     w.put_ok(a.path(), "app/config", b"v1\n");
     let marks = tempfile::tempdir().unwrap();
-    let (mut holder, _guard) = hold_lock(&w, a.path(), marks.path());
+    let (mut holder, _guard) = w.hold_lock(a.path(), marks.path());
 
     // A cold cache and a short lock timeout: a reader that waited for the
     // lock would fail with 75.
@@ -86,7 +66,7 @@ fn a_reader_on_the_writers_own_machine_waits_for_its_cache() {
     let a = tempfile::tempdir().unwrap();
     w.put_ok(a.path(), "app/config", b"v1\n");
     let marks = tempfile::tempdir().unwrap();
-    let (mut holder, _guard) = hold_lock(&w, a.path(), marks.path());
+    let (mut holder, _guard) = w.hold_lock(a.path(), marks.path());
     // The holder's child may be writing into this cache: a reader here waits
     // for the cache lock (and gives up with 75 after --lock-timeout).
     let out = w.run_on(
@@ -181,24 +161,11 @@ fn readers_racing_writers_see_only_committed_versions_and_nothing_is_lost() {
     }
 }
 
-/// A world set up on S3 through a fault proxy in front of its server.
-fn behind_proxy() -> (World, FaultProxy) {
-    let w = World::create(Moto::start(), BUCKET);
-    let proxy = FaultProxy::start(w.moto.port);
-    let mut args = w.setup_args();
-    let at = args.iter().position(|a| a == "--endpoint-url").unwrap();
-    args[at + 1] = proxy.endpoint();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let home = tempfile::tempdir().unwrap();
-    w.ok(home.path(), &args);
-    (w, proxy)
-}
-
 /// Readers send nothing but reads, so credentials that may only read (GET
 /// and LIST) serve them: here every write is refused with 403 and they work.
 #[test]
 fn readers_send_only_reads_and_work_where_writes_are_refused() {
-    let (w, proxy) = behind_proxy();
+    let (w, proxy) = World::behind_proxy(BUCKET);
     let writer = tempfile::tempdir().unwrap();
     w.put_ok(writer.path(), "app/config", b"v1\n");
     w.put_ok(writer.path(), "app/other", b"o\n");
@@ -316,7 +283,7 @@ fn readers_work_with_credentials_that_may_only_read_and_list() {
 /// to a reader: it reads the last committed index, without waiting.
 #[test]
 fn a_reader_sees_the_last_committed_state_while_a_push_is_half_done() {
-    let (w, proxy) = behind_proxy();
+    let (w, proxy) = World::behind_proxy(BUCKET);
     let (writer, reader) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     w.put_ok(writer.path(), "app/config", b"v1\n");
     let index_put = Match::put().key_suffix("/.datastore-index.json");
@@ -370,7 +337,7 @@ fn a_reader_sees_the_last_committed_state_while_a_push_is_half_done() {
 /// as deleted: the next full sync brings the rest and the index keeps it.
 #[test]
 fn a_cold_reader_fetches_only_what_it_reads() {
-    let (w, proxy) = behind_proxy();
+    let (w, proxy) = World::behind_proxy(BUCKET);
     let writer = tempfile::tempdir().unwrap();
     for i in 0..4 {
         for v in 1..=2 {
