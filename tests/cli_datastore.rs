@@ -490,7 +490,15 @@ fn stale_lock_is_taken_over() {
         .output()
         .unwrap();
     assert_eq!(code_of(&out), 0, "{}", stderr(&out));
-    assert!(!lock.exists(), "lock released after the put");
+    // An item writer holds a scoped lock: it ignores the stale record, and
+    // the next whole-datastore command takes it over and releases it.
+    assert!(lock.exists());
+    let exec = swamp_cli(repo.path())
+        .args(["--lock-timeout", "30", "exec", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(code_of(&exec), 0, "{}", stderr(&exec));
+    assert!(!lock.exists(), "lock released after the exec");
     let out = swamp_cli(repo.path())
         .args(["data", "get", "after/takeover"])
         .output()
@@ -537,14 +545,20 @@ fn stale_corrupt_lock_is_taken_over() {
         .write_stdin("ok")
         .assert()
         .success();
-    assert!(!path.exists());
+    swamp_cli(repo.path())
+        .args(["--lock-timeout", "30", "exec", "--", "true"])
+        .assert()
+        .success();
+    assert!(!path.exists(), "the whole-datastore command took it over");
 }
 
 #[test]
 fn writers_release_the_lock() {
     let repo = init_repo();
+    let scoped = |repo: &Path| files_under(&local_dir(repo).join(".locks"));
     put(repo.path(), "a", b"1");
     assert!(!lock_file(&local_dir(repo.path())).exists());
+    assert_eq!(scoped(repo.path()), Vec::<String>::new(), "the item's scoped record is gone");
     swamp_cli(repo.path())
         .args(["data", "rm", "a"])
         .assert()

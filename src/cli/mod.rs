@@ -191,6 +191,10 @@ pub enum LockCommand {
         /// Required: releasing a live lock lets two commands write at once.
         #[arg(long)]
         force: bool,
+        /// Release the scoped locks on these paths (and above or under them)
+        /// instead of the whole-datastore lock.
+        #[arg(long, value_name = "PATH")]
+        scope: Vec<String>,
     },
 }
 
@@ -336,8 +340,8 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 Ok((Box::new(result), code))
             }
             DatastoreCommand::Lock(LockCommand::Status) => ok(lock::status(&ctx).await?),
-            DatastoreCommand::Lock(LockCommand::Release { force }) => {
-                ok(lock::release(&ctx, force).await?)
+            DatastoreCommand::Lock(LockCommand::Release { force, scope }) => {
+                ok(lock::release(&ctx, force, &scope).await?)
             }
         },
     }

@@ -36,6 +36,14 @@ pub struct LockInfo {
     pub ttl_ms: u64,
     /// Random token unique to this acquisition.
     pub token: String,
+    /// The paths a scoped lock holds (`domain/lock_scope.rs`); absent for
+    /// the whole datastore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<String>>,
+    /// A scoped acquirer's priority: among conflicting ones, the highest
+    /// never yields (drawn once per command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u64>,
 }
 
 impl LockInfo {
@@ -50,6 +58,8 @@ impl LockInfo {
             renewed_at: None,
             ttl_ms: ttl.as_millis() as u64,
             token: uuid::Uuid::new_v4().simple().to_string(),
+            scope: None,
+            priority: None,
         }
     }
 
@@ -60,8 +70,12 @@ impl LockInfo {
 
     /// One line naming the holder, for messages.
     pub fn describe(&self) -> String {
+        let scope = match &self.scope {
+            Some(paths) => format!(" on {}", paths.join(", ")),
+            None => String::new(),
+        };
         format!(
-            "{} (pid {}) since {}",
+            "{} (pid {}){scope} since {}",
             self.holder,
             self.pid,
             self.acquired_at.format("%Y-%m-%dT%H:%M:%SZ")
@@ -178,7 +192,7 @@ pub enum Attempt {
 #[derive(Debug, Error)]
 pub enum LockError {
     /// The lock was not acquired before the deadline.
-    #[error("timed out after {}s waiting for the lock {location} held by {holder}; retry later, or if that process is gone release it with 'swamp datastore lock release --force' on that datastore", waited.as_secs())]
+    #[error("timed out after {}s waiting for the lock {location} held by {holder}; retry later, or if that process is gone release it with 'swamp datastore lock release --force' on that datastore (with '--scope PATH' for a lock held on PATH)", waited.as_secs())]
     Timeout {
         /// The lock waited for (file path or `s3://bucket/key`).
         location: String,
@@ -229,6 +243,9 @@ pub trait DistributedLock: Send + Sync {
     async fn inspect(&self) -> Result<Option<LockObservation>, LockError>;
     /// Removes whatever record is there and returns it.
     async fn force_release(&self) -> Result<Option<LockObservation>, LockError>;
+    /// Gives up an acquisition that did not succeed: removes any record an
+    /// unfinished attempt left standing (a scoped or draining lock's).
+    async fn abandon(&self) {}
 }
 
 #[cfg(test)]
@@ -286,9 +303,11 @@ mod tests {
                 proptest::option::of(any_time()),
                 any::<u64>(),
                 ".+",
+                proptest::option::of(proptest::collection::vec(".*", 0..3)),
+                proptest::option::of(any::<u64>()),
             )
                 .prop_map(
-                    |(holder, hostname, pid, acquired_at, renewed_at, ttl_ms, token)| LockInfo {
+                    |(
                         holder,
                         hostname,
                         pid,
@@ -296,6 +315,20 @@ mod tests {
                         renewed_at,
                         ttl_ms,
                         token,
+                        scope,
+                        priority,
+                    )| {
+                        LockInfo {
+                            holder,
+                            hostname,
+                            pid,
+                            acquired_at,
+                            renewed_at,
+                            ttl_ms,
+                            token,
+                            scope,
+                            priority,
+                        }
                     },
                 )
         }

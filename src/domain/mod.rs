@@ -8,6 +8,7 @@ pub(crate) mod data_read;
 pub(crate) mod item_name;
 pub(crate) mod lease_clock;
 pub mod lock;
+pub(crate) mod lock_scope;
 pub mod part_checksums;
 pub(crate) mod path_resolver;
 pub(crate) mod pattern_matcher;

@@ -122,6 +122,48 @@ impl Drop for ChildGroup {
         if self.own_group {
             let _ = killpg(self.pid, Signal::SIGKILL);
             CURRENT_GROUP.store(0, Ordering::SeqCst);
+            wait_until_gone(self.pid, GONE_WITHIN);
         }
     }
+}
+
+/// How long a killed group may take to die before swamp goes on anyway.
+const GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (briefly, bounded) until no process of group `pgid` runs: a
+/// SIGKILL is delivered asynchronously, and a job that is still on a CPU
+/// could write one more time after swamp released the lock. Zombies count as
+/// gone (they run no code; a container's init may never reap them).
+fn wait_until_gone(pgid: Pid, bound: std::time::Duration) {
+    let deadline = std::time::Instant::now() + bound;
+    while killpg(pgid, None).is_ok() && group_has_live_member(pgid) {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(
+                pgid = pgid.as_raw(),
+                "a killed process group did not die in time"
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Whether a process of group `pgid` is alive and not a zombie (Linux /proc).
+fn group_has_live_member(pgid: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parens.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+        group == Some(pgid.as_raw()) && state != Some("Z") && state != Some("X")
+    })
 }

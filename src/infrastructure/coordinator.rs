@@ -189,6 +189,7 @@ impl LockGuard {
             let (lease, at) = match wait_for(&lock, timing.ttl, remaining, stop).await {
                 Ok(won) => won,
                 Err(e) => {
+                    lock.abandon().await;
                     if let Err(release) = guard.release().await {
                         tracing::warn!(error = %release, "releasing after a failed acquisition");
                     }

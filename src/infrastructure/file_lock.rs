@@ -17,15 +17,20 @@ use crate::domain::lock::{
 };
 use crate::infrastructure::atomic_file::TEMP_MARKER;
 use crate::infrastructure::hashing::sha256_bytes;
+use crate::infrastructure::scoped_lock::ScopedRecords;
 use async_trait::async_trait;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// The lock file name inside the datastore directory.
 pub const LOCK_FILE: &str = ".datastore.lock";
+
+/// The directory of scoped lock records inside the datastore directory.
+pub const SCOPED_DIR: &str = ".locks";
 
 /// What `move_aside_if` found.
 enum MoveOutcome {
@@ -40,27 +45,60 @@ enum MoveOutcome {
 /// The lock of a filesystem datastore.
 #[derive(Debug, Clone)]
 pub struct FileLock {
-    dir: PathBuf,
+    path: PathBuf,
     default_ttl: Duration,
+    /// What fresh records say they hold (`LockInfo::scope`, `priority`).
+    scope: Option<(Vec<String>, u64)>,
 }
 
 impl FileLock {
     /// The lock of the datastore at `dir`; `default_ttl` judges unreadable records.
     pub fn new(dir: &Path, default_ttl: Duration) -> Self {
+        Self::at(dir.join(LOCK_FILE), default_ttl)
+    }
+
+    /// A lock whose record is the file `path` (a scoped lock's record).
+    pub fn at(path: PathBuf, default_ttl: Duration) -> Self {
         Self {
-            dir: dir.to_path_buf(),
+            path,
             default_ttl,
+            scope: None,
         }
     }
 
+    /// The same lock, its records naming `scope` with `priority`.
+    pub fn recording(mut self, scope: Vec<String>, priority: u64) -> Self {
+        self.scope = Some((scope, priority));
+        self
+    }
+
     fn lock_path(&self) -> PathBuf {
-        self.dir.join(LOCK_FILE)
+        self.path.clone()
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     fn side_path(&self, tag: &str) -> PathBuf {
         let unique = uuid::Uuid::new_v4().simple().to_string();
-        self.dir
-            .join(format!("{LOCK_FILE}.{tag}{TEMP_MARKER}{}", &unique[..12]))
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| LOCK_FILE.into());
+        self.dir()
+            .join(format!("{name}.{tag}{TEMP_MARKER}{}", &unique[..12]))
+    }
+
+    /// A fresh record for this process, naming this lock's scope.
+    fn fresh_info(&self, ttl: Duration) -> LockInfo {
+        let mut info = LockInfo::for_this_process(ttl);
+        if let Some((scope, priority)) = &self.scope {
+            info.scope = Some(scope.clone());
+            info.priority = Some(*priority);
+        }
+        info
     }
 
     fn store_err(&self, e: io::Error) -> LockError {
@@ -128,7 +166,7 @@ impl FileLock {
 
     /// Atomically creates the lock file with `info` if no lock file exists.
     fn create(&self, info: &LockInfo) -> io::Result<bool> {
-        fs::create_dir_all(&self.dir)?;
+        fs::create_dir_all(self.dir())?;
         let temp = self.write_temp(info)?;
         let linked = fs::hard_link(&temp, self.lock_path());
         let _ = fs::remove_file(&temp);
@@ -169,7 +207,7 @@ impl FileLock {
     fn try_acquire_sync(&self, ttl: Duration) -> io::Result<Attempt> {
         let mut last = None;
         for _ in 0..4 {
-            let info = LockInfo::for_this_process(ttl);
+            let info = self.fresh_info(ttl);
             if self.create(&info)? {
                 let version = self
                     .observe(&self.lock_path())?
@@ -227,6 +265,55 @@ impl FileLock {
             .map(|o| o.version)
             .unwrap_or_else(|| lease.version.clone());
         Ok(Some(Lease { info, version }))
+    }
+}
+
+/// The scoped lock records of a filesystem datastore: `.locks/{id}.lock`.
+pub struct FileScopedRecords {
+    dir: PathBuf,
+    default_ttl: Duration,
+}
+
+impl FileScopedRecords {
+    /// The records of the datastore at `datastore`.
+    pub fn new(datastore: &Path, default_ttl: Duration) -> Self {
+        Self {
+            dir: datastore.join(SCOPED_DIR),
+            default_ttl,
+        }
+    }
+}
+
+#[async_trait]
+impl ScopedRecords for FileScopedRecords {
+    fn record(&self, id: &str, scope: &[String], priority: u64) -> Arc<dyn DistributedLock> {
+        let path = self.dir.join(format!("{id}.lock"));
+        Arc::new(FileLock::at(path, self.default_ttl).recording(scope.to_vec(), priority))
+    }
+
+    async fn list(&self) -> Result<Vec<(String, LockObservation)>, LockError> {
+        let failed = |e: io::Error| LockError::Backend {
+            location: self.dir.display().to_string(),
+            source: Box::new(e),
+        };
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(failed(e)),
+        };
+        let mut records = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(failed)?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if !name.is_some_and(|n| n.ends_with(".lock") && !n.contains(TEMP_MARKER)) {
+                continue;
+            }
+            let lock = FileLock::at(path.clone(), self.default_ttl);
+            if let Some(obs) = lock.observe(&path).map_err(failed)? {
+                records.push((lock.location(), obs));
+            }
+        }
+        Ok(records)
     }
 }
 

@@ -15,4 +15,5 @@ pub(crate) mod migration;
 pub(crate) mod read_only_view;
 pub(crate) mod repo_files;
 pub mod s3;
+pub(crate) mod scoped_lock;
 pub(crate) mod stop;

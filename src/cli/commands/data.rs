@@ -1,4 +1,6 @@
-//! `swamp data put|get|list|versions|rm`. Writers run inside the guard;
+//! `swamp data put|get|list|versions|rm`. Writers run inside the guard of
+//! their item's scope (`LockScope::item`: on a filesystem datastore writers
+//! of different items do not wait for each other);
 //! readers take no datastore lock (`Datastore::reader`) and name what they
 //! read (`DataRead`), so a cold S3 cache fetches only that.
 
@@ -7,6 +9,7 @@ use crate::cli::error::CliError;
 use crate::cli::output::{human_bytes, Render};
 use crate::domain::data_read::DataRead;
 use crate::domain::item_name::ItemName;
+use crate::domain::lock_scope::LockScope;
 use crate::infrastructure::data_store::{DataError, DataStore, ItemSummary, VersionMeta};
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
@@ -49,7 +52,7 @@ pub async fn put(
     };
     let actor = ctx.actor();
     ctx.datastore
-        .guard(|fence, _stop| async move {
+        .guard_scope(&LockScope::item(&name), |fence, _stop| async move {
             let store = DataStore::new(ctx.datastore.resolver());
             Ok(PutResult(store.put(
                 &name,
@@ -224,7 +227,7 @@ pub async fn remove(ctx: &RepoContext, name: &str) -> Result<RemoveResult, CliEr
     let item = ItemName::parse(name)?;
     let actor = ctx.actor();
     ctx.datastore
-        .guard(|fence, _stop| async move {
+        .guard_scope(&LockScope::item(&item), |fence, _stop| async move {
             let versions =
                 DataStore::new(ctx.datastore.resolver()).remove(&item, &fence, &actor)?;
             Ok(RemoveResult {

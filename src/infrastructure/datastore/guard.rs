@@ -17,6 +17,7 @@
 use super::{Datastore, Notice, Place};
 use crate::domain::data_read::ReadScope;
 use crate::domain::lock::{DistributedLock, LockError};
+use crate::domain::lock_scope::LockScope;
 use crate::infrastructure::coordinator::{
     run_guarded, stop_error, LeaseFence, LockGuard, StopController, StopSignal,
 };
@@ -103,6 +104,21 @@ impl Datastore {
         self.guard(|_, _| op()).await
     }
 
+    /// Runs `op`, which writes only inside `scope`, inside the guard of that
+    /// scope: on a filesystem datastore a scoped lock (writers of other
+    /// scopes run meanwhile); on S3 the whole guard (see `lock_for`).
+    pub async fn guard_scope<T, E, F, Fut>(&self, scope: &LockScope, op: F) -> Result<T, E>
+    where
+        E: From<LockError> + From<SyncError>,
+        F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.place {
+            Place::Filesystem(_) => self.locked_by(vec![self.lock_for(scope)], op).await,
+            Place::S3 { .. } => self.guard(op).await,
+        }
+    }
+
     /// Runs `op` under the lock only (no automatic pull or push): acquire,
     /// run, release — on success, on error, on signals and when the lock is lost.
     pub async fn locked<T, E, F, Fut>(&self, op: F) -> Result<T, E>
@@ -126,9 +142,24 @@ impl Datastore {
         F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let stop = self.stop_controller()?;
         let mut locks = vec![self.lock()];
         locks.extend(also);
+        self.locked_by(locks, op).await
+    }
+
+    /// Runs `op` holding `locks` (acquired in a fixed order, one fence over
+    /// every lease), and on S3 the cache lock after them.
+    async fn locked_by<T, E, F, Fut>(
+        &self,
+        locks: Vec<Arc<dyn DistributedLock>>,
+        op: F,
+    ) -> Result<T, E>
+    where
+        E: From<LockError>,
+        F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let stop = self.stop_controller()?;
         let guard = LockGuard::acquire_all(locks, self.settings.timing, &stop).await?;
         // A signal during the last attempt: do not start the command at all.
         if let Some(reason) = stop.signal().current() {

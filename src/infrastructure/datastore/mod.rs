@@ -33,18 +33,20 @@ pub use report::{Notice, Reporter};
 pub use transfer::{Direction, Transfer};
 
 use crate::domain::config::{Backend, ConfigError, ResolvedDatastore, S3Config, LOCAL_DIR};
-use crate::domain::lock::{DistributedLock, LockObservation};
+use crate::domain::lock::{DistributedLock, LockError, LockObservation};
+use crate::domain::lock_scope::LockScope;
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::pattern_matcher::ExcludeMatcher;
 use crate::domain::sync_index::{object_key, LOCK_KEY};
 use crate::infrastructure::coordinator::LockTiming;
-use crate::infrastructure::file_lock::FileLock;
+use crate::infrastructure::file_lock::{FileLock, FileScopedRecords};
 use crate::infrastructure::s3::cache::cache_dir;
 use crate::infrastructure::s3::client::S3Store;
 use crate::infrastructure::s3::lock::S3Lock;
 use crate::infrastructure::s3::probe_record;
 use crate::infrastructure::s3::store::ObjectStore;
 use crate::infrastructure::s3::sync::CacheSync;
+use crate::infrastructure::scoped_lock::{DrainingLock, ScopedLock, ScopedRecords};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -97,7 +99,10 @@ impl Place {
     /// The lock; `cache` holds what this machine's probes learned of the store.
     fn lock(&self, timing: LockTiming, cache: &Path) -> Arc<dyn DistributedLock> {
         match self {
-            Place::Filesystem(path) => Arc::new(FileLock::new(path, timing.ttl)),
+            Place::Filesystem(path) => Arc::new(DrainingLock::new(
+                Arc::new(FileLock::new(path, timing.ttl)),
+                Arc::new(FileScopedRecords::new(path, timing.ttl)),
+            )),
             Place::S3 { config, store } => {
                 let known = probe_record::remembered(cache, config);
                 Arc::new(
@@ -193,6 +198,57 @@ impl Datastore {
     /// The datastore's lock.
     pub fn lock(&self) -> Arc<dyn DistributedLock> {
         self.place.lock(self.settings.timing, self.root())
+    }
+
+    /// The lock a writer of `scope` takes. On a filesystem datastore a
+    /// scope of paths gets a scoped lock; on S3 every writer still takes
+    /// the whole-datastore lock (index commits do not merge yet).
+    pub(crate) fn lock_for(&self, scope: &LockScope) -> Arc<dyn DistributedLock> {
+        match (&self.place, scope) {
+            (Place::Filesystem(path), LockScope::Paths(paths)) => {
+                let ttl = self.settings.timing.ttl;
+                Arc::new(ScopedLock::new(
+                    Arc::new(FileLock::new(path, ttl)),
+                    Arc::new(FileScopedRecords::new(path, ttl)),
+                    paths.clone(),
+                ))
+            }
+            _ => self.lock(),
+        }
+    }
+
+    /// The scoped lock records there are now, by location (none on S3).
+    pub async fn scoped_locks(&self) -> Result<Vec<(String, LockObservation)>, LockError> {
+        match &self.place {
+            Place::Filesystem(path) => {
+                let mut records = FileScopedRecords::new(path, self.settings.timing.ttl)
+                    .list()
+                    .await?;
+                records.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(records)
+            }
+            Place::S3 { .. } => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes the scoped lock records whose scope conflicts with `scope`
+    /// (breakglass); returns what was removed.
+    pub async fn force_release_scoped(
+        &self,
+        scope: &LockScope,
+    ) -> Result<Vec<(String, LockObservation)>, LockError> {
+        let ttl = self.settings.timing.ttl;
+        let mut removed = Vec::new();
+        for (location, obs) in self.scoped_locks().await? {
+            let held = LockScope::of_record(obs.info.as_ref().and_then(|i| i.scope.as_deref()));
+            if held.conflicts(scope) {
+                let lock = FileLock::at(PathBuf::from(&location), ttl);
+                if let Some(gone) = lock.force_release().await? {
+                    removed.push((location, gone));
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Who holds the lock (without taking it): its location and what it holds.

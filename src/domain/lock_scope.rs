@@ -1,0 +1,92 @@
+//! What a lock holds: the whole datastore, or a set of paths in it.
+//!
+//! Model: a scope is a list of `/`-joined datastore paths, each standing for
+//! itself and everything under it. Two scopes conflict when a path of one
+//! equals, or lies under, a path of the other (at segment boundaries:
+//! `data/app` covers `data/app/config` but not `data/apple`). The whole
+//! datastore conflicts with everything. A data item's writers hold its
+//! versions directory, so writers of different items never conflict; see
+//! design/datastores.md (Scoped locks) for the protocol built on this.
+
+use crate::domain::data_read::VERSIONS_DIR;
+use crate::domain::item_name::ItemName;
+
+/// What a lock holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockScope {
+    /// The whole datastore.
+    Whole,
+    /// These paths and everything under them.
+    Paths(Vec<String>),
+}
+
+impl LockScope {
+    /// The scope of a data item's writers: its versions directory.
+    pub fn item(name: &ItemName) -> Self {
+        LockScope::Paths(vec![format!("data/{name}/{VERSIONS_DIR}")])
+    }
+
+    /// The scope a lock record names (`None`: the whole datastore).
+    pub fn of_record(paths: Option<&[String]>) -> Self {
+        match paths {
+            Some(paths) => LockScope::Paths(paths.to_vec()),
+            None => LockScope::Whole,
+        }
+    }
+
+    /// Whether a holder of `self` and a holder of `other` may not both proceed.
+    pub fn conflicts(&self, other: &LockScope) -> bool {
+        match (self, other) {
+            (LockScope::Whole, _) | (_, LockScope::Whole) => true,
+            (LockScope::Paths(ours), LockScope::Paths(theirs)) => ours
+                .iter()
+                .any(|a| theirs.iter().any(|b| covers(a, b) || covers(b, a))),
+        }
+    }
+}
+
+/// Whether `outer` is `inner` or a directory above it.
+fn covers(outer: &str, inner: &str) -> bool {
+    match inner.strip_prefix(outer) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(p: &[&str]) -> LockScope {
+        LockScope::Paths(p.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn scopes_conflict_when_one_path_covers_another() {
+        let rows: [(LockScope, LockScope, bool); 9] = [
+            (LockScope::Whole, LockScope::Whole, true),
+            (LockScope::Whole, paths(&["data/a"]), true),
+            (paths(&["data/a"]), paths(&["data/a"]), true),
+            (paths(&["data/a"]), paths(&["data/a/b"]), true),
+            (paths(&["data/a/b"]), paths(&["data/a"]), true),
+            (paths(&["data/a"]), paths(&["data/ab"]), false),
+            (paths(&["data/a"]), paths(&["data/b", "outputs"]), false),
+            (paths(&["data/a", "outputs/x"]), paths(&["outputs"]), true),
+            (paths(&[]), paths(&["data"]), false),
+        ];
+        for (a, b, conflict) in rows {
+            assert_eq!(a.conflicts(&b), conflict, "{a:?} vs {b:?}");
+            assert_eq!(b.conflicts(&a), conflict, "{b:?} vs {a:?} (symmetric)");
+        }
+    }
+
+    #[test]
+    fn items_hold_their_versions_directory_only() {
+        let item = |n: &str| LockScope::item(&ItemName::parse(n).unwrap());
+        assert_eq!(item("app/config"), paths(&["data/app/config/@versions"]));
+        // `app` and `app/config` are different items with different versions
+        // directories: their writers never wait for each other.
+        assert!(!item("app").conflicts(&item("app/config")));
+        assert!(item("app").conflicts(&paths(&["data/app"])));
+    }
+}

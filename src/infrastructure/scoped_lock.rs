@@ -1,0 +1,443 @@
+//! Scoped locks beside the whole-datastore lock (design/datastores.md,
+//! Scoped locks), over any backend's lock records.
+//!
+//! Model: the whole-datastore lock is one record; each scoped holder writes a
+//! record of its own (`ScopedRecords::record`, e.g. `.locks/{id}.lock`) that
+//! names its paths and a priority drawn once per command. Every acquirer
+//! writes its own record first and reads the others' after, and proceeds
+//! only if that read shows nothing live in its way:
+//!
+//! - `ScopedLock` (a scope S): create S's record; a live whole-lock record
+//!   means yield (delete ours, report busy); a live conflicting scoped
+//!   record means yield if its priority is higher, and otherwise keep our
+//!   record and look again next attempt (it yields to us);
+//! - `DrainingLock` (the whole datastore W): take the whole lock as always —
+//!   which announces W, so scoped acquirers yield to it — then report busy,
+//!   keeping the record, until no live scoped record is left.
+//!
+//! Two conflicting acquirers cannot both proceed: whichever read second sees
+//! the other's record (given a store whose reads see every write completed
+//! before they began). A record kept across attempts is renewed at the start
+//! of each attempt, so the lease an attempt returns was written after the
+//! attempt began (the fence counts from there), and a record left by an
+//! attempt that gave up is removed by `abandon`. Stale records (their holder
+//! paused or killed past the TTL) are ignored: their holders fence
+//! themselves.
+
+use crate::domain::lock::{Attempt, DistributedLock, Lease, LockError, LockObservation};
+use crate::domain::lock_scope::LockScope;
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where a backend keeps scoped lock records.
+#[async_trait]
+pub trait ScopedRecords: Send + Sync {
+    /// The lock whose record is `id`'s, naming `scope` and `priority`.
+    fn record(&self, id: &str, scope: &[String], priority: u64) -> Arc<dyn DistributedLock>;
+    /// Every scoped record there is now, by location.
+    async fn list(&self) -> Result<Vec<(String, LockObservation)>, LockError>;
+}
+
+/// The scope a record holds (a record without one holds everything).
+fn scope_of(obs: &LockObservation) -> LockScope {
+    LockScope::of_record(obs.info.as_ref().and_then(|i| i.scope.as_deref()))
+}
+
+/// A lease kept across attempts, renewed before it is used again.
+#[derive(Default)]
+struct Pending(Mutex<Option<Lease>>);
+
+impl Pending {
+    fn take(&self) -> Option<Lease> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn keep(&self, lease: Lease) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease);
+    }
+
+    /// The kept lease renewed now, or a new attempt at `lock` when there is
+    /// none or it was lost meanwhile (its record went stale and was taken).
+    async fn renewed_or_new(
+        &self,
+        lock: &dyn DistributedLock,
+        ttl: Duration,
+    ) -> Result<Attempt, LockError> {
+        if let Some(lease) = self.take() {
+            match lock.renew(&lease).await {
+                Ok(renewed) => return Ok(Attempt::Acquired(renewed)),
+                Err(LockError::Lost(why)) => {
+                    tracing::debug!(%why, "a kept lock record was lost while waiting");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        lock.try_acquire(ttl).await
+    }
+
+    async fn abandon(&self, lock: &dyn DistributedLock) {
+        if let Some(lease) = self.take() {
+            if let Err(e) = lock.release(&lease).await {
+                tracing::warn!(error = %e, "removing a lock record after giving up");
+            }
+        }
+    }
+}
+
+/// A lock on some paths of the datastore.
+pub struct ScopedLock {
+    whole: Arc<dyn DistributedLock>,
+    records: Arc<dyn ScopedRecords>,
+    own: Arc<dyn DistributedLock>,
+    scope: LockScope,
+    paths: Vec<String>,
+    priority: u64,
+    pending: Pending,
+}
+
+impl ScopedLock {
+    /// A lock on `paths`, beside the whole-datastore lock `whole`.
+    pub fn new(
+        whole: Arc<dyn DistributedLock>,
+        records: Arc<dyn ScopedRecords>,
+        paths: Vec<String>,
+    ) -> Self {
+        Self::with_priority(whole, records, paths, rand::random::<u64>())
+    }
+
+    fn with_priority(
+        whole: Arc<dyn DistributedLock>,
+        records: Arc<dyn ScopedRecords>,
+        paths: Vec<String>,
+        priority: u64,
+    ) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let own = records.record(&id, &paths, priority);
+        Self {
+            whole,
+            records,
+            own,
+            scope: LockScope::Paths(paths.clone()),
+            paths,
+            priority,
+            pending: Pending::default(),
+        }
+    }
+
+    /// Removes our record after an attempt that must yield.
+    async fn yield_to(&self, lease: &Lease, obs: LockObservation) -> Result<Attempt, LockError> {
+        self.own.release(lease).await?;
+        Ok(Attempt::Busy(obs))
+    }
+}
+
+#[async_trait]
+impl DistributedLock for ScopedLock {
+    fn location(&self) -> String {
+        format!(
+            "{} (scope {})",
+            self.whole.location(),
+            self.paths.join(", ")
+        )
+    }
+
+    async fn try_acquire(&self, ttl: Duration) -> Result<Attempt, LockError> {
+        let lease = match self.pending.renewed_or_new(self.own.as_ref(), ttl).await? {
+            Attempt::Acquired(lease) => lease,
+            // Our record's name is ours alone: only a store error gets here.
+            busy => return Ok(busy),
+        };
+        if let Some(whole) = self.whole.inspect().await? {
+            if !whole.stale {
+                return self.yield_to(&lease, whole).await;
+            }
+        }
+        let ours = self.own.location();
+        let mut wait_for = None;
+        for (location, obs) in self.records.list().await? {
+            if location == ours || obs.stale || !scope_of(&obs).conflicts(&self.scope) {
+                continue;
+            }
+            // An unreadable record has no priority we can trust: yield to it
+            // (it goes stale after the default TTL).
+            let theirs = obs.info.as_ref().and_then(|i| i.priority);
+            match theirs {
+                Some(p) if (p, location.as_str()) < (self.priority, ours.as_str()) => {
+                    wait_for = Some(obs)
+                }
+                _ => return self.yield_to(&lease, obs).await,
+            }
+        }
+        match wait_for {
+            Some(obs) => {
+                self.pending.keep(lease);
+                Ok(Attempt::Busy(obs))
+            }
+            None => Ok(Attempt::Acquired(lease)),
+        }
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Lease, LockError> {
+        self.own.renew(lease).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LockError> {
+        self.own.release(lease).await
+    }
+
+    async fn inspect(&self) -> Result<Option<LockObservation>, LockError> {
+        self.own.inspect().await
+    }
+
+    async fn force_release(&self) -> Result<Option<LockObservation>, LockError> {
+        self.own.force_release().await
+    }
+
+    async fn abandon(&self) {
+        self.pending.abandon(self.own.as_ref()).await;
+    }
+}
+
+/// The whole-datastore lock, which waits for scoped holders to finish.
+pub struct DrainingLock {
+    whole: Arc<dyn DistributedLock>,
+    records: Arc<dyn ScopedRecords>,
+    pending: Pending,
+}
+
+impl DrainingLock {
+    /// `whole`, draining the scoped records of `records` before it is held.
+    pub fn new(whole: Arc<dyn DistributedLock>, records: Arc<dyn ScopedRecords>) -> Self {
+        Self {
+            whole,
+            records,
+            pending: Pending::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl DistributedLock for DrainingLock {
+    fn location(&self) -> String {
+        self.whole.location()
+    }
+
+    async fn try_acquire(&self, ttl: Duration) -> Result<Attempt, LockError> {
+        let lease = match self
+            .pending
+            .renewed_or_new(self.whole.as_ref(), ttl)
+            .await?
+        {
+            Attempt::Acquired(lease) => lease,
+            busy => return Ok(busy),
+        };
+        let live = self
+            .records
+            .list()
+            .await?
+            .into_iter()
+            .find(|(_, o)| !o.stale);
+        match live {
+            Some((_, obs)) => {
+                self.pending.keep(lease);
+                Ok(Attempt::Busy(obs))
+            }
+            None => Ok(Attempt::Acquired(lease)),
+        }
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Lease, LockError> {
+        self.whole.renew(lease).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LockError> {
+        self.whole.release(lease).await
+    }
+
+    async fn inspect(&self) -> Result<Option<LockObservation>, LockError> {
+        self.whole.inspect().await
+    }
+
+    async fn force_release(&self) -> Result<Option<LockObservation>, LockError> {
+        self.whole.force_release().await
+    }
+
+    async fn abandon(&self) {
+        self.pending.abandon(self.whole.as_ref()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infrastructure::file_lock::{FileLock, FileScopedRecords};
+    use std::path::Path;
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    fn whole(dir: &Path) -> Arc<dyn DistributedLock> {
+        Arc::new(FileLock::new(dir, TTL))
+    }
+
+    fn records(dir: &Path) -> Arc<dyn ScopedRecords> {
+        Arc::new(FileScopedRecords::new(dir, TTL))
+    }
+
+    fn scoped(dir: &Path, paths: &[&str]) -> ScopedLock {
+        let paths = paths.iter().map(|p| p.to_string()).collect();
+        ScopedLock::new(whole(dir), records(dir), paths)
+    }
+
+    fn draining(dir: &Path) -> DrainingLock {
+        DrainingLock::new(whole(dir), records(dir))
+    }
+
+    async fn held(lock: &dyn DistributedLock) -> Lease {
+        match lock.try_acquire(TTL).await.unwrap() {
+            Attempt::Acquired(lease) => lease,
+            Attempt::Busy(obs) => panic!("busy: {}", obs.describe()),
+        }
+    }
+
+    async fn is_busy(lock: &dyn DistributedLock) -> bool {
+        matches!(lock.try_acquire(TTL).await.unwrap(), Attempt::Busy(_))
+    }
+
+    async fn live_records(dir: &Path) -> usize {
+        let all = records(dir).list().await.unwrap();
+        all.iter().filter(|(_, o)| !o.stale).count()
+    }
+
+    #[tokio::test]
+    async fn writers_of_disjoint_scopes_hold_at_once_and_conflicting_ones_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = scoped(dir.path(), &["data/a/@versions"]);
+        let b = scoped(dir.path(), &["data/b/@versions"]);
+        let (la, _lb) = (held(&a).await, held(&b).await);
+        let a_again = scoped(dir.path(), &["data/a"]);
+        assert!(is_busy(&a_again).await, "data/a covers data/a/@versions");
+        a.release(&la).await.unwrap();
+        held(&a_again).await;
+    }
+
+    #[tokio::test]
+    async fn a_scope_yields_to_the_whole_lock_and_leaves_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = draining(dir.path());
+        let lw = held(&w).await;
+        let s = scoped(dir.path(), &["data/a/@versions"]);
+        assert!(is_busy(&s).await);
+        assert_eq!(
+            live_records(dir.path()).await,
+            0,
+            "the scope took its record back"
+        );
+        w.release(&lw).await.unwrap();
+        held(&s).await;
+    }
+
+    /// The whole lock announces itself, then drains: scopes that arrive
+    /// after it yield, so a stream of them cannot starve it.
+    #[tokio::test]
+    async fn the_whole_lock_drains_running_scopes_and_is_never_starved() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = scoped(dir.path(), &["data/a/@versions"]);
+        let l1 = held(&first).await;
+        let w = draining(dir.path());
+        assert!(is_busy(&w).await, "a scope is running");
+        let later = scoped(dir.path(), &["data/b/@versions"]);
+        assert!(
+            is_busy(&later).await,
+            "a scope arriving after the announcement yields"
+        );
+        assert!(is_busy(&w).await);
+        first.release(&l1).await.unwrap();
+        let lw = held(&w).await;
+        assert!(is_busy(&later).await);
+        w.release(&lw).await.unwrap();
+        held(&later).await;
+    }
+
+    #[tokio::test]
+    async fn of_two_conflicting_waiters_the_lower_priority_yields() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |priority| {
+            let paths = vec!["data/a/@versions".to_string()];
+            ScopedLock::with_priority(whole(dir.path()), records(dir.path()), paths, priority)
+        };
+        let (holder, high, low) = (with(0), with(100), with(50));
+        let lh = held(&holder).await;
+        // A holder has proceeded, whatever its priority: both wait; the
+        // higher one keeps its record, the lower one yields to it.
+        assert!(is_busy(&high).await);
+        assert!(is_busy(&low).await);
+        assert_eq!(
+            live_records(dir.path()).await,
+            2,
+            "the holder's and the higher waiter's"
+        );
+        holder.release(&lh).await.unwrap();
+        assert!(
+            is_busy(&low).await,
+            "the lower priority yields to the higher"
+        );
+        held(&high).await;
+        assert!(is_busy(&low).await);
+    }
+
+    #[tokio::test]
+    async fn abandoning_removes_a_kept_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = scoped(dir.path(), &["data/a/@versions"]);
+        let ls = held(&s).await;
+        let w = draining(dir.path());
+        assert!(is_busy(&w).await);
+        w.abandon().await;
+        assert!(
+            whole(dir.path()).inspect().await.unwrap().is_none(),
+            "the announcement is withdrawn"
+        );
+        s.release(&ls).await.unwrap();
+        assert_eq!(live_records(dir.path()).await, 0);
+    }
+
+    #[tokio::test]
+    async fn stale_records_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_millis(1);
+        let dead = ScopedLock::new(
+            Arc::new(FileLock::new(dir.path(), ttl)),
+            Arc::new(FileScopedRecords::new(dir.path(), ttl)),
+            vec!["data/a/@versions".into()],
+        );
+        let Attempt::Acquired(_) = dead.try_acquire(ttl).await.unwrap() else {
+            panic!("first")
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        let alive = scoped(dir.path(), &["data/a/@versions"]);
+        let lease = held(&alive).await;
+        alive.release(&lease).await.unwrap();
+        held(&draining(dir.path())).await;
+    }
+
+    /// A record kept while waiting is written again at the start of each
+    /// attempt, so the lease an attempt returns is no older than the attempt.
+    #[tokio::test]
+    async fn a_kept_record_is_renewed_by_every_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = scoped(dir.path(), &["data/a/@versions"]);
+        let ls = held(&s).await;
+        let w = draining(dir.path());
+        assert!(is_busy(&w).await);
+        let before = whole(dir.path()).inspect().await.unwrap().unwrap().version;
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(is_busy(&w).await);
+        let after = whole(dir.path()).inspect().await.unwrap().unwrap().version;
+        assert_ne!(before, after);
+        s.release(&ls).await.unwrap();
+        let lw = held(&w).await;
+        let now = whole(dir.path()).inspect().await.unwrap().unwrap().version;
+        assert_eq!(lw.version, now);
+    }
+}
