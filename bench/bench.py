@@ -13,15 +13,35 @@ A slow number never fails the run: targets are read off the table. The exit
 code is non-zero only if the harness breaks or a measured command fails (then
 the numbers of that case are not valid; the table still shows what ran).
 
+Case groups (BENCH_CASES):
+  small  1. push/pull 2 000 files, 2. reader no-op (`data list`) and writer
+         no-op (`exec -- true`, after a `datastore status`), 6. the raw loop
+  mid    2. the no-ops with 10 000 files, 3. one changed file, and the bytes
+         that push uploaded (index object via HeadObject + the file)
+  big    4. one 1 GiB file, 6. the raw large-object loop
+  huge   5. reader no-op with 100 000 files; 9. cold `data get` of one item put
+         among them: time, requests, bytes (index object + the item's files)
+  fs     7. `swamp exec -- true` on a filesystem datastore vs `true`
+  team   (issue 15; moto only by default) on 3 000 files in 100 dirs + one item:
+         8. machine B's warm and cold `data get` and `exec --read-only -- cat`
+         while machine A's `exec` holds the lock, and the same read inside the
+         lock (today's design: it waits until A lets go, BENCH_TEAM_HOLD s after
+         it started); 10. 16 `data put`s of distinct items from 3 warm caches,
+         all started at once vs one after another, and 8 writers x 3 puts of
+         one item, whose versions are counted (`data versions --json`)
+
 Environment knobs:
   BENCH_RUNS        runs per case (default 3)
-  BENCH_QUICK=1     small sizes for a smoke run (200 / 1 000 / 5 000 files, 64 MiB)
+  BENCH_QUICK=1     small sizes for a smoke run (200 / 1 000 / 5 000 files, 64 MiB,
+                    500 team files, 3 s hold)
   BENCH_SMALL       files in cases 1, 2 and 6 (default 2 000)
   BENCH_MID         files in cases 2 and 3 (default 10 000)
   BENCH_HUGE        files in case 5 (default 100 000, as the issue asks; seeding them takes
                     ~11 min on moto, so a full run takes ~45 min; BENCH_HUGE=20000 for a shorter one)
   BENCH_HUGE_PEERS=1  also run aws/rclone in case 5 (slow: they upload it all first)
   BENCH_BIG_MB      size of the case-4 file in MiB (default 1024)
+  BENCH_TEAM_FILES  files in the team cases (default 3 000)
+  BENCH_TEAM_HOLD   seconds machine A keeps the lock after the locked read of case 8 started (default 10)
   BENCH_FS_RUNS     runs of case 7 (default max(100, 30 x BENCH_RUNS))
   BENCH_CONCURRENCY concurrency of the raw loop (default 32, swamp's default)
   BENCH_S3S=1       also run against s3s-fs (BENCH_S3S_BIN or s3s-fs on PATH)
@@ -31,19 +51,26 @@ Environment knobs:
   BENCH_OUT         where to write the table (default bench/RESULTS.md)
   BENCH_KEEP=1      keep the temp dir (printed) for inspection
   BENCH_CASES       comma list of case groups to run (default all): small (cases 1, 2, 6),
-                    mid (2, 3), big (4, 6), huge (5), fs (7)
+                    mid (2, 3), big (4, 6), huge (5, 9), fs (7), team (8, 10)
+
+The binaries are read from $CARGO_TARGET_DIR/release (default target/release),
+where bench/run builds them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import http.client
 import json
 import os
 import platform
 import re
 import shutil
+import signal
 import socket
+import stat
 import statistics
 import subprocess
 import sys
@@ -53,10 +80,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SWAMP = ROOT / "target" / "release" / "swamp"
-RAW = ROOT / "target" / "release" / "examples" / "raw_s3"
+
+
+def cargo_target_dir() -> Path:
+    """Where cargo put the release binaries: CARGO_TARGET_DIR (relative to the
+    repo root, where bench/run builds), else target/."""
+    value = os.environ.get("CARGO_TARGET_DIR", "").strip()
+    if not value:
+        return ROOT / "target"
+    path = Path(value)
+    return path if path.is_absolute() else ROOT / path
+
+
+SWAMP = cargo_target_dir() / "release" / "swamp"
+RAW = cargo_target_dir() / "release" / "examples" / "raw_s3"
 MIB = 1024 * 1024
 BUCKET = "bench"
+INDEX_KEY = ".datastore-index.json"  # swamp's index object under the prefix
 
 
 def env_int(name: str, default: int) -> int:
@@ -78,9 +118,18 @@ FS_RUNS = env_int("BENCH_FS_RUNS", max(100, 30 * RUNS))
 CONCURRENCY = env_int("BENCH_CONCURRENCY", 32)
 FILE_SIZE = 4096
 DIRS = 40
+# The team cases (issue 15): a datastore of TEAM_N files in 100 dirs plus one
+# data item; machine A holds the lock while machine B reads; writers race.
+TEAM_N = env_int("BENCH_TEAM_FILES", 500 if QUICK else 3000)
+TEAM_DIRS = 100
+TEAM_HOLD = env_int("BENCH_TEAM_HOLD", 3 if QUICK else 10)
+TEAM_WRITERS = 16  # data puts of distinct items, over TEAM_CACHES caches
+TEAM_CACHES = 3
+SHARED_WRITERS, SHARED_PUTS = 8, 3  # writers x puts of one item
+ITEM_SIZE = 4096
 OUT = Path(os.environ.get("BENCH_OUT") or ROOT / "bench" / "RESULTS.md")
 KEEP = os.environ.get("BENCH_KEEP") == "1"
-ALL_CASES = ("small", "mid", "big", "huge", "fs")
+ALL_CASES = ("small", "mid", "big", "huge", "fs", "team")
 CASES = [c.strip() for c in os.environ.get("BENCH_CASES", ",".join(ALL_CASES)).split(",") if c.strip()]
 S3S_CASES = [c.strip() for c in os.environ.get("BENCH_S3S_CASES", "small,big").split(",") if c.strip()]
 
@@ -131,6 +180,73 @@ def find_gnu_time() -> str | None:
 GNU_TIME = find_gnu_time()
 
 
+@dataclass
+class Started:
+    """A measured process that was started and is not waited for yet."""
+
+    argv: list[str]
+    proc: subprocess.Popen
+    start: float
+    out: object
+    err: object
+    rss_file: str | None
+
+
+def start(argv: list[str], env: dict, cwd=None) -> Started:
+    """Starts argv under GNU time (for its peak RSS); `finish` waits for it."""
+    out = tempfile.TemporaryFile()
+    err = tempfile.TemporaryFile()
+    rss_file = None
+    full = argv
+    if GNU_TIME:
+        fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
+        os.close(fd)
+        full = [GNU_TIME, "-f", "%M", "-o", rss_file, *argv]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(full, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    return Started(argv, proc, t0, out, err, rss_file)
+
+
+def finish(s: Started) -> Measure:
+    """Waits for a started process: wall time since its start, CPU, peak RSS (requests: None)."""
+    _, status, usage = os.wait4(s.proc.pid, 0)
+    wall = time.perf_counter() - s.start
+    s.proc.returncode = os.waitstatus_to_exitcode(status)
+    rss_mib = usage.ru_maxrss / 1024.0
+    if s.rss_file:
+        try:
+            lines = Path(s.rss_file).read_text().strip().splitlines()
+            rss_mib = int(lines[-1].strip()) / 1024.0
+        except (OSError, ValueError, IndexError):
+            pass
+        os.unlink(s.rss_file)
+    error = ""
+    if s.proc.returncode != 0:
+        s.err.seek(0)
+        s.out.seek(0)
+        text = (s.err.read() or s.out.read()).decode(errors="replace").strip()
+        error = text.splitlines()[-1] if text else f"exit {s.proc.returncode}"
+        log(f"FAILED (exit {s.proc.returncode}): {' '.join(s.argv)}: {error}")
+    s.out.close()
+    s.err.close()
+    return Measure(
+        wall=wall,
+        user=usage.ru_utime,
+        sys=usage.ru_stime,
+        rss_mib=rss_mib,
+        rc=s.proc.returncode,
+        requests=None,
+        error=error,
+    )
+
+
+def requests_since(server, before: int | None) -> int | None:
+    if server is None or before is None:
+        return None
+    after = server.settled_count()
+    return None if after is None else after - before
+
+
 def measure(argv: list[str], env: dict, server=None, cwd=None) -> Measure:
     """Runs argv once: wall time, CPU, peak RSS and S3 requests.
 
@@ -141,48 +257,33 @@ def measure(argv: list[str], env: dict, server=None, cwd=None) -> Measure:
     the fallback when GNU time is missing, and then a floor of ~25 MiB.
     """
     before = server.settled_count() if server else None
-    out = tempfile.TemporaryFile()
-    err = tempfile.TemporaryFile()
-    rss_file = None
-    full = argv
-    if GNU_TIME:
-        fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
-        os.close(fd)
-        full = [GNU_TIME, "-f", "%M", "-o", rss_file, *argv]
-    start = time.perf_counter()
-    proc = subprocess.Popen(full, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    rss_mib = usage.ru_maxrss / 1024.0
-    if rss_file:
-        try:
-            lines = Path(rss_file).read_text().strip().splitlines()
-            rss_mib = int(lines[-1].strip()) / 1024.0
-        except (OSError, ValueError, IndexError):
-            pass
-        os.unlink(rss_file)
-    requests = None
-    if server is not None and before is not None:
-        after = server.settled_count()
-        requests = None if after is None else after - before
-    error = ""
-    if proc.returncode != 0:
-        err.seek(0)
-        out.seek(0)
-        text = (err.read() or out.read()).decode(errors="replace").strip()
-        error = text.splitlines()[-1] if text else f"exit {proc.returncode}"
-        log(f"FAILED (exit {proc.returncode}): {' '.join(argv)}: {error}")
-    out.close()
-    err.close()
+    m = finish(start(argv, env, cwd))
+    m.requests = requests_since(server, before)
+    return m
+
+
+def measure_batch(jobs: list[tuple[list[str], dict]], server=None, parallel: bool = False) -> Measure:
+    """Runs several commands, all started at once (parallel) or one after
+    another, as one measurement: wall time from the first start to the last
+    exit, CPU summed, peak RSS of the largest, S3 requests of them all, the
+    first failure."""
+    before = server.settled_count() if server else None
+    t0 = time.perf_counter()
+    if parallel:
+        started = [start(argv, env) for argv, env in jobs]
+        done = [finish(s) for s in started]
+    else:
+        done = [finish(start(argv, env)) for argv, env in jobs]
+    wall = time.perf_counter() - t0
+    failed = [m for m in done if m.rc != 0]
     return Measure(
         wall=wall,
-        user=usage.ru_utime,
-        sys=usage.ru_stime,
-        rss_mib=rss_mib,
-        rc=proc.returncode,
-        requests=requests,
-        error=error,
+        user=sum(m.user for m in done),
+        sys=sum(m.sys for m in done),
+        rss_mib=max(m.rss_mib for m in done),
+        rc=failed[0].rc if failed else 0,
+        requests=requests_since(server, before),
+        error=f"{len(failed)} of {len(done)} failed: {failed[0].error}" if failed else "",
     )
 
 
@@ -409,9 +510,26 @@ class Tools:
             SWAMP_DATASTORE=f"s3:{BUCKET}/{prefix}",
         )
 
+    def swamp_argv(self, *args: str) -> list[str]:
+        return [str(SWAMP), "--repo-dir", str(self.repo), *args]
+
     def swamp(self, home: Path, prefix: str, *args: str, defaults: bool = False) -> Measure:
         env = self.swamp_env(home, prefix, defaults)
-        return measure([str(SWAMP), "--repo-dir", str(self.repo), *args], env, self.server)
+        return measure(self.swamp_argv(*args), env, self.server)
+
+    def swamp_json(self, home: Path, prefix: str, *args: str) -> dict:
+        """Runs a swamp command for its --json answer (not measured)."""
+        out = check_call(self.swamp_argv("--json", *args), self.swamp_env(home, prefix), f"swamp {' '.join(args)}")
+        return json.loads(out)
+
+    def object_size(self, prefix: str, name: str) -> int:
+        """Size of one object (HeadObject with the aws cli; not measured)."""
+        out = check_call(
+            ["aws", "s3api", "head-object", "--bucket", BUCKET, "--key", f"{prefix}/{name}", "--endpoint-url", self.server.url],
+            self.base,
+            f"aws s3api head-object {prefix}/{name}",
+        )
+        return int(json.loads(out)["ContentLength"])
 
     # peers ------------------------------------------------------------
     def aws_sync(self, src: str, dst: str) -> Measure:
@@ -495,6 +613,18 @@ def change_file(path: Path, tag: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def tree_bytes(root: Path) -> tuple[int, int]:
+    """(regular files, total bytes) under root."""
+    files = total = 0
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            st = os.lstat(os.path.join(dirpath, name))
+            if stat.S_ISREG(st.st_mode):
+                files += 1
+                total += st.st_size
+    return files, total
+
+
 def mid_path(root: Path, i: int) -> Path:
     return root / "outputs" / f"d{i % DIRS:02d}" / f"f{i:06d}"
 
@@ -546,6 +676,8 @@ class Results:
     def __init__(self, server: str):
         self.server = server
         self.rows: list[Row] = []
+        # Figures that are not timings (bytes, version counts), for targets().
+        self.facts: dict[str, object] = {}
 
     def row(self, case: str, key: str, tool: str, note: str = "") -> Row:
         for r in self.rows:
@@ -627,7 +759,7 @@ class Bench:
         ds = gen_files(self.data / "small", n)
         c_push = f"1. push {n:,} × 4 KiB ({DIRS} dirs) into an empty prefix"
         c_pull = f"1. pull {n:,} × 4 KiB into an empty dir/cache"
-        c_noop = f"2. no-op, {n:,} files"
+        c_noop = f"2. no-op, {n:,} files (swamp: reader `data list`)"
         swamp_home0 = None
         for run in range(RUNS):
             log(f"[{self.server.name}] case 1 push/pull, run {run + 1}/{RUNS}")
@@ -676,6 +808,17 @@ class Bench:
                 else:
                     m = self.t.rclone_push(ds, "c1-rclone-0")
                 self.res.row(c_noop, "noop_small", tool).add(m)
+        self.writer_noop(swamp_home0, "c1-swamp-0", n, "wnoop_small")
+
+    def writer_noop(self, home: Path, prefix: str, n: int, key: str) -> None:
+        """`exec -- true` on an up-to-date cache, after a `datastore status`
+        (whose conditional-write probe a writer's release may rely on)."""
+        log(f"[{self.server.name}] case 2 writer no-op {n}")
+        self.t.swamp_json(home, prefix, "datastore", "status")
+        true = shutil.which("true") or "/bin/true"
+        for _ in range(RUNS):
+            m = self.t.swamp(home, prefix, "exec", "--", true)
+            self.res.row(f"2. writer no-op (`exec -- true`), {n:,} files", key, "swamp").add(m)
 
     # case 2 (10 000), 3 -----------------------------------------------------
     def case_mid(self) -> None:
@@ -694,7 +837,7 @@ class Bench:
             else:
                 m = self.t.rclone_push(ds, "c2-rclone")
             self.res.row(c_setup, "setup_mid", tool).add(m)
-        c_noop = f"2. no-op, {n:,} files"
+        c_noop = f"2. no-op, {n:,} files (swamp: reader `data list`)"
         log(f"[{self.server.name}] case 2 no-op {n}")
         for run in range(RUNS):
             for tool in self.order(run):
@@ -705,6 +848,7 @@ class Bench:
                 else:
                     m = self.t.rclone_push(ds, "c2-rclone")
                 self.res.row(c_noop, "noop_mid", tool).add(m)
+        self.writer_noop(home, "c2-swamp", n, "wnoop_mid")
         c_one = f"3. one changed file among {n:,}"
         log(f"[{self.server.name}] case 3 one changed among {n}")
         for run in range(RUNS):
@@ -720,6 +864,16 @@ class Bench:
                 else:
                     m = self.t.rclone_push(ds, "c2-rclone")
                 self.res.row(c_one, "one_mid", tool).add(m)
+        # What the last one-change push uploaded: the changed file and the
+        # whole index object, which every change rewrites today.
+        try:
+            index = self.t.object_size("c2-swamp", INDEX_KEY)
+        except HarnessError as e:
+            self.failures.append(f"{self.server.name}: size of the index: {e}")
+            log(f"FAILED: {e}")
+        else:
+            self.res.facts["upload_one_mid"] = (index, FILE_SIZE)
+            log(f"  one change uploaded {index + FILE_SIZE:,} bytes (index {index:,} + file {FILE_SIZE:,})")
 
     # case 4 ------------------------------------------------------------------
     def case_big(self) -> None:
@@ -809,7 +963,7 @@ class Bench:
             else:
                 m = self.t.rclone_push(self.t.cache(home), "c5-rclone")
             self.res.row(c_setup, "setup_huge", tool).add(m)
-        c_noop = f"5. no-op, {n:,} files"
+        c_noop = f"5. no-op, {n:,} files (reader `data list`)"
         log(f"[{self.server.name}] case 5 no-op {n}")
         for run in range(RUNS):
             for tool in tools:
@@ -820,6 +974,7 @@ class Bench:
                 else:
                     m = self.t.rclone_push(self.t.cache(home), "c5-rclone")
                 self.res.row(c_noop, "noop_huge", tool).add(m)
+        self.cold_get_huge(home, n)
         if n < 100000:
             self.notes.append(
                 f"Case 5 ran with {n:,} files, not the issue's 100 000: uploading 100 000 objects to moto first takes"
@@ -830,6 +985,235 @@ class Bench:
             self.notes.append(
                 f"Case 5: peers not run (BENCH_HUGE_PEERS=1 runs them; each would first upload all {n:,} files)."
             )
+
+    def cold_get_huge(self, home: Path, n: int) -> None:
+        """Case 9: one data item among n files, read by `data get` on fresh caches."""
+        item = "huge/item"
+        item_file = self.workdir / "huge-item.bin"
+        item_file.write_bytes(os.urandom(ITEM_SIZE))
+        log(f"[{self.server.name}] case 9 setup: data put one item among {n} files")
+        m = self.t.swamp(home, "c5-swamp", "data", "put", item, "--file", str(item_file))
+        self.res.row(f"setup: `data put` one {ITEM_SIZE // 1024} KiB item among {n:,} files (1 run)", "setup_huge_put", "swamp").add(m)
+        if m.rc != 0:
+            return
+        log(f"[{self.server.name}] case 9 cold data get among {n}")
+        downloaded = []
+        for _ in range(RUNS):
+            fresh = self.t.new_home()
+            m = self.t.swamp(fresh, "c5-swamp", "data", "get", item)
+            self.res.row(f"9. cold `data get` of one item among {n:,} files (fresh cache)", "cold_get_huge", "swamp").add(m)
+            if m.rc == 0:
+                # What it fetched besides the index: the item's files in the fresh cache.
+                downloaded.append(tree_bytes(self.t.cache(fresh) / "data" / item))
+            shutil.rmtree(fresh)
+        try:
+            index = self.t.object_size("c5-swamp", INDEX_KEY)
+        except HarnessError as e:
+            self.failures.append(f"{self.server.name}: size of the index: {e}")
+            log(f"FAILED: {e}")
+            return
+        self.res.facts["index_huge"] = index
+        if downloaded:
+            files, item_bytes = max(downloaded, key=lambda d: d[1])
+            self.res.facts["cold_get_huge_bytes"] = (index, files, item_bytes)
+            log(f"  cold get downloaded {index + item_bytes:,} bytes: index object {index:,} + {files} item files {item_bytes:,}")
+
+    # cases 8 and 10: a team sharing one datastore (issue 15) --------------------
+    def case_team(self) -> None:
+        n = TEAM_N
+        name = self.server.name
+        prefix = "c8-team"
+        item = "team/item"
+        log(f"[{name}] team: generating {n} files x 4 KiB in {TEAM_DIRS} dirs in machine A's cache")
+        home_a = self.t.new_home()
+        gen_files(self.t.cache(home_a), n, dirs=TEAM_DIRS)
+        item_file = self.workdir / "team-item.bin"
+        item_file.write_bytes(os.urandom(ITEM_SIZE))
+        log(f"[{name}] team setup: A pushes, puts one item; B and C pull")
+        setup = [
+            (f"setup: machine A pushes {n:,} × 4 KiB ({TEAM_DIRS} dirs) (1 run, for cases 8 and 10)", "setup_team_push", home_a, ("datastore", "sync", "--push")),
+            (f"setup: machine A `data put`s one {ITEM_SIZE // 1024} KiB item (1 run)", "setup_team_put", home_a, ("data", "put", item, "--file", str(item_file))),
+        ]
+        home_b, home_c = self.t.new_home(), self.t.new_home()
+        for home in (home_b, home_c):
+            setup.append((f"setup: machines B and C pull {n:,} files + the item (1 run each)", "setup_team_pull", home, ("datastore", "sync", "--pull")))
+        for case, key, home, args in setup:
+            m = self.t.swamp(home, prefix, *args)
+            self.res.row(case, key, "swamp").add(m)
+            if m.rc != 0:
+                return
+
+        # Case 8: machine B reads while machine A's exec holds the lock.
+        c8 = f"8. B reads while A's `exec` holds the lock ({n:,} files):"
+        cat_item = f'cat "$SWAMP_DATASTORE_DIR/data/{item}/@versions/1.bin"'
+        with self.lock_holder(home_a, prefix, home_b) as release:
+            log(f"[{name}] case 8 readers on machine B, {RUNS} runs")
+            for _ in range(RUNS):
+                m = self.t.swamp(home_b, prefix, "data", "get", item)
+                self.res.row(f"{c8} warm `data get`", "team_get_warm", "swamp").add(m)
+                fresh = self.t.new_home()
+                m = self.t.swamp(fresh, prefix, "data", "get", item)
+                self.res.row(f"{c8} cold `data get` (fresh cache)", "team_get_cold", "swamp").add(m)
+                shutil.rmtree(fresh)
+                m = self.t.swamp(home_b, prefix, "exec", "--read-only", "--", "sh", "-c", cat_item)
+                self.res.row(f"{c8} `exec --read-only -- cat` (warm)", "team_ro_exec", "swamp").add(m)
+            # Today's design, where it still applies: the same read inside
+            # the lock waits for the writer; A goes on TEAM_HOLD s after it started.
+            log(f"[{name}] case 8 the same read inside the lock (waits for A, which keeps the lock {TEAM_HOLD} s more)")
+            before = self.server.settled_count()
+            waiting = start(
+                self.t.swamp_argv("--lock-timeout", "600", "exec", "--", "sh", "-c", cat_item),
+                self.t.swamp_env(home_b, prefix),
+            )
+            try:
+                time.sleep(TEAM_HOLD)
+            finally:
+                release()
+                m = finish(waiting)
+            m.requests = requests_since(self.server, before)
+            self.res.row(
+                f"8. today's design: `exec -- cat` of the item inside the lock, started while A holds it {TEAM_HOLD} s more (1 run)",
+                "team_locked_read",
+                "swamp",
+            ).add(m)
+        self.notes.append(
+            f"Case 8: machine A runs `swamp exec -- sh -c '...'` whose child waits for the harness; A gets"
+            f" SWAMP_LOCK_TTL_MS so long that it renews no lease during the case, so the request counts of B's reads"
+            f" are B's alone. The locked read's count includes its polls of the lock and A's release."
+        )
+
+        # Case 10: writers of distinct items, in parallel and one after another.
+        homes = [home_a, home_b, home_c]
+        put_dir = self.workdir / "team-put"
+        put_dir.mkdir(exist_ok=True)
+        put_files = []
+        for k in range(TEAM_WRITERS):
+            f = put_dir / f"{k:02d}.bin"
+            f.write_bytes(os.urandom(ITEM_SIZE))
+            put_files.append(f)
+        c_seq = f"10. {TEAM_WRITERS} `data put`s of distinct items from {TEAM_CACHES} warm caches, one after another"
+        c_par = f"10. the same {TEAM_WRITERS} `data put`s, all started at once (first start → last exit)"
+        for run in range(RUNS):
+            for mode in ("seq", "par") if run % 2 == 0 else ("par", "seq"):
+                log(f"[{name}] case 10 {TEAM_WRITERS} data puts, {'parallel' if mode == 'par' else 'sequential'}, run {run + 1}/{RUNS}")
+                for home in homes:  # warm: each cache up to date (not measured)
+                    check_call(self.t.swamp_argv("datastore", "sync", "--pull"), self.t.swamp_env(home, prefix), "swamp datastore sync --pull")
+                jobs = [
+                    (
+                        self.t.swamp_argv("--lock-timeout", "600", "data", "put", f"w{run}-{mode}/item-{k:02d}", "--file", str(put_files[k])),
+                        self.t.swamp_env(homes[k % TEAM_CACHES], prefix),
+                    )
+                    for k in range(TEAM_WRITERS)
+                ]
+                m = measure_batch(jobs, self.server, parallel=mode == "par")
+                self.res.row(c_par if mode == "par" else c_seq, f"team_put_{mode}", "swamp").add(m)
+
+        # Case 10, correctness: writers x puts of one item, none lost.
+        shared = "team/shared"
+        log(f"[{name}] case 10 {SHARED_WRITERS} writers x {SHARED_PUTS} data puts of one item")
+        expected = set()
+        jobs = []
+        script = 'swamp=$0; for f in "$@"; do "$swamp" --repo-dir "$REPO" --lock-timeout 600 data put ' + shared + ' --file "$f" || exit 1; done'
+        for w in range(SHARED_WRITERS):
+            files = []
+            for i in range(SHARED_PUTS):
+                f = put_dir / f"shared-{w}-{i}.bin"
+                data = f"writer {w} put {i} ".encode() + os.urandom(ITEM_SIZE - 32)
+                f.write_bytes(data)
+                expected.add(hashlib.sha256(data).hexdigest())
+                files.append(str(f))
+            env = dict(self.t.swamp_env(homes[w % TEAM_CACHES], prefix), REPO=str(self.t.repo))
+            jobs.append((["sh", "-c", script, str(SWAMP), *files], env))
+        m = measure_batch(jobs, self.server, parallel=True)
+        self.res.row(
+            f"10. {SHARED_WRITERS} writers × {SHARED_PUTS} `data put`s of one item, all started at once (1 run)", "team_put_shared", "swamp"
+        ).add(m)
+        versions = self.t.swamp_json(home_a, prefix, "data", "versions", shared).get("versions", [])
+        numbers = {v.get("version") for v in versions}
+        got = {v.get("sha256") for v in versions}
+        want = SHARED_WRITERS * SHARED_PUTS
+        found = len(expected & got)
+        self.res.facts["shared_versions"] = (len(versions), len(numbers), found, want)
+        verdict = "none lost" if len(versions) == want and len(numbers) == want and found == want else "**versions lost or duplicated**"
+        self.notes.append(
+            f"Case 10 check: {SHARED_WRITERS} writers × {SHARED_PUTS} `data put`s of one item (exit {m.rc}) left"
+            f" {len(versions)} versions ({len(numbers)} distinct numbers; {found} of the {want} contents put): {verdict}."
+        )
+        log(f"  {len(versions)} versions, {len(numbers)} distinct numbers, {found}/{want} contents: {verdict}")
+
+    @contextlib.contextmanager
+    def lock_holder(self, home: Path, prefix: str, check_home: Path):
+        """Machine A: `swamp exec -- sh -c ...` holding the datastore lock.
+
+        The child writes its pid to a marker (it runs only once A holds the
+        lock, which `lock status` then confirms) and waits until the yielded
+        function creates the release file (or a cap of some minutes). On the
+        way out, even after an error, A is let go, waited for, terminated or
+        killed, and its shell (in a process group of its own) killed too.
+        """
+        held = self.workdir / "team-held"
+        go = self.workdir / "team-release"
+        for f in (held, go):
+            f.unlink(missing_ok=True)
+        cap = 600 + 60 * RUNS
+        script = (
+            'echo $$ > "$1.tmp" && mv "$1.tmp" "$1"; i=0; '
+            f'while [ ! -e "$2" ] && [ $i -lt {cap * 10} ]; do sleep 0.1; i=$((i+1)); done'
+        )
+        # No lease renewal (every TTL/3) during the case: B's counts stay B's.
+        env = dict(self.t.swamp_env(home, prefix), SWAMP_LOCK_TTL_MS=str(3 * (cap + 60) * 1000))
+        log_path = self.workdir / "team-holder.log"
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(
+                self.t.swamp_argv("exec", "--", "sh", "-c", script, "sh", str(held), str(go)),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def tail() -> str:
+            try:
+                return log_path.read_text(errors="replace").strip()[-500:]
+            except OSError:
+                return ""
+
+        try:
+            deadline = time.time() + 120
+            while not held.exists():
+                if proc.poll() is not None:
+                    raise HarnessError(f"machine A's exec exited ({proc.returncode}) before holding the lock: {tail()}")
+                if time.time() > deadline:
+                    raise HarnessError(f"machine A's exec did not start its child within 120 s: {tail()}")
+                time.sleep(0.05)
+            status = self.t.swamp_json(check_home, prefix, "datastore", "lock", "status")
+            if not status.get("held"):
+                raise HarnessError(f"machine A's child runs but `lock status` says no lock is held: {status}")
+            log(f"  machine A (pid {proc.pid}) holds the lock")
+            yield go.touch
+        finally:
+            go.touch()
+            try:
+                rc = proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    rc = proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    rc = proc.wait()
+            try:
+                shell = int(held.read_text().strip())
+            except (OSError, ValueError):
+                shell = None
+            if shell is not None:
+                try:
+                    if str(go) in Path(f"/proc/{shell}/cmdline").read_bytes().decode(errors="replace"):
+                        os.kill(shell, signal.SIGKILL)
+                except (OSError, ProcessLookupError):
+                    pass
+            if rc != 0:
+                self.failures.append(f"{self.server.name}: case 8: machine A's `exec` (the lock holder) exited {rc}: {tail()}")
 
     # case 7 ------------------------------------------------------------------
     def case_fs(self) -> None:
@@ -907,12 +1291,13 @@ def targets(res: Results) -> list[Target]:
     def requests(key, want, what):
         r = res.get(key, "swamp")
         v = r.requests() if r else None
+        text = f"{what}: ≤ {want} S3 request{'' if want == 1 else 's'}"
         if v is None:
             why = "n/a (server does not log requests)" if r else "not measured"
-            out.append(Target(f"{what}: ≤ {want} S3 requests", why, None))
+            out.append(Target(text, why, None))
         else:
             worst = max(m.requests for m in r.runs if m.requests is not None)
-            out.append(Target(f"{what}: ≤ {want} S3 requests", f"{v} (max {worst})", worst <= want))
+            out.append(Target(text, f"{v} (max {worst})", worst <= want))
 
     def rate(key, raw_key, want, what):
         s, raw = med(key, "swamp"), med(raw_key, "raw SDK")
@@ -936,10 +1321,48 @@ def targets(res: Results) -> list[Target]:
         else:
             out.append(Target(f"{what}: peak RSS ≤ {limit} MiB", f"{v:.1f} MiB", v <= limit))
 
+    def at_most(key, limit, what):
+        r = res.get(key, "swamp")
+        v = med(key, "swamp")
+        if v is None:
+            out.append(Target(f"{what}: ≤ {limit} s", "not measured", None))
+        else:
+            out.append(Target(f"{what}: ≤ {limit} s (median)", f"{fmt_s(v)} (max {fmt_s(max(r.times()))})", v <= limit))
+
+    def reference(key, what):
+        v = med(key, "swamp")
+        if v is not None:
+            r = res.get(key, "swamp")
+            reqs = "" if r.requests() is None else f", {r.requests():,} requests"
+            out.append(Target(f"(for reference) {what}", f"{fmt_s(v)}{reqs}", None))
+
     speedup("noop_mid", "aws", 20, f"no-op, {MID_N:,} files")
     speedup("noop_mid", "rclone", 10, f"no-op, {MID_N:,} files")
     requests("noop_mid", 4, f"no-op, {MID_N:,} files")
     requests("one_mid", 6, f"one changed among {MID_N:,}")
+    # Requests at the floor (issue 15, part 5): a reader of an unchanged
+    # datastore costs one conditional GET; a writer's no-op 3 where the store
+    # honours conditional deletes (moto does).
+    for key, n in (("noop_small", SMALL_N), ("noop_mid", MID_N), ("noop_huge", HUGE_N)):
+        requests(key, 1, f"reader no-op (`data list`), {n:,} files")
+    for key, n in (("wnoop_small", SMALL_N), ("wnoop_mid", MID_N)):
+        requests(key, 3, f"writer no-op (`exec -- true`), {n:,} files")
+    up = res.facts.get("upload_one_mid")
+    if up:
+        index, size = up
+        total = index + size
+        huge = res.facts.get("index_huge")
+        extra = f"; case 5's index of {HUGE_N:,} files is {huge:,} B" if huge else ""
+        # The index grows with the files: over the limit here, over it at 100 000.
+        met = total <= 64 * 1024 if MID_N >= 100000 else (False if total > 64 * 1024 else None)
+        out.append(
+            Target(
+                "bytes uploaded for one changed 4 KiB file: ≤ 64 KiB (issue: among 100,000 files in 1,000 dirs)",
+                f"{total:,} B among {MID_N:,} files in {DIRS} dirs (index {index:,} B + the file {size:,} B: every change"
+                f" rewrites the whole index; the sharded index is not built yet){extra}",
+                met,
+            )
+        )
     for key, what in (("push_small", f"push {SMALL_N:,} × 4 KiB"), ("pull_small", f"pull {SMALL_N:,} × 4 KiB")):
         speedup(key, "rclone", 2, what)
         speedup(key, "aws", 5, what)
@@ -968,6 +1391,40 @@ def targets(res: Results) -> list[Target]:
     else:
         out.append(Target(f"no-op, {HUGE_N:,} files: ≤ 1 s of local work", "not measured", None))
     rss("noop_huge", 64, f"no-op, {HUGE_N:,} files")
+    requests("cold_get_huge", 4, f"cold `data get` of one item among {HUGE_N:,} files")
+    at_most("cold_get_huge", 0.3, f"cold `data get` of one item among {HUGE_N:,} files")
+    got = res.facts.get("cold_get_huge_bytes")
+    if got:
+        index, files, item_bytes = got
+        out.append(
+            Target(
+                f"(for reference) cold `data get` of one item among {HUGE_N:,} files: bytes downloaded",
+                f"{index + item_bytes:,} B = the index object {index:,} B (HeadObject; fetched whole) + the item's"
+                f" {files} files in the fresh cache {item_bytes:,} B",
+                None,
+            )
+        )
+    # Issue 15, part 1: readers never wait.
+    at_most("team_get_warm", 0.3, f"reader latency while another machine writes: warm `data get` ({TEAM_N:,} files)")
+    at_most("team_get_cold", 0.3, f"reader latency while another machine writes: cold `data get` ({TEAM_N:,} files)")
+    requests("team_get_warm", 1, "warm `data get` while another machine writes")
+    reference("team_ro_exec", "`exec --read-only -- cat` while another machine writes")
+    reference("team_locked_read", f"the same read inside the lock, today's design (A keeps the lock {TEAM_HOLD} s more)")
+    # Issue 15, part 3: writers of different things never wait for each other.
+    seq, par = med("team_put_seq", "swamp"), med("team_put_par", "swamp")
+    what = f"{TEAM_WRITERS} writers of distinct items from {TEAM_CACHES} caches in parallel: ≤ 0.4× the time of the same {TEAM_WRITERS} one after another"
+    if seq is not None and par is not None:
+        out.append(Target(what, f"{par / seq:.2f}× ({fmt_s(par)} vs {fmt_s(seq)})", par / seq <= 0.4))
+    shared = res.facts.get("shared_versions")
+    if shared:
+        count, numbers, found, want = shared
+        out.append(
+            Target(
+                f"{SHARED_WRITERS} writers × {SHARED_PUTS} puts of one item give {want} distinct versions, none lost",
+                f"{count} versions, {numbers} distinct numbers, {found} of the {want} contents",
+                count == numbers == found == want,
+            )
+        )
     s, t = res.get("fs_exec", "swamp"), res.get("fs_exec", "plain true")
     if s and t and s.ok and t.ok:
         overhead = s.median() - t.median()
@@ -1021,7 +1478,7 @@ def machine_facts() -> list[str]:
         f"- git commit at the start of the run: {commit}{' (with uncommitted changes in src/ or Cargo files)' if dirty else ''}",
         f"- swamp: {cmd([str(SWAMP), '--version'])} (release build); aws: {cmd(['aws', '--version'], base_env())}; "
         f"rclone: {cmd(['rclone', 'version']).splitlines()[0] if shutil.which('rclone') else '?'}; moto {moto_v}; Python {platform.python_version()}",
-        f"- settings: BENCH_RUNS={RUNS}, files {SMALL_N:,} / {MID_N:,} / {HUGE_N:,} × 4 KiB, big file {BIG_MB} MiB, "
+        f"- settings: BENCH_RUNS={RUNS}, files {SMALL_N:,} / {MID_N:,} / {HUGE_N:,} / team {TEAM_N:,} × 4 KiB, big file {BIG_MB} MiB, "
         f"case 7 runs {FS_RUNS}, cases {','.join(CASES)}, raw-loop concurrency {CONCURRENCY} (swamp's default){', BENCH_QUICK=1 (smoke sizes)' if QUICK else ''}",
     ]
 
@@ -1065,8 +1522,10 @@ def report(benches: list[Bench], elapsed: float, failures: list[str]) -> str:
         "- swamp uses one repo; each scenario has its own `SWAMP_HOME` (cache `$SWAMP_HOME/repos/{repoId}/`),",
         "  `SWAMP_DATASTORE=s3:bench/PREFIX` and `AWS_ENDPOINT_URL`. Push = files placed in the cache, then",
         "  `swamp datastore sync --push` into a fresh prefix; pull = a fresh `SWAMP_HOME`, `swamp datastore sync --pull`;",
-        "  no-op = `swamp data list` on an up-to-date cache (lock, conditional GET of the index, nothing to push,",
-        "  release); one changed = one file rewritten (same size) in the cache, then `swamp datastore sync`.",
+        "  reader no-op = `swamp data list` on an up-to-date cache (no datastore lock: a conditional GET of the",
+        "  index, 304); writer no-op = `swamp exec -- true` there after one `datastore status` (lock, conditional",
+        "  GET of the index, nothing to push, release); one changed = one file rewritten (same size) in the cache,",
+        "  then `swamp datastore sync`; its bytes uploaded = the index object's size (HeadObject) + the file.",
         "- aws: `aws s3 sync SRC DST --endpoint-url URL --only-show-errors`; rclone: `rclone sync SRC m:bench/PREFIX`",
         "  with default flags. Each tool pushes into its own prefix (rclone sync would delete swamp's index, and a",
         "  peer's no-op only means something against objects it uploaded itself).",
@@ -1083,6 +1542,17 @@ def report(benches: list[Bench], elapsed: float, failures: list[str]) -> str:
         "  (openssl dgst, one core) is that read's cost here (this CPU has no SHA extensions). swamp's pull writes",
         "  the file, checks the CRC32 of each 16 MiB part against the index and fsyncs it (syncfs).",
         "- Case 7 compares `swamp exec -- true` on a filesystem datastore with plain `true`; overhead = difference of medians.",
+        "- Case 9 (in the huge group): one 4 KiB item `data put` among the files, then `data get` on a fresh",
+        "  `SWAMP_HOME` per run; bytes downloaded = the index object's size (HeadObject; a cold reader fetches it",
+        "  whole) + the item's files in the fresh cache.",
+        f"- Cases 8 and 10 (team): {TEAM_N:,} × 4 KiB in {TEAM_DIRS} dirs plus one item, three machines (homes) A, B, C.",
+        "  8: A runs `swamp exec -- sh -c ...` whose child holds the lock until the harness lets it go; meanwhile B",
+        "  runs warm `data get ITEM`, cold `data get ITEM` (fresh home) and `exec --read-only -- sh -c 'cat ...'`;",
+        "  then, today's design, `swamp --lock-timeout 600 exec -- sh -c 'cat $SWAMP_DATASTORE_DIR/data/ITEM/...'`",
+        f"  (one run), which waits: A lets go {TEAM_HOLD} s after it started. 10: {TEAM_WRITERS} `data put`s of distinct",
+        f"  items spread over the {TEAM_CACHES} caches (each synced first), all started at once (wall time from the",
+        "  first start to the last exit) or one after another; then 8 writers × 3 puts of one item, started at once,",
+        "  and `data versions --json` counts what they left.",
         "",
     ]
     if failures:
@@ -1155,8 +1625,6 @@ def _stop(signum, _frame):
 
 
 if __name__ == "__main__":
-    import signal
-
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _stop)
     try:
