@@ -1229,6 +1229,19 @@ class Bench:
                 measure([str(SWAMP), "--repo-dir", str(repo), "exec", "--", true], env)
             )
             self.res.row(c, "fs_exec", "plain true").add(measure([true], env))
+        # Scoped locks (issue 15, part 3): item writers hold their item only.
+        item = self.workdir / "fs-item.bin"
+        item.write_bytes(os.urandom(ITEM_SIZE))
+        c_seq = f"7. filesystem datastore: {TEAM_WRITERS} `data put`s of distinct items, one after another"
+        c_par = f"7. filesystem datastore: the same {TEAM_WRITERS} `data put`s, all started at once"
+        for run in range(RUNS):
+            for mode in ("seq", "par") if run % 2 == 0 else ("par", "seq"):
+                jobs = [
+                    ([str(SWAMP), "--repo-dir", str(repo), "--lock-timeout", "600", "data", "put", f"fs{run}-{mode}/item-{k:02d}", "--file", str(item)], env)
+                    for k in range(TEAM_WRITERS)
+                ]
+                m = measure_batch(jobs, None, parallel=mode == "par")
+                self.res.row(c_par if mode == "par" else c_seq, f"fs_put_{mode}", "swamp").add(m)
 
 
 # --------------------------------------------------------------------------
@@ -1415,6 +1428,15 @@ def targets(res: Results) -> list[Target]:
     what = f"{TEAM_WRITERS} writers of distinct items from {TEAM_CACHES} caches in parallel: ≤ 0.4× the time of the same {TEAM_WRITERS} one after another"
     if seq is not None and par is not None:
         out.append(Target(what, f"{par / seq:.2f}× ({fmt_s(par)} vs {fmt_s(seq)})", par / seq <= 0.4))
+    seq, par = med("fs_put_seq", "swamp"), med("fs_put_par", "swamp")
+    if seq is not None and par is not None:
+        out.append(
+            Target(
+                f"filesystem datastore: {TEAM_WRITERS} writers of distinct items in parallel ≤ 0.4× one after another",
+                f"{par / seq:.2f}× ({fmt_s(par)} vs {fmt_s(seq)}; {os.cpu_count()} CPUs bound a CPU-bound put at 1/CPUs)",
+                par / seq <= 0.4,
+            )
+        )
     shared = res.facts.get("shared_versions")
     if shared:
         count, numbers, found, want = shared
