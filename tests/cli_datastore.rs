@@ -558,7 +558,11 @@ fn writers_release_the_lock() {
     let scoped = |repo: &Path| files_under(&local_dir(repo).join(".locks"));
     put(repo.path(), "a", b"1");
     assert!(!lock_file(&local_dir(repo.path())).exists());
-    assert_eq!(scoped(repo.path()), Vec::<String>::new(), "the item's scoped record is gone");
+    assert_eq!(
+        scoped(repo.path()),
+        Vec::<String>::new(),
+        "the item's scoped record is gone"
+    );
     swamp_cli(repo.path())
         .args(["data", "rm", "a"])
         .assert()

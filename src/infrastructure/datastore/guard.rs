@@ -9,6 +9,10 @@
 //! after the datastore lock, so no other process of this machine changes the
 //! cache under it.
 //!
+//! A writer of one scope (`guard_scope`: a data item) takes a scoped lock on
+//! a filesystem datastore (`scoped_lock.rs`), so writers of other scopes run
+//! meanwhile; on S3 it takes the whole guard.
+//!
 //! Readers take no datastore lock: on S3 a reader holds the cache lock, pulls
 //! the index it finds (never healing, see `sync/pull.rs`) and reads; when a
 //! writer elsewhere is mid-push it lets the cache lock go and retries, and
@@ -23,14 +27,14 @@ use crate::infrastructure::coordinator::{
 };
 use crate::infrastructure::s3::cache_lock::CacheLock;
 use crate::infrastructure::s3::sync::SyncError;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Reads without the lock before a reader waits for it instead.
 const READ_ATTEMPTS: u32 = 3;
 /// The pause after a read that met a writer (times the attempt, jittered).
 const READ_PAUSE: Duration = Duration::from_millis(100);
-use std::future::Future;
-use std::sync::Arc;
 
 impl Datastore {
     /// Runs `op` inside the guard: acquire → pull → `op` → push → release.
