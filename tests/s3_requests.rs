@@ -21,10 +21,7 @@ fn requests_of(
 ) -> Vec<String> {
     let from = proxy.seen().len();
     w.ok(home, args);
-    proxy.seen()[from..]
-        .iter()
-        .map(|s| format!("{} {}", s.method, s.path))
-        .collect()
+    proxy.requests_since(from)
 }
 
 #[test]

@@ -295,7 +295,7 @@ mod tests {
         }
 
         fn any_info() -> impl Strategy<Value = LockInfo> {
-            (
+            let whole = (
                 ".*",
                 ".*",
                 any::<u32>(),
@@ -303,11 +303,9 @@ mod tests {
                 proptest::option::of(any_time()),
                 any::<u64>(),
                 ".+",
-                proptest::option::of(proptest::collection::vec(".*", 0..3)),
-                proptest::option::of(any::<u64>()),
             )
                 .prop_map(
-                    |(
+                    |(holder, hostname, pid, acquired_at, renewed_at, ttl_ms, token)| LockInfo {
                         holder,
                         hostname,
                         pid,
@@ -315,22 +313,18 @@ mod tests {
                         renewed_at,
                         ttl_ms,
                         token,
-                        scope,
-                        priority,
-                    )| {
-                        LockInfo {
-                            holder,
-                            hostname,
-                            pid,
-                            acquired_at,
-                            renewed_at,
-                            ttl_ms,
-                            token,
-                            scope,
-                            priority,
-                        }
+                        scope: None,
+                        priority: None,
                     },
-                )
+                );
+            let scope = proptest::option::of(proptest::collection::vec(".*", 0..3));
+            (whole, scope, proptest::option::of(any::<u64>())).prop_map(
+                |(info, scope, priority)| LockInfo {
+                    scope,
+                    priority,
+                    ..info
+                },
+            )
         }
 
         proptest! {

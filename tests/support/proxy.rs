@@ -457,6 +457,27 @@ impl FaultProxy {
         self.shared.lock().seen.clone()
     }
 
+    /// The requests read since the `from`-th, as "METHOD path" (take `from`
+    /// from `seen().len()` before the command).
+    pub fn requests_since(&self, from: usize) -> Vec<String> {
+        self.shared.lock().seen[from..]
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect()
+    }
+
+    /// Asserts that `requests` (from `requests_since`) are all GETs or
+    /// HEADs, and that there are some.
+    pub fn assert_reads_only(requests: &[String]) {
+        assert!(
+            !requests.is_empty()
+                && requests
+                    .iter()
+                    .all(|r| r.starts_with("GET ") || r.starts_with("HEAD ")),
+            "{requests:#?}"
+        );
+    }
+
     /// The done exchanges `m` selects.
     pub fn count(&self, m: &Match) -> usize {
         let state = self.shared.lock();
