@@ -61,24 +61,41 @@ fn readers_on_another_machine_read_while_a_writer_holds_the_lock() {
 }
 
 #[test]
-fn a_reader_on_the_writers_own_machine_waits_for_its_cache() {
+fn a_reader_on_the_writers_own_machine_reads_committed_state_without_waiting() {
     let w = World::new();
     let a = tempfile::tempdir().unwrap();
     w.put_ok(a.path(), "app/config", b"v1\n");
     let marks = tempfile::tempdir().unwrap();
     let (mut holder, _guard) = w.hold_lock(a.path(), marks.path());
-    // The holder's child may be writing into this cache: a reader here waits
-    // for the cache lock (and gives up with 75 after --lock-timeout).
-    let out = w.run_on(
-        a.path(),
-        &["--lock-timeout", "0.5", "data", "get", "app/config"],
+    // The holder's command owns this machine's cache (its child may be
+    // writing there, like this draft): readers here pull into a private
+    // directory instead of waiting, and see only what was committed.
+    let cache = a.path().join("repos").join(repo_id(w.repo.path()));
+    std::fs::create_dir_all(cache.join("outputs")).unwrap();
+    std::fs::write(cache.join("outputs/draft"), b"uncommitted").unwrap();
+    let quick = |args: &[&str]| {
+        let mut full = vec!["--lock-timeout", "0.5"];
+        full.extend_from_slice(args);
+        w.run_on(a.path(), &full)
+    };
+    let got = quick(&["data", "get", "app/config"]);
+    assert_eq!(code_of(&got), 0, "{}", stderr(&got));
+    assert_eq!(got.stdout, b"v1\n");
+    let listed = json_of(&quick(&["--json", "data", "list"]));
+    assert_eq!(listed["items"][0]["name"], "app/config", "{listed}");
+    let script = "cat \"$SWAMP_DATASTORE_DIR/data/app/config/@versions/1.bin\"; \
+                  test -e \"$SWAMP_DATASTORE_DIR/outputs/draft\" && echo draft; true";
+    let ro = quick(&["exec", "--read-only", "--", "sh", "-c", script]);
+    assert_eq!(code_of(&ro), 0, "{}", stderr(&ro));
+    assert_eq!(stdout_of(&ro), "v1\n", "committed state only");
+    assert_eq!(
+        std::fs::read(cache.join("outputs/draft")).unwrap(),
+        b"uncommitted",
+        "the holder's cache is untouched"
     );
-    assert_eq!(code_of(&out), 75, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("another swamp process on this machine"),
-        "{}",
-        stderr(&out)
-    );
+    let views = a.path().join("views");
+    let left = std::fs::read_dir(&views).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the private directories are removed");
     std::fs::write(marks.path().join("go"), b"").unwrap();
     assert!(wait_child(&mut holder).success());
     assert_eq!(w.ok(a.path(), &["data", "get", "app/config"]), b"v1\n");

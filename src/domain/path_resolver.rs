@@ -48,6 +48,15 @@ impl DatastorePathResolver {
         }
     }
 
+    /// The same routing with the datastore directory at `root` (a private
+    /// copy read instead of a busy cache).
+    pub fn rooted_at(&self, root: PathBuf) -> Self {
+        Self {
+            datastore_root: root,
+            ..self.clone()
+        }
+    }
+
     /// The datastore directory (filesystem path or S3 cache).
     pub fn datastore_root(&self) -> &Path {
         &self.datastore_root

@@ -72,12 +72,59 @@ impl Seen {
     }
 }
 
+/// A private directory under `{swamp_home}/views`, removed (whatever its
+/// modes) with `remove` or when dropped; abandoned ones are swept by the
+/// next one made.
+#[derive(Debug)]
+pub struct ScratchDir {
+    root: PathBuf,
+    removed: bool,
+}
+
+impl ScratchDir {
+    /// A new, empty private directory under `swamp_home`.
+    pub fn create(swamp_home: &Path) -> Result<Self, ViewError> {
+        let views = swamp_home.join(VIEWS_DIR);
+        std::fs::create_dir_all(&views).map_err(at(&views))?;
+        remove_abandoned(&views);
+        let root = views.join(format!(
+            "{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir(&root).map_err(at(&root))?;
+        Ok(Self {
+            root,
+            removed: false,
+        })
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes it and everything in it.
+    pub fn remove(mut self) -> Result<(), ViewError> {
+        self.removed = true;
+        remove_tree(&self.root)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = remove_tree(&self.root);
+        }
+    }
+}
+
 /// A read-only copy of the datastore directories.
 #[derive(Debug)]
 pub struct ReadOnlyView {
+    dir: ScratchDir,
     root: PathBuf,
     seen: BTreeMap<String, Seen>,
-    removed: bool,
 }
 
 impl ReadOnlyView {
@@ -88,19 +135,11 @@ impl ReadOnlyView {
         directories: &[String],
         swamp_home: &Path,
     ) -> Result<Self, ViewError> {
-        let views = swamp_home.join(VIEWS_DIR);
-        std::fs::create_dir_all(&views).map_err(at(&views))?;
-        remove_abandoned(&views);
-        let root = views.join(format!(
-            "{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir(&root).map_err(at(&root))?;
+        let dir = ScratchDir::create(swamp_home)?;
         let mut view = ReadOnlyView {
-            root,
+            root: dir.path().to_path_buf(),
+            dir,
             seen: BTreeMap::new(),
-            removed: false,
         };
         for dir in directories {
             let top = source.join(dir);
@@ -218,17 +257,8 @@ impl ReadOnlyView {
     }
 
     /// Removes the view, whatever the child did to it.
-    pub fn remove(mut self) -> Result<(), ViewError> {
-        self.removed = true;
-        remove_tree(&self.root)
-    }
-}
-
-impl Drop for ReadOnlyView {
-    fn drop(&mut self) {
-        if !self.removed {
-            let _ = remove_tree(&self.root);
-        }
+    pub fn remove(self) -> Result<(), ViewError> {
+        self.dir.remove()
     }
 }
 

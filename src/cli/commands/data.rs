@@ -99,8 +99,8 @@ pub async fn get(
         version,
     };
     ctx.datastore
-        .reader(Some(&read), || async {
-            let (meta, path) = DataStore::new(ctx.datastore.resolver()).get(&name, version)?;
+        .reader(Some(&read), |resolver| async move {
+            let (meta, path) = DataStore::new(&resolver).get(&name, version)?;
             let content = std::fs::read(&path).map_err(|source| match source.kind() {
                 // Removed by a concurrent `rm` (readers take no lock).
                 std::io::ErrorKind::NotFound => DataError::NotFound(name.to_string()).into(),
@@ -135,8 +135,8 @@ pub struct ListResult(Vec<ItemSummary>);
 /// Lists every item with its newest version.
 pub async fn list(ctx: &RepoContext) -> Result<ListResult, CliError> {
     ctx.datastore
-        .reader(Some(&DataRead::List), || async {
-            Ok(ListResult(DataStore::new(ctx.datastore.resolver()).list()?))
+        .reader(Some(&DataRead::List), |resolver| async move {
+            Ok(ListResult(DataStore::new(&resolver).list()?))
         })
         .await
 }
@@ -182,10 +182,10 @@ pub async fn versions(ctx: &RepoContext, name: &str) -> Result<VersionsResult, C
         item: item.to_string(),
     };
     ctx.datastore
-        .reader(Some(&read), || async {
+        .reader(Some(&read), |resolver| async move {
             Ok(VersionsResult {
                 name: item.to_string(),
-                versions: DataStore::new(ctx.datastore.resolver()).versions(&item)?,
+                versions: DataStore::new(&resolver).versions(&item)?,
             })
         })
         .await

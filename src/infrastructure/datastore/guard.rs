@@ -14,17 +14,21 @@
 //! meanwhile; on S3 it takes the whole guard.
 //!
 //! Readers take no datastore lock: on S3 a reader holds the cache lock, pulls
-//! the index it finds (never healing, see `sync/pull.rs`) and reads; when a
-//! writer elsewhere is mid-push it lets the cache lock go and retries, and
-//! after `READ_ATTEMPTS` it waits for the datastore lock like a writer.
+//! the index it finds (never healing, see `sync/pull.rs`) and reads — or,
+//! when another process of this machine holds the cache lock, pulls the same
+//! way into a private directory and reads there; when a writer elsewhere is
+//! mid-push it lets go and retries, and after `READ_ATTEMPTS` it waits for
+//! the datastore lock like a writer.
 
 use super::{Datastore, Notice, Place};
 use crate::domain::data_read::ReadScope;
 use crate::domain::lock::{DistributedLock, LockError};
 use crate::domain::lock_scope::LockScope;
+use crate::domain::path_resolver::DatastorePathResolver;
 use crate::infrastructure::coordinator::{
     run_guarded, stop_error, LeaseFence, LockGuard, StopController, StopSignal,
 };
+use crate::infrastructure::read_only_view::{ScratchDir, ViewError};
 use crate::infrastructure::s3::cache_lock::CacheLock;
 use crate::infrastructure::s3::sync::SyncError;
 use std::future::Future;
@@ -73,30 +77,43 @@ impl Datastore {
     }
 
     /// Runs a read-only `op`, which reads what `scope` names (everything
-    /// when `None`), without the datastore lock. On a filesystem datastore
-    /// it just runs (data-item versions are immutable and committed
-    /// atomically); on S3 it runs under the cache lock on a cache holding
-    /// `scope` as one committed index lists it.
+    /// when `None`) from the directory its resolver roots, without the
+    /// datastore lock. On a filesystem datastore it just runs (data-item
+    /// versions are immutable and committed atomically); on S3 it reads a
+    /// cache holding `scope` as one committed index lists it — this
+    /// machine's cache under the cache lock, or, while another process of
+    /// this machine holds that lock (a running writer), a private directory
+    /// pulled the same way, so a reader never waits for a writer.
     pub async fn reader<T, E, F, Fut>(&self, scope: Option<&dyn ReadScope>, op: F) -> Result<T, E>
     where
-        E: From<LockError> + From<SyncError>,
-        F: FnOnce() -> Fut,
+        E: From<LockError> + From<SyncError> + From<ViewError>,
+        F: FnOnce(DatastorePathResolver) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let Some(sync) = self.cache_sync() else {
-            return op().await;
-        };
+        if self.cache_sync().is_none() {
+            return op(self.resolver.clone()).await;
+        }
         for attempt in 1..=READ_ATTEMPTS {
-            let cache = self.lock_cache().await?;
+            let (resolver, cache, scratch) = match CacheLock::try_acquire(self.root())? {
+                Some(cache) => (self.resolver.clone(), Some(cache), None),
+                None => {
+                    let scratch = ScratchDir::create(&self.settings.swamp_home)?;
+                    let resolver = self.resolver.rooted_at(scratch.path().to_path_buf());
+                    (resolver, None, Some(scratch))
+                }
+            };
+            let Some(sync) = self.cache_sync_at(&resolver) else {
+                unreachable!("an S3 datastore has a cache sync");
+            };
             match sync.pull_for_reading(scope).await {
                 Ok(pulled) => {
                     self.report_all(pulled.conflicts.into_iter().map(Notice::Conflict));
-                    let result = op().await;
-                    drop(cache);
+                    let result = op(resolver).await;
+                    drop((cache, scratch));
                     return result;
                 }
                 Err(SyncError::ChangedWhileReading(why)) => {
-                    drop(cache);
+                    drop((cache, scratch));
                     tracing::debug!(attempt, error = %why, "a writer is mid-push; reading again");
                     let pause = READ_PAUSE.mul_f64(rand::random::<f64>() + 0.5) * attempt;
                     tokio::time::sleep(pause).await;
@@ -105,7 +122,7 @@ impl Datastore {
             }
         }
         // A writer keeps changing what this reads: wait for its lock.
-        self.guard(|_, _| op()).await
+        self.guard(|_, _| op(self.resolver.clone())).await
     }
 
     /// Runs `op`, which writes only inside `scope`, inside the guard of that

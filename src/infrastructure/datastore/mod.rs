@@ -269,6 +269,11 @@ impl Datastore {
 
     /// The cache sync of an S3 datastore (`None` for a filesystem one).
     fn cache_sync(&self) -> Option<CacheSync> {
+        self.cache_sync_at(&self.resolver)
+    }
+
+    /// The sync of an S3 datastore into the directory `resolver` roots.
+    fn cache_sync_at(&self, resolver: &DatastorePathResolver) -> Option<CacheSync> {
         let Place::S3 { config, store } = &self.place else {
             return None;
         };
@@ -276,7 +281,7 @@ impl Datastore {
             CacheSync::new(
                 store.clone(),
                 config.prefix.clone(),
-                self.resolver.clone(),
+                resolver.clone(),
                 self.settings.concurrency,
             )
             .owned_by(self.settings.repo_id.to_string()),

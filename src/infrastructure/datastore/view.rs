@@ -2,20 +2,22 @@
 //! consistent state of the datastore (`read_only_view.rs`), and pushes
 //! nothing.
 //!
-//! On S3 the copy is made like any read: without the datastore lock, under
-//! the cache lock, from a cache pulled to one committed index (falling back
-//! to the lock when writers keep changing it, see `guard.rs`). A filesystem
+//! On S3 the copy is made like any read: without the datastore lock, from a
+//! cache pulled to one committed index — this machine's under the cache
+//! lock, or a private one while another process holds it (falling back to
+//! the lock when writers keep changing it, see `guard.rs`). A filesystem
 //! datastore has no committed index for arbitrary files, so there the copy
 //! is made under the datastore lock, held only while copying. Either way
 //! the op runs with no lock at all: nothing it does reaches the datastore.
 
 use super::Datastore;
 use crate::domain::lock::LockError;
+use crate::domain::path_resolver::DatastorePathResolver;
 use crate::infrastructure::coordinator::{stop_error, StopSignal};
 use crate::infrastructure::read_only_view::{ReadOnlyView, ViewError};
 use crate::infrastructure::s3::sync::SyncError;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What a read-only op returned, and what it changed in its view.
 #[derive(Debug)]
@@ -36,11 +38,14 @@ impl Datastore {
         Fut: Future<Output = Result<T, E>>,
     {
         let stop = self.stop_controller()?;
-        let copy = || async { Ok::<_, E>(self.copy_view()?) };
         let view = if self.cache_sync().is_some() {
+            let copy = |resolver: DatastorePathResolver| async move {
+                Ok::<_, E>(self.copy_view(resolver.datastore_root())?)
+            };
             self.reader(None, copy).await?
         } else {
-            self.locked(|_, _| copy()).await?
+            self.locked(|_, _| async { Ok::<_, E>(self.copy_view(self.root())?) })
+                .await?
         };
         if let Some(reason) = stop.signal().current() {
             return Err(stop_error(&reason).into());
@@ -51,9 +56,9 @@ impl Datastore {
         Ok(ReadOnlyRun { value, changed })
     }
 
-    fn copy_view(&self) -> Result<ReadOnlyView, ViewError> {
+    fn copy_view(&self, source: &Path) -> Result<ReadOnlyView, ViewError> {
         ReadOnlyView::create(
-            self.root(),
+            source,
             self.resolver.directories(),
             &self.settings.swamp_home,
         )

@@ -30,20 +30,43 @@ pub(crate) struct CacheLock {
 }
 
 impl CacheLock {
-    /// Waits up to `timeout` until this process holds the lock of `cache`.
-    pub(crate) async fn acquire(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
+    /// The lock of `cache` if no other process holds it now (no waiting).
+    pub(crate) fn try_acquire(cache: &Path) -> Result<Option<Self>, LockError> {
+        let (path, file) = Self::open(cache)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(held) => Ok(Some(Self { _held: held })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(LockError::Backend {
+                location: path.display().to_string(),
+                source: Box::new(std::io::Error::from(e)),
+            }),
+        }
+    }
+
+    /// The lock file of `cache`, opened (created if need be).
+    fn open(cache: &Path) -> Result<(std::path::PathBuf, File), LockError> {
         let path = cache.join(CACHE_LOCK_FILE);
         let store_error = |e: std::io::Error| LockError::Backend {
             location: path.display().to_string(),
             source: Box::new(e),
         };
         std::fs::create_dir_all(cache).map_err(store_error)?;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(store_error)?;
+        Ok((path, file))
+    }
+
+    /// Waits up to `timeout` until this process holds the lock of `cache`.
+    pub(crate) async fn acquire(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
+        let (path, mut file) = Self::open(cache)?;
+        let store_error = |e: std::io::Error| LockError::Backend {
+            location: path.display().to_string(),
+            source: Box::new(e),
+        };
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
