@@ -39,6 +39,9 @@ use std::time::Duration;
 const READ_ATTEMPTS: u32 = 3;
 /// The pause after a read that met a writer (times the attempt, jittered).
 const READ_PAUSE: Duration = Duration::from_millis(100);
+/// How long a reader waits for this machine's cache before it reads into a
+/// private directory instead.
+const CACHE_WAIT: Duration = Duration::from_millis(100);
 
 impl Datastore {
     /// Runs `op` inside the guard: acquire → pull → `op` → push → release.
@@ -94,7 +97,7 @@ impl Datastore {
             return op(self.resolver.clone()).await;
         }
         for attempt in 1..=READ_ATTEMPTS {
-            let (resolver, cache, scratch) = match CacheLock::try_acquire(self.root())? {
+            let (resolver, cache, scratch) = match self.cache_for_reading().await? {
                 Some(cache) => (self.resolver.clone(), Some(cache), None),
                 None => {
                     let scratch = ScratchDir::create(&self.settings.swamp_home)?;
@@ -200,6 +203,17 @@ impl Datastore {
             reporter.notice(Notice::Release(e))
         })
         .await
+    }
+
+    /// This machine's cache lock for a reader, if it comes free within
+    /// `CACHE_WAIT`: other readers hold it for milliseconds, a writer's
+    /// command for as long as it runs (then the reader reads elsewhere).
+    async fn cache_for_reading(&self) -> Result<Option<CacheLock>, LockError> {
+        match CacheLock::acquire(self.root(), CACHE_WAIT.min(self.settings.timing.timeout)).await {
+            Ok(cache) => Ok(Some(cache)),
+            Err(LockError::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Listens for SIGINT/SIGTERM/SIGHUP for one command; a second signal

@@ -4,7 +4,8 @@
 //! the processes of one machine share its cache, and a reader takes no
 //! datastore lock. So whoever changes the cache holds an exclusive `flock` on
 //! `{cache}/.swamp-cache.lock` meanwhile: a guarded command for its whole
-//! pull → op → push, a reader while it refreshes the cache and reads from it.
+//! pull → op → push, a reader while it refreshes the cache and reads from it
+//! (a reader that finds it held for long reads into a private directory).
 //! The kernel drops the lock with its process (kill -9 included), so it never
 //! goes stale. Nobody waits for the datastore lock while holding it: a guarded
 //! command takes it after the datastore lock, and a reader lets it go before
@@ -30,19 +31,6 @@ pub(crate) struct CacheLock {
 }
 
 impl CacheLock {
-    /// The lock of `cache` if no other process holds it now (no waiting).
-    pub(crate) fn try_acquire(cache: &Path) -> Result<Option<Self>, LockError> {
-        let (path, file) = Self::open(cache)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(held) => Ok(Some(Self { _held: held })),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, e)) => Err(LockError::Backend {
-                location: path.display().to_string(),
-                source: Box::new(std::io::Error::from(e)),
-            }),
-        }
-    }
-
     /// The lock file of `cache`, opened (created if need be).
     fn open(cache: &Path) -> Result<(std::path::PathBuf, File), LockError> {
         let path = cache.join(CACHE_LOCK_FILE);
