@@ -47,6 +47,9 @@ pub struct MemoryStore {
     /// The next this many `put_bytes` land, lose their reply and are retried,
     /// as an SDK does: the caller sees the retry's answer.
     pub lost_put_replies: Mutex<u32>,
+    /// The next `put_bytes` to each of these keys lands, loses its reply
+    /// and is retried (`lost_put_replies` for one key).
+    pub lost_replies_for: Mutex<HashSet<String>>,
     /// The next this many `put_bytes` are refused with `Conflict` unwritten.
     pub put_conflicts: Mutex<u32>,
     /// The next this many `put_bytes` are refused with `Precondition`
@@ -183,7 +186,7 @@ impl ObjectStore for MemoryStore {
         if take_one(&self.put_refusals) {
             return Err(StoreError::Precondition(key.into()));
         }
-        if take_one(&self.lost_put_replies) {
+        if take_one(&self.lost_put_replies) || self.lost_replies_for.lock().unwrap().remove(key) {
             // The first attempt lands; its reply is lost; the retry answers.
             self.write(key, bytes.clone(), Some(mode.clone()), None)?;
             self.count();

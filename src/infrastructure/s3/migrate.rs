@@ -16,6 +16,7 @@ use crate::infrastructure::migration::{
 use crate::infrastructure::s3::store::{
     datastore_objects, Fetched, ObjectStore, PutMode, StoreError,
 };
+use crate::infrastructure::s3::sync::index_landed;
 use futures::stream::{self, StreamExt};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -125,7 +126,15 @@ pub async fn upload_verified(
         Some(etag) => PutMode::Update(etag),
         None => PutMode::Create,
     };
-    store.put_bytes(&index_key, index.to_json(), mode).await?;
+    match store.put_bytes(&index_key, index.to_json(), mode).await {
+        Ok(_) => {}
+        // Refused: ours if it landed with its reply lost (the retry met it).
+        Err(StoreError::Precondition(_))
+            if index_landed(store.as_ref(), &index_key, &index)
+                .await
+                .is_some() => {}
+        Err(e) => return Err(e.into()),
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(report),

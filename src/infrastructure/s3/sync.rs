@@ -38,6 +38,7 @@ mod send;
 mod verify;
 
 pub use conflicts::{list_conflicts, ConflictCopy, CONFLICTS_DIR};
+pub(crate) use index_write::index_landed;
 pub use repair::RepairReport;
 use scan::compare_with_state;
 pub use scan::Unsyncable;

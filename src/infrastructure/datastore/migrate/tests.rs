@@ -234,3 +234,24 @@ async fn skip_migration_switches_the_config_only() {
     assert!(f.source.root().join("data/a/1").exists());
     assert!(f.store.object(&object_key("team", "data/a/1")).is_none());
 }
+
+/// The migration's index write lands but its reply is lost, so the SDK's
+/// retry is refused: the index there is ours, and the migration completes.
+#[tokio::test]
+async fn an_index_write_whose_reply_was_lost_is_adopted() {
+    let f = fixture();
+    f.store
+        .lost_replies_for
+        .lock()
+        .unwrap()
+        .insert(object_key("team", INDEX_KEY));
+    let outcome = f.migrate(&f.source, &f.target, false).await.unwrap();
+    assert_eq!(outcome.report.unwrap().files, 2);
+    assert!(
+        f.store.lost_replies_for.lock().unwrap().is_empty(),
+        "the reply was lost"
+    );
+    assert_eq!(f.index().files.len(), 2);
+    let section = f.config().datastore.unwrap();
+    assert_eq!(section.backend.as_ref(), Some(f.target.backend()));
+}

@@ -10,7 +10,7 @@ use super::{CacheSync, SyncError};
 use crate::domain::sync_index::{IndexEntry, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
-use crate::infrastructure::s3::store::{ETag, Fetched, PutMode, StoreError};
+use crate::infrastructure::s3::store::{ETag, Fetched, ObjectStore, PutMode, StoreError};
 
 impl CacheSync {
     /// Writes the index of what the bucket now holds: agreed files plus what
@@ -110,13 +110,25 @@ impl CacheSync {
     /// The ETag of the index at `key` if it is exactly `sent` (our write
     /// landed); `None` if it is another or cannot be read.
     pub(super) async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<ETag> {
-        match self.store.get_bytes(key, None).await {
-            Ok(Fetched::Object(bytes, meta)) => {
-                let there = RemoteIndex::parse(&bytes).ok()?;
-                (there == *sent).then_some(meta.etag)
-            }
-            _ => None,
+        index_landed(self.store.as_ref(), key, sent).await
+    }
+}
+
+/// The ETag of the index at `key` in `store` if it is exactly `sent`: a
+/// refused conditional write whose first attempt landed with its reply lost
+/// (the SDK's retry met our own index). `None` if it is another or cannot
+/// be read.
+pub(crate) async fn index_landed(
+    store: &dyn ObjectStore,
+    key: &str,
+    sent: &RemoteIndex,
+) -> Option<ETag> {
+    match store.get_bytes(key, None).await {
+        Ok(Fetched::Object(bytes, meta)) => {
+            let there = RemoteIndex::parse(&bytes).ok()?;
+            (there == *sent).then_some(meta.etag)
         }
+        _ => None,
     }
 }
 
