@@ -125,11 +125,41 @@ impl ScopedLock {
         }
     }
 
-    /// Removes our record after an attempt that must yield.
-    async fn yield_to(&self, lease: &Lease, obs: LockObservation) -> Result<Attempt, LockError> {
-        self.own.release(lease).await?;
-        Ok(Attempt::Busy(obs))
+    /// With our record written: may we proceed, or must we wait or yield?
+    async fn judge(&self) -> Result<Verdict, LockError> {
+        if let Some(whole) = self.whole.inspect().await? {
+            if !whole.stale {
+                return Ok(Verdict::Yield(whole));
+            }
+        }
+        let ours = self.own.location();
+        let mut verdict = Verdict::Proceed;
+        for (location, obs) in self.records.list().await? {
+            if location == ours || obs.stale || !scope_of(&obs).conflicts(&self.scope) {
+                continue;
+            }
+            // An unreadable record has no priority we can trust: yield to it
+            // (it goes stale after the default TTL).
+            let theirs = obs.info.as_ref().and_then(|i| i.priority);
+            match theirs {
+                Some(p) if (p, location.as_str()) < (self.priority, ours.as_str()) => {
+                    verdict = Verdict::Wait(obs)
+                }
+                _ => return Ok(Verdict::Yield(obs)),
+            }
+        }
+        Ok(verdict)
     }
+}
+
+/// What a scoped acquirer found after writing its record.
+enum Verdict {
+    /// Nothing live in the way.
+    Proceed,
+    /// A conflicting holder of lower priority: keep our record, look again.
+    Wait(LockObservation),
+    /// The whole lock, or a conflicting record of higher priority: remove ours.
+    Yield(LockObservation),
 }
 
 #[async_trait]
@@ -148,33 +178,25 @@ impl DistributedLock for ScopedLock {
             // Our record's name is ours alone: only a store error gets here.
             busy => return Ok(busy),
         };
-        if let Some(whole) = self.whole.inspect().await? {
-            if !whole.stale {
-                return self.yield_to(&lease, whole).await;
-            }
-        }
-        let ours = self.own.location();
-        let mut wait_for = None;
-        for (location, obs) in self.records.list().await? {
-            if location == ours || obs.stale || !scope_of(&obs).conflicts(&self.scope) {
-                continue;
-            }
-            // An unreadable record has no priority we can trust: yield to it
-            // (it goes stale after the default TTL).
-            let theirs = obs.info.as_ref().and_then(|i| i.priority);
-            match theirs {
-                Some(p) if (p, location.as_str()) < (self.priority, ours.as_str()) => {
-                    wait_for = Some(obs)
-                }
-                _ => return self.yield_to(&lease, obs).await,
-            }
-        }
-        match wait_for {
-            Some(obs) => {
+        match self.judge().await {
+            Ok(Verdict::Proceed) => Ok(Attempt::Acquired(lease)),
+            Ok(Verdict::Wait(obs)) => {
                 self.pending.keep(lease);
                 Ok(Attempt::Busy(obs))
             }
-            None => Ok(Attempt::Acquired(lease)),
+            Ok(Verdict::Yield(obs)) => match self.own.release(&lease).await {
+                Ok(()) => Ok(Attempt::Busy(obs)),
+                Err(e) => {
+                    self.pending.keep(lease);
+                    Err(e)
+                }
+            },
+            // Our record stands: kept, so giving up (`abandon`) removes it
+            // instead of leaving it to block everyone for a TTL.
+            Err(e) => {
+                self.pending.keep(lease);
+                Err(e)
+            }
         }
     }
 
@@ -232,12 +254,14 @@ impl DistributedLock for DrainingLock {
             Attempt::Acquired(lease) => lease,
             busy => return Ok(busy),
         };
-        let live = self
-            .records
-            .list()
-            .await?
-            .into_iter()
-            .find(|(_, o)| !o.stale);
+        let live = match self.records.list().await {
+            Ok(records) => records.into_iter().find(|(_, o)| !o.stale),
+            Err(e) => {
+                // Kept, so giving up removes the announcement.
+                self.pending.keep(lease);
+                return Err(e);
+            }
+        };
         match live {
             Some((_, obs)) => {
                 self.pending.keep(lease);
@@ -400,6 +424,57 @@ mod tests {
         );
         s.release(&ls).await.unwrap();
         assert_eq!(live_records(dir.path()).await, 0);
+    }
+
+    /// Records whose listing fails once.
+    struct FailingOnce {
+        inner: Arc<dyn ScopedRecords>,
+        failed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl ScopedRecords for FailingOnce {
+        fn record(&self, id: &str, scope: &[String], priority: u64) -> Arc<dyn DistributedLock> {
+            self.inner.record(id, scope, priority)
+        }
+
+        async fn list(&self) -> Result<Vec<(String, LockObservation)>, LockError> {
+            if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(LockError::Store {
+                    location: "test".into(),
+                    message: "listing failed".into(),
+                });
+            }
+            self.inner.list().await
+        }
+    }
+
+    /// A store error after an attempt wrote its record leaves the record
+    /// kept, and giving up removes it: nobody waits a TTL for it.
+    #[tokio::test]
+    async fn a_failed_attempt_leaves_no_record_once_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = || {
+            Arc::new(FailingOnce {
+                inner: records(dir.path()),
+                failed: false.into(),
+            })
+        };
+        let s = ScopedLock::new(whole(dir.path()), failing(), vec!["data/a".into()]);
+        assert!(s.try_acquire(TTL).await.is_err());
+        s.abandon().await;
+        assert_eq!(
+            live_records(dir.path()).await,
+            0,
+            "the scoped record is gone"
+        );
+        let w = DrainingLock::new(whole(dir.path()), failing());
+        assert!(w.try_acquire(TTL).await.is_err());
+        w.abandon().await;
+        assert!(
+            whole(dir.path()).inspect().await.unwrap().is_none(),
+            "the announcement is gone"
+        );
     }
 
     #[tokio::test]
