@@ -138,11 +138,7 @@ fn a_read_only_exec_works_with_credentials_that_may_only_read() {
     let before = w.objects();
 
     let machine = tempfile::tempdir().unwrap();
-    let as_reader = |args: &[&str]| {
-        let mut cmd = w.on(machine.path());
-        reader.set_on(&mut cmd).args(args);
-        run(&mut cmd)
-    };
+    let as_reader = |args: &[&str]| w.run_signed(machine.path(), &reader, args);
     let out = as_reader(&read_only(&[], READ_BOTH));
     assert_eq!(code_of(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout_of(&out), "v1\nr1\nro=1\n");

@@ -229,11 +229,7 @@ fn readers_work_with_credentials_that_may_only_read_and_list() {
     let before = w.objects();
 
     let machine = tempfile::tempdir().unwrap();
-    let as_reader = |args: &[&str]| {
-        let mut cmd = w.on(machine.path());
-        reader.set_on(&mut cmd).args(args);
-        run(&mut cmd)
-    };
+    let as_reader = |args: &[&str]| w.run_signed(machine.path(), &reader, args);
     let read = |args: &[&str]| {
         let out = as_reader(args);
         assert_eq!(code_of(&out), 0, "{args:?} as the reader: {}", stderr(&out));

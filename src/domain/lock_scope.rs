@@ -10,6 +10,7 @@
 
 use crate::domain::data_read::VERSIONS_DIR;
 use crate::domain::item_name::ItemName;
+use crate::domain::lock::LockObservation;
 
 /// What a lock holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +27,20 @@ impl LockScope {
         LockScope::Paths(vec![format!("data/{name}/{VERSIONS_DIR}")])
     }
 
-    /// The scope a lock record names (`None`: the whole datastore).
-    pub fn of_record(paths: Option<&[String]>) -> Self {
-        match paths {
-            Some(paths) => LockScope::Paths(paths.to_vec()),
+    /// The scope the record `obs` holds: its paths, or — a record without
+    /// any, or one that cannot be read — the whole datastore.
+    pub fn held_by(obs: &LockObservation) -> Self {
+        match obs.info.as_ref().and_then(|i| i.scope.as_ref()) {
+            Some(paths) => LockScope::Paths(paths.clone()),
             None => LockScope::Whole,
+        }
+    }
+
+    /// The paths (none for the whole datastore).
+    pub fn paths(&self) -> &[String] {
+        match self {
+            LockScope::Whole => &[],
+            LockScope::Paths(paths) => paths,
         }
     }
 

@@ -291,7 +291,7 @@ impl ScopedRecords for FileScopedRecords {
         Arc::new(FileLock::at(path, self.default_ttl).recording(scope.to_vec(), priority))
     }
 
-    async fn list(&self) -> Result<Vec<(String, LockObservation)>, LockError> {
+    async fn list(&self) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError> {
         let failed = |e: io::Error| LockError::Backend {
             location: self.dir.display().to_string(),
             source: Box::new(e),
@@ -310,7 +310,7 @@ impl ScopedRecords for FileScopedRecords {
             }
             let lock = FileLock::at(path.clone(), self.default_ttl);
             if let Some(obs) = lock.observe(&path).map_err(failed)? {
-                records.push((lock.location(), obs));
+                records.push((Arc::new(lock) as Arc<dyn DistributedLock>, obs));
             }
         }
         Ok(records)

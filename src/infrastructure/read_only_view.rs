@@ -123,7 +123,6 @@ impl Drop for ScratchDir {
 #[derive(Debug)]
 pub struct ReadOnlyView {
     dir: ScratchDir,
-    root: PathBuf,
     seen: BTreeMap<String, Seen>,
 }
 
@@ -137,7 +136,6 @@ impl ReadOnlyView {
     ) -> Result<Self, ViewError> {
         let dir = ScratchDir::create(swamp_home)?;
         let mut view = ReadOnlyView {
-            root: dir.path().to_path_buf(),
             dir,
             seen: BTreeMap::new(),
         };
@@ -156,7 +154,7 @@ impl ReadOnlyView {
 
     /// The view's root: what the child gets as its datastore directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.dir.path()
     }
 
     fn copy_tree(&mut self, top: &Path, dir: &str) -> Result<(), ViewError> {
@@ -172,7 +170,7 @@ impl ReadOnlyView {
                 continue;
             }
             let rel = entry.path().strip_prefix(top).unwrap_or(entry.path());
-            let target = self.root.join(dir).join(rel);
+            let target = self.root().join(dir).join(rel);
             let file_type = entry.file_type();
             if file_type.is_dir() {
                 std::fs::create_dir_all(&target).map_err(at(&target))?;
@@ -192,12 +190,12 @@ impl ReadOnlyView {
     /// Makes every entry read-only (files first, directories after their
     /// contents) and remembers what each looks like.
     fn seal(&mut self) -> Result<(), ViewError> {
-        let walk = walkdir::WalkDir::new(&self.root)
+        let walk = walkdir::WalkDir::new(self.root())
             .follow_links(false)
             .contents_first(true);
         for entry in walk {
             let entry = entry.map_err(|e| ViewError {
-                path: self.root.clone(),
+                path: self.root().to_path_buf(),
                 source: e.into(),
             })?;
             let mode = if entry.file_type().is_dir() {
@@ -216,9 +214,9 @@ impl ReadOnlyView {
     /// Every entry of the view by relative path ("" is the root).
     fn walk(&self) -> Result<BTreeMap<String, Seen>, ViewError> {
         let mut seen = BTreeMap::new();
-        for entry in walkdir::WalkDir::new(&self.root).follow_links(false) {
+        for entry in walkdir::WalkDir::new(self.root()).follow_links(false) {
             let entry = entry.map_err(|e| ViewError {
-                path: self.root.clone(),
+                path: self.root().to_path_buf(),
                 source: e.into(),
             })?;
             let meta = entry.metadata().map_err(|e| ViewError {
@@ -227,7 +225,7 @@ impl ReadOnlyView {
             })?;
             let rel = entry
                 .path()
-                .strip_prefix(&self.root)
+                .strip_prefix(self.root())
                 .unwrap_or(entry.path())
                 .to_string_lossy()
                 .into_owned();

@@ -35,13 +35,9 @@ use std::time::Duration;
 pub trait ScopedRecords: Send + Sync {
     /// The lock whose record is `id`'s, naming `scope` and `priority`.
     fn record(&self, id: &str, scope: &[String], priority: u64) -> Arc<dyn DistributedLock>;
-    /// Every scoped record there is now, by location.
-    async fn list(&self) -> Result<Vec<(String, LockObservation)>, LockError>;
-}
-
-/// The scope a record holds (a record without one holds everything).
-fn scope_of(obs: &LockObservation) -> LockScope {
-    LockScope::of_record(obs.info.as_ref().and_then(|i| i.scope.as_deref()))
+    /// Every scoped record there is now, with its lock (for its location
+    /// and a forced release).
+    async fn list(&self) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError>;
 }
 
 /// A lease kept across attempts, renewed before it is used again.
@@ -91,7 +87,6 @@ pub struct ScopedLock {
     records: Arc<dyn ScopedRecords>,
     own: Arc<dyn DistributedLock>,
     scope: LockScope,
-    paths: Vec<String>,
     priority: u64,
     pending: Pending,
 }
@@ -118,8 +113,7 @@ impl ScopedLock {
             whole,
             records,
             own,
-            scope: LockScope::Paths(paths.clone()),
-            paths,
+            scope: LockScope::Paths(paths),
             priority,
             pending: Pending::default(),
         }
@@ -134,8 +128,9 @@ impl ScopedLock {
         }
         let ours = self.own.location();
         let mut verdict = Verdict::Proceed;
-        for (location, obs) in self.records.list().await? {
-            if location == ours || obs.stale || !scope_of(&obs).conflicts(&self.scope) {
+        for (lock, obs) in self.records.list().await? {
+            let location = lock.location();
+            if location == ours || obs.stale || !LockScope::held_by(&obs).conflicts(&self.scope) {
                 continue;
             }
             // An unreadable record has no priority we can trust: yield to it
@@ -168,7 +163,7 @@ impl DistributedLock for ScopedLock {
         format!(
             "{} (scope {})",
             self.whole.location(),
-            self.paths.join(", ")
+            self.scope.paths().join(", ")
         )
     }
 
@@ -438,7 +433,9 @@ mod tests {
             self.inner.record(id, scope, priority)
         }
 
-        async fn list(&self) -> Result<Vec<(String, LockObservation)>, LockError> {
+        async fn list(
+            &self,
+        ) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError> {
             if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 return Err(LockError::Store {
                     location: "test".into(),

@@ -592,6 +592,13 @@ impl World {
         run(self.on(home).args(args))
     }
 
+    /// `run_on`, signed as `creds` instead of `WRITER`.
+    pub fn run_signed(&self, home: &Path, creds: &Credentials, args: &[&str]) -> Output {
+        let mut cmd = self.on(home);
+        creds.set_on(&mut cmd).args(args);
+        run(&mut cmd)
+    }
+
     /// Runs and insists on success; returns stdout.
     pub fn ok(&self, home: &Path, args: &[&str]) -> Vec<u8> {
         let out = self.run_on(home, args);

@@ -157,10 +157,7 @@ async fn release_scoped(
             .scoped_locks()
             .await?
             .iter()
-            .filter(|(_, obs)| {
-                LockScope::of_record(obs.info.as_ref().and_then(|i| i.scope.as_deref()))
-                    .conflicts(&scope)
-            })
+            .filter(|(_, obs)| LockScope::held_by(obs).conflicts(&scope))
             .map(|(_, obs)| observation_text(&Some(obs.clone())))
             .collect();
         if held.is_empty() {

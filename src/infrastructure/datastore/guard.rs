@@ -93,9 +93,9 @@ impl Datastore {
         F: FnOnce(DatastorePathResolver) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if self.cache_sync().is_none() {
+        let Place::S3 { config, store } = &self.place else {
             return op(self.resolver.clone()).await;
-        }
+        };
         for attempt in 1..=READ_ATTEMPTS {
             let (resolver, cache, scratch) = match self.cache_for_reading().await? {
                 Some(cache) => (self.resolver.clone(), Some(cache), None),
@@ -105,9 +105,7 @@ impl Datastore {
                     (resolver, None, Some(scratch))
                 }
             };
-            let Some(sync) = self.cache_sync_at(&resolver) else {
-                unreachable!("an S3 datastore has a cache sync");
-            };
+            let sync = self.sync_into(config, store, &resolver);
             match sync.pull_for_reading(scope).await {
                 Ok(pulled) => {
                     self.report_all(pulled.conflicts.into_iter().map(Notice::Conflict));
@@ -151,29 +149,13 @@ impl Datastore {
         F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.locked_with(Vec::new(), op).await
+        self.locked_by(vec![self.lock()], op).await
     }
 
-    /// `locked` holding `also` as well (e.g. a migration target's lock): all
-    /// are acquired in a fixed order, and one fence covers every lease.
-    pub(super) async fn locked_with<T, E, F, Fut>(
-        &self,
-        also: Vec<Arc<dyn DistributedLock>>,
-        op: F,
-    ) -> Result<T, E>
-    where
-        E: From<LockError>,
-        F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let mut locks = vec![self.lock()];
-        locks.extend(also);
-        self.locked_by(locks, op).await
-    }
-
-    /// Runs `op` holding `locks` (acquired in a fixed order, one fence over
-    /// every lease), and on S3 the cache lock after them.
-    async fn locked_by<T, E, F, Fut>(
+    /// Runs `op` holding `locks` (e.g. a migration's source and target
+    /// locks: acquired in a fixed order, one fence over every lease), and on
+    /// S3 the cache lock after them.
+    pub(super) async fn locked_by<T, E, F, Fut>(
         &self,
         locks: Vec<Arc<dyn DistributedLock>>,
         op: F,

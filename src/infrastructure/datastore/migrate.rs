@@ -117,23 +117,26 @@ impl Datastore {
         // The target's lock too: a machine already using the target must not
         // write into it while files arrive (and its push would then fail).
         let report = self
-            .locked_with(vec![target.lock()], |fence, _stop| async move {
-                refuse_changed_config(repo_dir, config)?;
-                let files = self.files_to_migrate(&fence).await?;
-                let files = if options.merge {
-                    files
-                } else {
-                    target.refuse_occupied(files).await?
-                };
-                let report = target
-                    .receive(files, &fence, &self.settings.repo_id)
-                    .await?;
-                fence.check()?;
-                switch_config(repo_dir, config, target.backend())?;
-                // The config now names the verified target: clean the source.
-                self.remove_migrated(&report).await?;
-                Ok::<_, SetupError>(report)
-            })
+            .locked_by(
+                vec![self.lock(), target.lock()],
+                |fence, _stop| async move {
+                    refuse_changed_config(repo_dir, config)?;
+                    let files = self.files_to_migrate(&fence).await?;
+                    let files = if options.merge {
+                        files
+                    } else {
+                        target.refuse_occupied(files).await?
+                    };
+                    let report = target
+                        .receive(files, &fence, &self.settings.repo_id)
+                        .await?;
+                    fence.check()?;
+                    switch_config(repo_dir, config, target.backend())?;
+                    // The config now names the verified target: clean the source.
+                    self.remove_migrated(&report).await?;
+                    Ok::<_, SetupError>(report)
+                },
+            )
             .await?;
         Ok(MigrationOutcome {
             report: Some(report),

@@ -96,13 +96,21 @@ impl Place {
         }
     }
 
-    /// The lock; `cache` holds what this machine's probes learned of the store.
+    /// The lock every whole-datastore command takes: on a filesystem
+    /// datastore it drains the scoped locks first.
     fn lock(&self, timing: LockTiming, cache: &Path) -> Arc<dyn DistributedLock> {
+        let whole = self.whole_lock(timing, cache);
+        match self.scoped_records(timing) {
+            Some(records) => Arc::new(DrainingLock::new(whole, records)),
+            None => whole,
+        }
+    }
+
+    /// The whole-datastore lock record; `cache` holds what this machine's
+    /// probes learned of the store.
+    fn whole_lock(&self, timing: LockTiming, cache: &Path) -> Arc<dyn DistributedLock> {
         match self {
-            Place::Filesystem(path) => Arc::new(DrainingLock::new(
-                Arc::new(FileLock::new(path, timing.ttl)),
-                Arc::new(FileScopedRecords::new(path, timing.ttl)),
-            )),
+            Place::Filesystem(path) => Arc::new(FileLock::new(path, timing.ttl)),
             Place::S3 { config, store } => {
                 let known = probe_record::remembered(cache, config);
                 Arc::new(
@@ -114,6 +122,14 @@ impl Place {
                     .trusting_conditional_delete(known.is_some_and(|s| s.delete)),
                 )
             }
+        }
+    }
+
+    /// Where scoped lock records live (S3 writers take the whole lock).
+    fn scoped_records(&self, timing: LockTiming) -> Option<Arc<dyn ScopedRecords>> {
+        match self {
+            Place::Filesystem(path) => Some(Arc::new(FileScopedRecords::new(path, timing.ttl))),
+            Place::S3 { .. } => None,
         }
     }
 }
@@ -204,31 +220,29 @@ impl Datastore {
     /// scope of paths gets a scoped lock; on S3 every writer still takes
     /// the whole-datastore lock (index commits do not merge yet).
     pub(crate) fn lock_for(&self, scope: &LockScope) -> Arc<dyn DistributedLock> {
-        match (&self.place, scope) {
-            (Place::Filesystem(path), LockScope::Paths(paths)) => {
-                let ttl = self.settings.timing.ttl;
-                Arc::new(ScopedLock::new(
-                    Arc::new(FileLock::new(path, ttl)),
-                    Arc::new(FileScopedRecords::new(path, ttl)),
-                    paths.clone(),
-                ))
-            }
+        match (self.place.scoped_records(self.settings.timing), scope) {
+            (Some(records), LockScope::Paths(paths)) => Arc::new(ScopedLock::new(
+                self.place.whole_lock(self.settings.timing, self.root()),
+                records,
+                paths.clone(),
+            )),
             _ => self.lock(),
         }
     }
 
     /// The scoped lock records there are now, by location (none on S3).
     pub async fn scoped_locks(&self) -> Result<Vec<(String, LockObservation)>, LockError> {
-        match &self.place {
-            Place::Filesystem(path) => {
-                let mut records = FileScopedRecords::new(path, self.settings.timing.ttl)
-                    .list()
-                    .await?;
-                records.sort_by(|a, b| a.0.cmp(&b.0));
-                Ok(records)
-            }
-            Place::S3 { .. } => Ok(Vec::new()),
-        }
+        let Some(records) = self.place.scoped_records(self.settings.timing) else {
+            return Ok(Vec::new());
+        };
+        let mut listed: Vec<(String, LockObservation)> = records
+            .list()
+            .await?
+            .into_iter()
+            .map(|(lock, obs)| (lock.location(), obs))
+            .collect();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(listed)
     }
 
     /// Removes the scoped lock records whose scope conflicts with `scope`
@@ -237,17 +251,18 @@ impl Datastore {
         &self,
         scope: &LockScope,
     ) -> Result<Vec<(String, LockObservation)>, LockError> {
-        let ttl = self.settings.timing.ttl;
+        let Some(records) = self.place.scoped_records(self.settings.timing) else {
+            return Ok(Vec::new());
+        };
         let mut removed = Vec::new();
-        for (location, obs) in self.scoped_locks().await? {
-            let held = LockScope::of_record(obs.info.as_ref().and_then(|i| i.scope.as_deref()));
-            if held.conflicts(scope) {
-                let lock = FileLock::at(PathBuf::from(&location), ttl);
+        for (lock, obs) in records.list().await? {
+            if LockScope::held_by(&obs).conflicts(scope) {
                 if let Some(gone) = lock.force_release().await? {
-                    removed.push((location, gone));
+                    removed.push((lock.location(), gone));
                 }
             }
         }
+        removed.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(removed)
     }
 
@@ -269,23 +284,27 @@ impl Datastore {
 
     /// The cache sync of an S3 datastore (`None` for a filesystem one).
     fn cache_sync(&self) -> Option<CacheSync> {
-        self.cache_sync_at(&self.resolver)
+        match &self.place {
+            Place::S3 { config, store } => Some(self.sync_into(config, store, &self.resolver)),
+            Place::Filesystem(_) => None,
+        }
     }
 
-    /// The sync of an S3 datastore into the directory `resolver` roots.
-    fn cache_sync_at(&self, resolver: &DatastorePathResolver) -> Option<CacheSync> {
-        let Place::S3 { config, store } = &self.place else {
-            return None;
-        };
-        Some(
-            CacheSync::new(
-                store.clone(),
-                config.prefix.clone(),
-                resolver.clone(),
-                self.settings.concurrency,
-            )
-            .owned_by(self.settings.repo_id.to_string()),
+    /// The sync of the S3 datastore `config` on `store` into the directory
+    /// `resolver` roots (this machine's cache, or a private one).
+    fn sync_into(
+        &self,
+        config: &S3Config,
+        store: &Arc<dyn ObjectStore>,
+        resolver: &DatastorePathResolver,
+    ) -> CacheSync {
+        CacheSync::new(
+            store.clone(),
+            config.prefix.clone(),
+            resolver.clone(),
+            self.settings.concurrency,
         )
+        .owned_by(self.settings.repo_id.to_string())
     }
 }
 

@@ -10,7 +10,7 @@
 //! is made under the datastore lock, held only while copying. Either way
 //! the op runs with no lock at all: nothing it does reaches the datastore.
 
-use super::Datastore;
+use super::{Datastore, Place};
 use crate::domain::lock::LockError;
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::infrastructure::coordinator::{stop_error, StopSignal};
@@ -38,7 +38,7 @@ impl Datastore {
         Fut: Future<Output = Result<T, E>>,
     {
         let stop = self.stop_controller()?;
-        let view = if self.cache_sync().is_some() {
+        let view = if matches!(self.place, Place::S3 { .. }) {
             let copy = |resolver: DatastorePathResolver| async move {
                 Ok::<_, E>(self.copy_view(resolver.datastore_root())?)
             };
