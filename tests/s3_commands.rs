@@ -643,6 +643,8 @@ fn deleting_the_whole_cache_loses_nothing() {
     seed_local(&w, home.path());
     w.setup(home.path());
     w.put_ok(home.path(), "app/config", b"replicas: 5\n");
+    // An item writer fetches only its item: a sync brings in the rest.
+    w.ok(home.path(), &["datastore", "sync"]);
     let cache = w.cache(home.path());
     let before = snapshot(&cache);
     assert!(

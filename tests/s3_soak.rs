@@ -119,25 +119,43 @@ fn check(command: &dyn Fn() -> Command, outcomes: &Outcomes) {
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         out
     };
-    // The audit log, every day of it, in order.
+    // The audit log, every file of it (day files on a filesystem datastore,
+    // one file per command on S3), in time order: writers of one item hold
+    // its lock in turn, so their lines are ordered by time.
     let audit = run(&[
         "exec",
         "--",
         "sh",
         "-c",
-        r#"cat "$SWAMP_DATASTORE_DIR"/audit/*.jsonl"#,
+        r#"find "$SWAMP_DATASTORE_DIR/audit" -name '*.jsonl' -exec cat {} +"#,
     ]);
+    let mut entries: Vec<(chrono::DateTime<chrono::FixedOffset>, Value, String)> =
+        String::from_utf8(audit.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let entry: Value = serde_json::from_str(line).expect("audit line");
+                let time = chrono::DateTime::parse_from_rfc3339(entry["time"].as_str().unwrap())
+                    .expect("audit time");
+                (time, entry, line.to_string())
+            })
+            .collect();
+    entries.sort_by_key(|(time, _, _)| *time);
+    let log: Vec<String> = entries.iter().map(|(_, _, l)| l.clone()).collect();
     let mut replayed: BTreeMap<String, u64> = BTreeMap::new();
     let (mut puts, mut removals) = (0, 0);
-    for line in String::from_utf8(audit.stdout).unwrap().lines() {
-        let entry: Value = serde_json::from_str(line).expect("audit line");
+    for (_, entry, line) in entries {
         let name = entry["name"].as_str().unwrap().to_string();
         match entry["action"].as_str().unwrap() {
             "put" => {
                 puts += 1;
                 let count = replayed.entry(name.clone()).or_default();
                 *count += 1;
-                assert_eq!(entry["version"].as_u64(), Some(*count), "{name}: {line}");
+                assert_eq!(
+                    entry["version"].as_u64(),
+                    Some(*count),
+                    "{name}: {line} in {log:#?}"
+                );
             }
             "rm" => {
                 removals += 1;

@@ -8,9 +8,10 @@
 //! versions directory, so writers of different items never conflict; see
 //! design/datastores.md (Scoped locks) for the protocol built on this.
 
-use crate::domain::data_read::VERSIONS_DIR;
+use crate::domain::data_read::{ReadScope, VERSIONS_DIR};
 use crate::domain::item_name::ItemName;
 use crate::domain::lock::LockObservation;
+use std::collections::HashSet;
 
 /// What a lock holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,14 @@ impl LockScope {
         }
     }
 
+    /// Whether the datastore path `path` lies inside this scope.
+    pub fn contains(&self, path: &str) -> bool {
+        match self {
+            LockScope::Whole => true,
+            LockScope::Paths(paths) => paths.iter().any(|p| covers(p, path)),
+        }
+    }
+
     /// Whether a holder of `self` and a holder of `other` may not both proceed.
     pub fn conflicts(&self, other: &LockScope) -> bool {
         match (self, other) {
@@ -52,6 +61,16 @@ impl LockScope {
                 .iter()
                 .any(|a| theirs.iter().any(|b| covers(a, b) || covers(b, a))),
         }
+    }
+}
+
+/// A scoped writer's pull needs what its scope holds.
+impl ReadScope for LockScope {
+    fn needs(&self, listed: &mut dyn Iterator<Item = &str>) -> HashSet<String> {
+        listed
+            .filter(|path| self.contains(path))
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -98,5 +117,29 @@ mod tests {
         // directories: their writers never wait for each other.
         assert!(!item("app").conflicts(&item("app/config")));
         assert!(item("app").conflicts(&paths(&["data/app"])));
+    }
+
+    #[test]
+    fn a_scope_contains_the_paths_under_its_own() {
+        let scope = paths(&["data/a/@versions", "audit/d/w.jsonl"]);
+        let listed = [
+            "data/a/@versions/1.bin",
+            "data/a/@versions",
+            "data/ab/@versions/1.bin",
+            "data/a/b/@versions/1.bin",
+            "audit/d/w.jsonl",
+            "audit/d/w.jsonl2",
+        ];
+        let mut needed: Vec<String> = scope.needs(&mut listed.into_iter()).into_iter().collect();
+        needed.sort();
+        assert_eq!(
+            needed,
+            [
+                "audit/d/w.jsonl",
+                "data/a/@versions",
+                "data/a/@versions/1.bin"
+            ]
+        );
+        assert!(LockScope::Whole.contains("anything"));
     }
 }

@@ -16,6 +16,16 @@ use thiserror::Error;
 pub const INDEX_KEY: &str = ".datastore-index.json";
 /// The lock object's name under the prefix.
 pub const LOCK_KEY: &str = ".datastore.lock";
+/// The directory of scoped lock records under the prefix (`{id}.lock` each).
+pub const SCOPED_LOCKS_DIR: &str = ".locks";
+
+/// Whether `rel` (a key under the prefix) is a scoped lock record's: never
+/// a datastore file, never synced or repaired.
+pub fn is_scoped_lock_key(rel: &str) -> bool {
+    rel.strip_prefix(SCOPED_LOCKS_DIR)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// The index format version this build writes and reads.
 pub const INDEX_FORMAT: u32 = 1;
 

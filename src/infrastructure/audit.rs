@@ -1,5 +1,12 @@
-//! The audit log: one JSON line per data change, appended to
-//! `audit/{YYYY-MM-DD}.jsonl` in the datastore.
+//! The audit log: one JSON line per data change.
+//!
+//! Model: on a filesystem datastore every writer appends to the day's file,
+//! `audit/{YYYY-MM-DD}.jsonl` (single `O_APPEND` writes do not interleave).
+//! On S3 writers of different items run at once from different caches and
+//! each index commit merges only the writer's own paths, so a shared day
+//! file would lose lines; there each command writes a file of its own,
+//! `audit/{YYYY-MM-DD}/{writer}.jsonl` (the day the command started), which
+//! no other writer touches.
 
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
@@ -24,13 +31,47 @@ pub struct AuditEntry<'a> {
     pub actor: &'a str,
 }
 
-/// Appends `entry` as one line; a single `write` of a short line under
-/// O_APPEND keeps concurrent appenders from interleaving.
-pub fn append(resolver: &DatastorePathResolver, entry: &AuditEntry<'_>) -> io::Result<()> {
-    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let rel = SafeRelativePath::parse(&format!("audit/{day}.jsonl"))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let path = resolver.resolve(&rel);
+/// Which file a command's audit lines go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditFile {
+    /// The day's file, shared by every writer.
+    Daily,
+    /// This command's own file.
+    Own(SafeRelativePath),
+}
+
+impl AuditFile {
+    /// A file of this command's own, named by `writer` (unique per command).
+    pub fn own(writer: &str) -> Self {
+        let day = chrono::Utc::now().format("%Y-%m-%d");
+        match SafeRelativePath::parse(&format!("audit/{day}/{writer}.jsonl")) {
+            Ok(rel) => AuditFile::Own(rel),
+            // Not a safe name (never, for the ids swamp makes): share the day's.
+            Err(_) => AuditFile::Daily,
+        }
+    }
+
+    /// The datastore path lines go to now.
+    pub fn path(&self) -> io::Result<SafeRelativePath> {
+        match self {
+            AuditFile::Own(rel) => Ok(rel.clone()),
+            AuditFile::Daily => {
+                let day = chrono::Utc::now().format("%Y-%m-%d");
+                SafeRelativePath::parse(&format!("audit/{day}.jsonl"))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+            }
+        }
+    }
+}
+
+/// Appends `entry` as one line to `file`; a single `write` of a short line
+/// under O_APPEND keeps concurrent appenders from interleaving.
+pub fn append(
+    resolver: &DatastorePathResolver,
+    file: &AuditFile,
+    entry: &AuditEntry<'_>,
+) -> io::Result<()> {
+    let path = resolver.resolve(&file.path()?);
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }

@@ -13,7 +13,7 @@ use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sha256::Sha256;
 use crate::infrastructure::atomic_file::{is_temp_name, temp_path_for, write_atomic, TEMP_MARKER};
-use crate::infrastructure::audit::{self, AuditEntry};
+use crate::infrastructure::audit::{self, AuditEntry, AuditFile};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::HashingReader;
 use chrono::{DateTime, Utc};
@@ -98,12 +98,22 @@ pub struct ItemSummary {
 /// Data items stored under a path resolver.
 pub struct DataStore<'a> {
     resolver: &'a DatastorePathResolver,
+    audit_file: AuditFile,
 }
 
 impl<'a> DataStore<'a> {
     /// Items stored where `resolver` says.
     pub fn new(resolver: &'a DatastorePathResolver) -> Self {
-        Self { resolver }
+        Self {
+            resolver,
+            audit_file: AuditFile::Daily,
+        }
+    }
+
+    /// The same items, their changes audited to `file`.
+    pub fn auditing_to(mut self, file: AuditFile) -> Self {
+        self.audit_file = file;
+        self
     }
 
     fn versions_dir(&self, name: &ItemName) -> PathBuf {
@@ -313,7 +323,7 @@ impl<'a> DataStore<'a> {
             version,
             actor,
         };
-        audit::append(self.resolver, &entry).map_err(|source| DataError::Io {
+        audit::append(self.resolver, &self.audit_file, &entry).map_err(|source| DataError::Io {
             path: self.resolver.datastore_root().join("audit"),
             source,
         })

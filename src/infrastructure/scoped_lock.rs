@@ -89,6 +89,17 @@ pub struct ScopedLock {
     scope: LockScope,
     priority: u64,
     pending: Pending,
+    /// The holder the last attempt yielded to, with what it held then.
+    blocker: Mutex<Option<(Arc<dyn DistributedLock>, LockObservation)>>,
+}
+
+/// Whether two observations of one record show the same acquisition (a
+/// renewal keeps the token; an unreadable record is judged by its version).
+fn same_holder(now: &LockObservation, then: &LockObservation) -> bool {
+    match (&now.info, &then.info) {
+        (Some(a), Some(b)) => a.token == b.token,
+        _ => now.version == then.version,
+    }
 }
 
 impl ScopedLock {
@@ -101,7 +112,7 @@ impl ScopedLock {
         Self::with_priority(whole, records, paths, rand::random::<u64>())
     }
 
-    fn with_priority(
+    pub(crate) fn with_priority(
         whole: Arc<dyn DistributedLock>,
         records: Arc<dyn ScopedRecords>,
         paths: Vec<String>,
@@ -116,6 +127,29 @@ impl ScopedLock {
             scope: LockScope::Paths(paths),
             priority,
             pending: Pending::default(),
+            blocker: Mutex::new(None),
+        }
+    }
+
+    /// While the holder we last yielded to is still there, live and
+    /// unchanged, what it holds: the next attempt then writes nothing and
+    /// costs one read, so many waiters do not flood the store with records
+    /// written only to be removed.
+    async fn still_blocked(&self) -> Result<Option<LockObservation>, LockError> {
+        let Some((lock, seen)) = self
+            .blocker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Ok(None);
+        };
+        match lock.inspect().await? {
+            Some(now) if !now.stale && same_holder(&now, &seen) => {
+                *self.blocker.lock().unwrap_or_else(|e| e.into_inner()) = Some((lock, now.clone()));
+                Ok(Some(now))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -123,8 +157,9 @@ impl ScopedLock {
     async fn judge(&self) -> Result<Verdict, LockError> {
         if let Some(whole) = self.whole.inspect().await? {
             if !whole.stale {
-                return Ok(Verdict::Yield(whole));
+                return Ok(Verdict::Yield(whole, self.whole.clone()));
             }
+            clear_stale(self.whole.as_ref(), &whole).await;
         }
         let ours = self.own.location();
         let mut verdict = Verdict::Proceed;
@@ -140,10 +175,27 @@ impl ScopedLock {
                 Some(p) if (p, location.as_str()) < (self.priority, ours.as_str()) => {
                     verdict = Verdict::Wait(obs)
                 }
-                _ => return Ok(Verdict::Yield(obs)),
+                _ => return Ok(Verdict::Yield(obs, lock)),
             }
         }
         Ok(verdict)
+    }
+}
+
+/// Removes the stale record `obs` of `lock`, best effort, only if it is
+/// still exactly that record (a conditional release of its lease: a taker's
+/// new record is left alone). Its holder fences itself; this only keeps
+/// `lock status` from showing it forever.
+async fn clear_stale(lock: &dyn DistributedLock, obs: &LockObservation) {
+    let Some(info) = obs.info.clone() else {
+        return;
+    };
+    let lease = Lease {
+        info,
+        version: obs.version.clone(),
+    };
+    if let Err(e) = lock.release(&lease).await {
+        tracing::debug!(error = %e, "removing a stale lock record");
     }
 }
 
@@ -153,8 +205,9 @@ enum Verdict {
     Proceed,
     /// A conflicting holder of lower priority: keep our record, look again.
     Wait(LockObservation),
-    /// The whole lock, or a conflicting record of higher priority: remove ours.
-    Yield(LockObservation),
+    /// The whole lock, or a conflicting record of higher priority (with its
+    /// lock, to watch): remove ours.
+    Yield(LockObservation, Arc<dyn DistributedLock>),
 }
 
 #[async_trait]
@@ -168,6 +221,9 @@ impl DistributedLock for ScopedLock {
     }
 
     async fn try_acquire(&self, ttl: Duration) -> Result<Attempt, LockError> {
+        if let Some(holder) = self.still_blocked().await? {
+            return Ok(Attempt::Busy(holder));
+        }
         let lease = match self.pending.renewed_or_new(self.own.as_ref(), ttl).await? {
             Attempt::Acquired(lease) => lease,
             // Our record's name is ours alone: only a store error gets here.
@@ -179,8 +235,12 @@ impl DistributedLock for ScopedLock {
                 self.pending.keep(lease);
                 Ok(Attempt::Busy(obs))
             }
-            Ok(Verdict::Yield(obs)) => match self.own.release(&lease).await {
-                Ok(()) => Ok(Attempt::Busy(obs)),
+            Ok(Verdict::Yield(obs, holder)) => match self.own.release(&lease).await {
+                Ok(()) => {
+                    *self.blocker.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((holder, obs.clone()));
+                    Ok(Attempt::Busy(obs))
+                }
                 Err(e) => {
                     self.pending.keep(lease);
                     Err(e)

@@ -53,7 +53,8 @@ pub async fn put(
     let actor = ctx.actor();
     ctx.datastore
         .guard_scope(&LockScope::item(&name), |fence, _stop| async move {
-            let store = DataStore::new(ctx.datastore.resolver());
+            let store =
+                DataStore::new(ctx.datastore.resolver()).auditing_to(ctx.datastore.audit_file());
             Ok(PutResult(store.put(
                 &name,
                 &mut &content[..],
@@ -228,8 +229,9 @@ pub async fn remove(ctx: &RepoContext, name: &str) -> Result<RemoveResult, CliEr
     let actor = ctx.actor();
     ctx.datastore
         .guard_scope(&LockScope::item(&item), |fence, _stop| async move {
-            let versions =
-                DataStore::new(ctx.datastore.resolver()).remove(&item, &fence, &actor)?;
+            let versions = DataStore::new(ctx.datastore.resolver())
+                .auditing_to(ctx.datastore.audit_file())
+                .remove(&item, &fence, &actor)?;
             Ok(RemoveResult {
                 name: item.to_string(),
                 versions,

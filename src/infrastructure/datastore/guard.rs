@@ -9,9 +9,10 @@
 //! after the datastore lock, so no other process of this machine changes the
 //! cache under it.
 //!
-//! A writer of one scope (`guard_scope`: a data item) takes a scoped lock on
-//! a filesystem datastore (`scoped_lock.rs`), so writers of other scopes run
-//! meanwhile; on S3 it takes the whole guard.
+//! A writer of one scope (`guard_scope`: a data item) takes a scoped lock
+//! (`scoped_lock.rs`), so writers of other scopes run meanwhile; on S3 it
+//! pulls and pushes its scope only, and its index commit merges with theirs
+//! (`s3/sync/scoped.rs`). Whole-datastore commands take the draining lock.
 //!
 //! Readers take no datastore lock: on S3 a reader holds the cache lock, pulls
 //! the index it finds (never healing, see `sync/pull.rs`) and reads — or,
@@ -25,6 +26,7 @@ use crate::domain::data_read::ReadScope;
 use crate::domain::lock::{DistributedLock, LockError};
 use crate::domain::lock_scope::LockScope;
 use crate::domain::path_resolver::DatastorePathResolver;
+use crate::infrastructure::audit::AuditFile;
 use crate::infrastructure::coordinator::{
     run_guarded, stop_error, LeaseFence, LockGuard, StopController, StopSignal,
 };
@@ -51,10 +53,30 @@ impl Datastore {
         F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.synced(self.lock(), None, op).await
+    }
+
+    /// Runs `op` holding `lock`, with the cache pulled before and pushed
+    /// after (S3): all of it, or only `scope` (a scoped writer, whose index
+    /// commit merges).
+    async fn synced<T, E, F, Fut>(
+        &self,
+        lock: Arc<dyn DistributedLock>,
+        scope: Option<LockScope>,
+        op: F,
+    ) -> Result<T, E>
+    where
+        E: From<LockError> + From<SyncError>,
+        F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let sync = self.cache_sync();
-        self.locked(|fence, signal| async move {
+        self.locked_by(vec![lock], |fence, signal| async move {
             if let Some(sync) = &sync {
-                let pulled = sync.pull(&fence).await?;
+                let pulled = match &scope {
+                    Some(scope) => sync.pull_scope(&fence, scope).await?,
+                    None => sync.pull(&fence).await?,
+                };
                 self.report_all(pulled.conflicts.into_iter().map(Notice::Conflict));
             }
             let result = op(fence.clone(), signal).await;
@@ -64,7 +86,11 @@ impl Datastore {
             if fence.check().is_err() {
                 return result;
             }
-            match (result, sync.push(&fence).await) {
+            let pushed = match &scope {
+                Some(scope) => sync.push_scope(&fence, scope).await,
+                None => sync.push(&fence).await,
+            };
+            match (result, pushed) {
                 (result, Ok(pushed)) => {
                     self.report_all(pushed.unsyncable.into_iter().map(Notice::Unsyncable));
                     result
@@ -93,7 +119,7 @@ impl Datastore {
         F: FnOnce(DatastorePathResolver) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let Place::S3 { config, store } = &self.place else {
+        let Place::S3 { config, store, .. } = &self.place else {
             return op(self.resolver.clone()).await;
         };
         for attempt in 1..=READ_ATTEMPTS {
@@ -126,19 +152,25 @@ impl Datastore {
         self.guard(|_, _| op(self.resolver.clone())).await
     }
 
-    /// Runs `op`, which writes only inside `scope`, inside the guard of that
-    /// scope: on a filesystem datastore a scoped lock (writers of other
-    /// scopes run meanwhile); on S3 the whole guard (see `lock_for`).
+    /// Runs `op`, which writes only inside `scope` (and its own audit file),
+    /// inside the guard of that scope: a scoped lock, so writers of other
+    /// scopes run meanwhile; on S3 the pull and push cover the scope only
+    /// and the index commit merges (`s3/sync/scoped.rs`).
     pub async fn guard_scope<T, E, F, Fut>(&self, scope: &LockScope, op: F) -> Result<T, E>
     where
         E: From<LockError> + From<SyncError>,
         F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        match self.place {
-            Place::Filesystem(_) => self.locked_by(vec![self.lock_for(scope)], op).await,
-            Place::S3 { .. } => self.guard(op).await,
+        let LockScope::Paths(paths) = scope else {
+            return self.guard(op).await;
+        };
+        let mut synced = paths.clone();
+        if let AuditFile::Own(audit) = self.audit_file() {
+            synced.push(audit.to_string());
         }
+        self.synced(self.lock_for(scope), Some(LockScope::Paths(synced)), op)
+            .await
     }
 
     /// Runs `op` under the lock only (no automatic pull or push): acquire,

@@ -44,7 +44,7 @@ impl Datastore {
                 health: filesystem_health(path),
                 conditional_writes: None,
             },
-            Place::S3 { config, store } => {
+            Place::S3 { config, store, .. } => {
                 let report = s3_health(store.as_ref(), &config.prefix).await;
                 if let Some(support) = report.conditional_writes {
                     probe_record::remember(self.root(), config, support);

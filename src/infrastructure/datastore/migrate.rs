@@ -177,7 +177,7 @@ impl Datastore {
                 prepare_target(path)?;
                 Ok(None)
             }
-            Place::S3 { config, store } => {
+            Place::S3 { config, store, .. } => {
                 store.head_bucket().await?;
                 // Prove we may write there, and that the store honours the
                 // conditions the lock relies on, before moving anything.
@@ -233,7 +233,7 @@ impl Datastore {
                 })
                 .await?
             }
-            Place::S3 { config, store } => {
+            Place::S3 { config, store, .. } => {
                 let foreign = foreign_objects(store, &config.prefix, &files).await?;
                 (files, foreign)
             }
@@ -259,7 +259,7 @@ impl Datastore {
                 let (path, fence) = (path.clone(), fence.clone());
                 off_runtime(move || copy_verified(files, &path, &fence)).await
             }
-            Place::S3 { config, store } => {
+            Place::S3 { config, store, .. } => {
                 upload_verified(
                     files,
                     store,
@@ -278,7 +278,7 @@ impl Datastore {
         let (done, root) = (report.clone(), self.root().to_path_buf());
         match &self.place {
             Place::Filesystem(_) => off_runtime(move || remove_sources(&done, &root)).await,
-            Place::S3 { config, store } => {
+            Place::S3 { config, store, .. } => {
                 delete_remote_sources(report, store, &config.prefix, self.settings.concurrency)
                     .await?;
                 let state = root.join(STATE_FILE);

@@ -38,12 +38,14 @@ use crate::domain::lock_scope::LockScope;
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::pattern_matcher::ExcludeMatcher;
 use crate::domain::sync_index::{object_key, LOCK_KEY};
+use crate::infrastructure::audit::AuditFile;
 use crate::infrastructure::coordinator::LockTiming;
 use crate::infrastructure::file_lock::{FileLock, FileScopedRecords};
 use crate::infrastructure::s3::cache::cache_dir;
 use crate::infrastructure::s3::client::S3Store;
 use crate::infrastructure::s3::lock::S3Lock;
 use crate::infrastructure::s3::probe_record;
+use crate::infrastructure::s3::scoped_records::{IndexSeen, S3ScopedRecords};
 use crate::infrastructure::s3::store::ObjectStore;
 use crate::infrastructure::s3::sync::CacheSync;
 use crate::infrastructure::scoped_lock::{DrainingLock, ScopedLock, ScopedRecords};
@@ -81,6 +83,8 @@ enum Place {
         config: S3Config,
         /// The client (one per command, shared by lock and sync).
         store: Arc<dyn ObjectStore>,
+        /// The index ETag the lock's last listing showed, for the pull after it.
+        index_seen: Arc<IndexSeen>,
     },
 }
 
@@ -92,18 +96,18 @@ impl Place {
             Backend::S3(config) => Place::S3 {
                 config: config.clone(),
                 store: Arc::new(S3Store::connect(config, s3).await),
+                index_seen: Arc::default(),
             },
         }
     }
 
-    /// The lock every whole-datastore command takes: on a filesystem
-    /// datastore it drains the scoped locks first.
+    /// The lock every whole-datastore command takes: announced, then the
+    /// scoped locks drained.
     fn lock(&self, timing: LockTiming, cache: &Path) -> Arc<dyn DistributedLock> {
-        let whole = self.whole_lock(timing, cache);
-        match self.scoped_records(timing) {
-            Some(records) => Arc::new(DrainingLock::new(whole, records)),
-            None => whole,
-        }
+        Arc::new(DrainingLock::new(
+            self.whole_lock(timing, cache),
+            self.scoped_records(timing, cache),
+        ))
     }
 
     /// The whole-datastore lock record; `cache` holds what this machine's
@@ -111,27 +115,40 @@ impl Place {
     fn whole_lock(&self, timing: LockTiming, cache: &Path) -> Arc<dyn DistributedLock> {
         match self {
             Place::Filesystem(path) => Arc::new(FileLock::new(path, timing.ttl)),
-            Place::S3 { config, store } => {
-                let known = probe_record::remembered(cache, config);
-                Arc::new(
-                    S3Lock::new(
-                        store.clone(),
-                        object_key(&config.prefix, LOCK_KEY),
-                        timing.ttl,
-                    )
-                    .trusting_conditional_delete(known.is_some_and(|s| s.delete)),
+            Place::S3 { config, store, .. } => Arc::new(
+                S3Lock::new(
+                    store.clone(),
+                    object_key(&config.prefix, LOCK_KEY),
+                    timing.ttl,
                 )
-            }
+                .trusting_conditional_delete(trusts_conditional_delete(cache, config)),
+            ),
         }
     }
 
-    /// Where scoped lock records live (S3 writers take the whole lock).
-    fn scoped_records(&self, timing: LockTiming) -> Option<Arc<dyn ScopedRecords>> {
+    /// Where scoped lock records live.
+    fn scoped_records(&self, timing: LockTiming, cache: &Path) -> Arc<dyn ScopedRecords> {
         match self {
-            Place::Filesystem(path) => Some(Arc::new(FileScopedRecords::new(path, timing.ttl))),
-            Place::S3 { .. } => None,
+            Place::Filesystem(path) => Arc::new(FileScopedRecords::new(path, timing.ttl)),
+            Place::S3 {
+                config,
+                store,
+                index_seen,
+            } => Arc::new(S3ScopedRecords::new(
+                store.clone(),
+                config.prefix.clone(),
+                timing.ttl,
+                trusts_conditional_delete(cache, config),
+                index_seen.clone(),
+            )),
         }
     }
+}
+
+/// Whether this machine's probe found `If-Match` on DELETE honoured by
+/// the store of `config` (`probe_record.rs`).
+fn trusts_conditional_delete(cache: &Path, config: &S3Config) -> bool {
+    probe_record::remembered(cache, config).is_some_and(|s| s.delete)
 }
 
 /// An opened datastore.
@@ -141,6 +158,7 @@ pub struct Datastore {
     resolver: DatastorePathResolver,
     place: Place,
     reporter: Arc<dyn Reporter>,
+    audit_file: AuditFile,
 }
 
 impl Datastore {
@@ -168,11 +186,18 @@ impl Datastore {
             settings.resolved.directories.clone(),
             ExcludeMatcher::new(&settings.resolved.exclude)?,
         );
+        // On S3 concurrent item writers merge their index commits, so each
+        // command audits to a file of its own (`audit.rs`).
+        let audit_file = match &place {
+            Place::Filesystem(_) => AuditFile::Daily,
+            Place::S3 { .. } => AuditFile::own(&Uuid::new_v4().simple().to_string()),
+        };
         Ok(Self {
             settings: settings.clone(),
             resolver,
             place,
             reporter,
+            audit_file,
         })
     }
 
@@ -206,6 +231,11 @@ impl Datastore {
         &self.resolver
     }
 
+    /// Where this command's audit lines go.
+    pub(crate) fn audit_file(&self) -> AuditFile {
+        self.audit_file.clone()
+    }
+
     /// The local root (`resolver().datastore_root()`).
     pub fn root(&self) -> &Path {
         self.resolver.datastore_root()
@@ -216,25 +246,23 @@ impl Datastore {
         self.place.lock(self.settings.timing, self.root())
     }
 
-    /// The lock a writer of `scope` takes. On a filesystem datastore a
-    /// scope of paths gets a scoped lock; on S3 every writer still takes
-    /// the whole-datastore lock (index commits do not merge yet).
+    /// The lock a writer of `scope` takes: a scoped lock for a scope of
+    /// paths, the whole-datastore lock otherwise.
     pub(crate) fn lock_for(&self, scope: &LockScope) -> Arc<dyn DistributedLock> {
-        match (self.place.scoped_records(self.settings.timing), scope) {
-            (Some(records), LockScope::Paths(paths)) => Arc::new(ScopedLock::new(
-                self.place.whole_lock(self.settings.timing, self.root()),
-                records,
+        let timing = self.settings.timing;
+        match scope {
+            LockScope::Paths(paths) => Arc::new(ScopedLock::new(
+                self.place.whole_lock(timing, self.root()),
+                self.place.scoped_records(timing, self.root()),
                 paths.clone(),
             )),
-            _ => self.lock(),
+            LockScope::Whole => self.lock(),
         }
     }
 
-    /// The scoped lock records there are now, by location (none on S3).
+    /// The scoped lock records there are now, by location.
     pub async fn scoped_locks(&self) -> Result<Vec<(String, LockObservation)>, LockError> {
-        let Some(records) = self.place.scoped_records(self.settings.timing) else {
-            return Ok(Vec::new());
-        };
+        let records = self.place.scoped_records(self.settings.timing, self.root());
         let mut listed: Vec<(String, LockObservation)> = records
             .list()
             .await?
@@ -251,9 +279,7 @@ impl Datastore {
         &self,
         scope: &LockScope,
     ) -> Result<Vec<(String, LockObservation)>, LockError> {
-        let Some(records) = self.place.scoped_records(self.settings.timing) else {
-            return Ok(Vec::new());
-        };
+        let records = self.place.scoped_records(self.settings.timing, self.root());
         let mut removed = Vec::new();
         for (lock, obs) in records.list().await? {
             if LockScope::held_by(&obs).conflicts(scope) {
@@ -285,7 +311,14 @@ impl Datastore {
     /// The cache sync of an S3 datastore (`None` for a filesystem one).
     fn cache_sync(&self) -> Option<CacheSync> {
         match &self.place {
-            Place::S3 { config, store } => Some(self.sync_into(config, store, &self.resolver)),
+            Place::S3 {
+                config,
+                store,
+                index_seen,
+            } => Some(
+                self.sync_into(config, store, &self.resolver)
+                    .seeing_index(index_seen.clone()),
+            ),
             Place::Filesystem(_) => None,
         }
     }
@@ -381,7 +414,11 @@ pub(crate) mod testing {
         settings.swamp_home = swamp_home.to_path_buf();
         Datastore::with_place(
             &settings,
-            Place::S3 { config, store },
+            Place::S3 {
+                config,
+                store,
+                index_seen: Arc::default(),
+            },
             Arc::new(Kept::default()),
         )
         .unwrap()

@@ -251,6 +251,7 @@ impl ObjectStore for S3Store {
             for obj in page.contents() {
                 out.push(Listed {
                     key: obj.key().unwrap_or_default().to_string(),
+                    etag: obj.e_tag().map(|e| etag_of(Some(e))),
                 });
             }
         }

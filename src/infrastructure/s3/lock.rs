@@ -83,6 +83,8 @@ pub struct S3Lock {
     default_ttl: Duration,
     /// The store is known to honour `If-Match` on DELETE (`probe_record.rs`).
     conditional_delete: bool,
+    /// What fresh records say they hold (`LockInfo::scope`, `priority`).
+    scope: Option<(Vec<String>, u64)>,
 }
 
 impl S3Lock {
@@ -93,7 +95,25 @@ impl S3Lock {
             key,
             default_ttl,
             conditional_delete: false,
+            scope: None,
         }
+    }
+
+    /// The same lock, its records naming `scope` with `priority` (a scoped
+    /// lock's record, `scoped_records.rs`).
+    pub fn recording(mut self, scope: Vec<String>, priority: u64) -> Self {
+        self.scope = Some((scope, priority));
+        self
+    }
+
+    /// A fresh record for this process, naming this lock's scope.
+    fn fresh_info(&self, ttl: Duration) -> LockInfo {
+        let mut info = LockInfo::for_this_process(ttl);
+        if let Some((scope, priority)) = &self.scope {
+            info.scope = Some(scope.clone());
+            info.priority = Some(*priority);
+        }
+        info
     }
 
     /// The same lock on a store the probe found to honour `If-Match` on
@@ -158,7 +178,7 @@ impl DistributedLock for S3Lock {
 
     async fn try_acquire(&self, ttl: Duration) -> Result<Attempt, LockError> {
         for _ in 0..4 {
-            let info = LockInfo::for_this_process(ttl);
+            let info = self.fresh_info(ttl);
             match self.put(&info, PutMode::Create).await {
                 Ok(etag) => return Ok(acquired(info, version_of(etag))),
                 Err(StoreError::Precondition(_)) => {}

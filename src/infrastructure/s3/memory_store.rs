@@ -90,7 +90,12 @@ impl MemoryStore {
         }
     }
 
-    /// Raw access for assertions.
+    /// Every key, for assertions.
+    pub fn keys(&self) -> Vec<String> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// The content of `key`, if it exists.
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
         self.objects
             .lock()
@@ -319,7 +324,10 @@ impl ObjectStore for MemoryStore {
             .unwrap()
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| Listed { key: k.clone() })
+            .map(|(k, o)| Listed {
+                key: k.clone(),
+                etag: Some(o.etag.clone()),
+            })
             .collect())
     }
 }

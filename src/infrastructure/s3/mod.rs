@@ -11,5 +11,6 @@ pub(crate) mod memory_store;
 pub(crate) mod migrate;
 pub(crate) mod probe;
 pub(crate) mod probe_record;
+pub(crate) mod scoped_records;
 pub mod store;
 pub(crate) mod sync;

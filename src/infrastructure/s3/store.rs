@@ -190,10 +190,12 @@ pub struct Downloaded {
 pub struct Listed {
     /// Full key.
     pub key: String,
+    /// Its entity tag, as the listing gave it (`None` if it gave none).
+    pub etag: Option<ETag>,
 }
 
 /// The relative paths of the datastore objects under `prefix` (one listing):
-/// every object but the lock, the index and temp objects.
+/// every object but the locks, the index and temp objects.
 pub async fn datastore_objects(
     store: &dyn ObjectStore,
     prefix: &str,
@@ -209,6 +211,7 @@ pub async fn datastore_objects(
             let name = rel.rsplit('/').next().unwrap_or_default();
             rel != LOCK_KEY
                 && rel != INDEX_KEY
+                && !crate::domain::sync_index::is_scoped_lock_key(rel)
                 && !crate::infrastructure::atomic_file::is_temp_name(name)
         })
         .collect())

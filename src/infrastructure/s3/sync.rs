@@ -19,9 +19,10 @@
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sha256::Sha256;
-use crate::domain::sync_index::{object_key, IndexError};
+use crate::domain::sync_index::{object_key, IndexError, RemoteIndex};
 use crate::infrastructure::s3::cache::SyncState;
-use crate::infrastructure::s3::store::{datastore_objects, ObjectStore, StoreError};
+use crate::infrastructure::s3::scoped_records::IndexSeen;
+use crate::infrastructure::s3::store::{datastore_objects, ETag, ObjectStore, StoreError};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ mod pull;
 mod push;
 mod repair;
 mod scan;
+mod scoped;
 mod send;
 mod verify;
 
@@ -116,6 +118,9 @@ pub enum SyncError {
     /// The remote index changed under us.
     #[error("the remote index was changed by another writer during this command ({0}); run the command again")]
     IndexConflict(String),
+    /// A path inside a scoped writer's lock changed in the index meanwhile.
+    #[error("{0} changed in the remote index while this command held the lock on it (a writer that ignored the lock, or a store whose LIST lags its writes); nothing of this command was committed and its files stay unpushed here: run 'swamp datastore sync' (it keeps this machine's version as a conflict copy; if it reports an object that does not match the index, 'swamp datastore repair' restores it), then rerun the command")]
+    ScopeChanged(String),
     /// The index would list a path as a file and as a directory.
     #[error("'{file}' would be both a file and a directory ('{nested}') in the remote index, which no machine could pull; rename or remove one of them (one is outside this machine's directories/exclude) and rerun")]
     PathConflict {
@@ -180,6 +185,12 @@ pub struct CacheSync {
     /// This repo's repoId: recorded in every index written, and an index
     /// that records another is refused.
     owner: Option<String>,
+    /// The index ETag the lock's acquisition listed (`scoped_records.rs`):
+    /// a locked pull that finds it equal to the agreed one skips its GET.
+    index_seen: Option<Arc<IndexSeen>>,
+    /// The index a scoped pull read, with its ETag: the base of the scoped
+    /// push's merging commit (`scoped.rs`).
+    scoped_base: std::sync::Mutex<Option<(RemoteIndex, ETag)>>,
 }
 
 impl CacheSync {
@@ -199,7 +210,15 @@ impl CacheSync {
             current: std::sync::atomic::AtomicBool::new(false),
             state: std::sync::Mutex::new(None),
             owner: None,
+            index_seen: None,
+            scoped_base: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Lets a locked pull trust the index ETag the lock's listing saw.
+    pub(crate) fn seeing_index(mut self, seen: Arc<IndexSeen>) -> Self {
+        self.index_seen = Some(seen);
+        self
     }
 
     /// Makes this sync act for the repo `repo_id` (see `owner`).

@@ -11,6 +11,7 @@ use crate::domain::sync_index::{IndexEntry, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
 use crate::infrastructure::s3::store::{ETag, Fetched, ObjectStore, PutMode, StoreError};
+use std::collections::BTreeMap;
 
 impl CacheSync {
     /// Writes the index of what the bucket now holds: agreed files plus what
@@ -29,27 +30,7 @@ impl CacheSync {
         undo: Vec<(String, Option<SyncedFile>)>,
         fence: &LeaseFence,
     ) -> Result<(), SyncError> {
-        let mut files: std::collections::BTreeMap<String, IndexEntry> = state
-            .files
-            .iter()
-            .map(|(k, f)| {
-                (
-                    k.clone(),
-                    IndexEntry {
-                        size: f.size,
-                        sha256: f.sha256,
-                        // The state file is local and may be damaged:
-                        // checksums that cannot fit would make the index
-                        // unreadable for everyone.
-                        parts: f.parts.clone().filter(|p| p.fits(f.size)),
-                    },
-                )
-            })
-            .collect();
-        // Other machines' paths, exactly as the remote listed them.
-        for (rel, entry) in &state.foreign {
-            files.entry(rel.clone()).or_insert_with(|| entry.clone());
-        }
+        let files = index_files(state);
         let conflict = crate::domain::sync_index::path_conflict(&files);
         let index = RemoteIndex {
             format: crate::domain::sync_index::INDEX_FORMAT,
@@ -98,7 +79,7 @@ impl CacheSync {
     }
 
     /// Restores the agreed entries a push changed, newest change first.
-    fn undo(state: &mut SyncState, undo: Vec<(String, Option<SyncedFile>)>) {
+    pub(super) fn undo(state: &mut SyncState, undo: Vec<(String, Option<SyncedFile>)>) {
         for (rel, previous) in undo.into_iter().rev() {
             match previous {
                 Some(entry) => state.files.insert(rel, entry),
@@ -112,6 +93,31 @@ impl CacheSync {
     pub(super) async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<ETag> {
         index_landed(self.store.as_ref(), key, sent).await
     }
+}
+
+/// The index entry of an agreed file.
+pub(super) fn index_entry(file: &SyncedFile) -> IndexEntry {
+    IndexEntry {
+        size: file.size,
+        sha256: file.sha256,
+        // The state file is local and may be damaged: checksums that cannot
+        // fit would make the index unreadable for everyone.
+        parts: file.parts.clone().filter(|p| p.fits(file.size)),
+    }
+}
+
+/// The index `state` stands for: the agreed files, and other machines'
+/// paths exactly as the remote listed them.
+pub(super) fn index_files(state: &SyncState) -> BTreeMap<String, IndexEntry> {
+    let mut files: BTreeMap<String, IndexEntry> = state
+        .files
+        .iter()
+        .map(|(k, f)| (k.clone(), index_entry(f)))
+        .collect();
+    for (rel, entry) in &state.foreign {
+        files.entry(rel.clone()).or_insert_with(|| entry.clone());
+    }
+    files
 }
 
 /// The ETag of the index at `key` in `store` if it is exactly `sent`: a

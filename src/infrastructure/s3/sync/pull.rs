@@ -24,6 +24,7 @@ use super::verify::{verify_download, Verified};
 use super::{compare_with_state, conflicts};
 use super::{io_err, CacheSync, ConflictCopy, SyncError, SyncReport};
 use crate::domain::data_read::ReadScope;
+use crate::domain::lock_scope::LockScope;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sync_index::{IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::atomic_file::temp_path_for;
@@ -108,6 +109,17 @@ impl CacheSync {
         }
     }
 
+    /// Brings `scope` up to date with the bucket, for a writer holding its
+    /// lock (`scoped.rs`): the index and the files inside the scope only;
+    /// an interrupted push inside it is healed as under the whole lock.
+    pub(crate) async fn pull_scope(
+        &self,
+        fence: &LeaseFence,
+        scope: &LockScope,
+    ) -> Result<SyncReport, SyncError> {
+        self.pull_with(fence, Heal::Interrupted, Some(scope)).await
+    }
+
     async fn pull_with(
         &self,
         fence: &LeaseFence,
@@ -118,11 +130,23 @@ impl CacheSync {
         self.adopt_cache()?;
         let mut state = self.take_state();
         let index_key = self.key(INDEX_KEY);
-        let (remote, etag) = match self
-            .store
-            .get_bytes(&index_key, state.index_etag.as_ref())
-            .await
-        {
+        // Under the lock, the listing that acquired it may already show the
+        // index unchanged: no GET.
+        let listed = match heal {
+            Heal::Interrupted => self.index_seen.as_ref().and_then(|seen| seen.take()),
+            Heal::Never => None,
+        };
+        tracing::debug!(listed = ?listed, agreed = ?state.index_etag, "index ETag before the pull");
+        let listed_unchanged = listed.is_some_and(|seen| state.index_etag.as_ref() == Some(&seen));
+        let fetched = match listed_unchanged {
+            true => Ok(Fetched::NotModified),
+            false => {
+                self.store
+                    .get_bytes(&index_key, state.index_etag.as_ref())
+                    .await
+            }
+        };
+        let (remote, etag) = match fetched {
             Ok(Fetched::NotModified) => {
                 self.mark_current();
                 self.keep_state(state);
@@ -273,8 +297,12 @@ impl CacheSync {
             self.save(&state)?;
             return Err(first);
         }
-        if needed.is_some() {
-            // Only part of this index is here: not current.
+        if needed.is_some() && !Self::agrees_with(&state, &remote) {
+            // Only part of this index is here: not current. A scoped writer
+            // commits onto the index it read (`scoped.rs`).
+            if let (Ok(mut base), Some(etag)) = (self.scoped_base.lock(), etag) {
+                *base = Some((remote, etag));
+            }
             self.save(&state)?;
             self.keep_state(state);
             return Ok(report);
@@ -285,6 +313,25 @@ impl CacheSync {
         self.mark_current();
         self.keep_state(state);
         Ok(report)
+    }
+
+    /// Whether the agreed state lists exactly the files `remote` lists for
+    /// this machine, with the same content: then a partial pull left the
+    /// cache as current as a full one.
+    fn agrees_with(state: &SyncState, remote: &RemoteIndex) -> bool {
+        let mut ours = remote
+            .files
+            .iter()
+            .filter(|(rel, _)| !state.foreign.contains_key(*rel));
+        let mut agreed = state.files.iter();
+        loop {
+            match (ours.next(), agreed.next()) {
+                (None, None) => return true,
+                (Some((a, remote)), Some((b, local)))
+                    if a == b && remote.sha256 == local.sha256 => {}
+                _ => return false,
+            }
+        }
     }
 
     /// The cache's file at `rel` if it is a regular file (reached through no

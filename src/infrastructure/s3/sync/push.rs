@@ -11,6 +11,7 @@
 
 use super::send::{Pushed, SendGate, Suspect};
 use super::{compare_with_state, CacheSync, SyncError, SyncReport, Unsyncable};
+use crate::domain::lock_scope::LockScope;
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
 use crate::infrastructure::s3::store::StoreError;
@@ -29,12 +30,31 @@ struct Plan {
 impl CacheSync {
     /// Sends local changes to the bucket.
     pub async fn push(&self, fence: &LeaseFence) -> Result<SyncReport, SyncError> {
+        self.push_with(fence, None).await
+    }
+
+    /// Sends local changes inside `scope` only, and merges them into the
+    /// index (`scoped.rs`); the caller holds `scope`'s lock and pulled it
+    /// with `pull_scope`.
+    pub(crate) async fn push_scope(
+        &self,
+        fence: &LeaseFence,
+        scope: &LockScope,
+    ) -> Result<SyncReport, SyncError> {
+        self.push_with(fence, Some(scope)).await
+    }
+
+    async fn push_with(
+        &self,
+        fence: &LeaseFence,
+        scope: Option<&LockScope>,
+    ) -> Result<SyncReport, SyncError> {
         let mut state = self.take_state();
         let Plan {
             suspects,
             deleted,
             unsyncable,
-        } = self.plan(&state)?;
+        } = self.plan(&state, scope)?;
         if suspects.is_empty() && deleted.is_empty() {
             self.keep_state(state);
             return Ok(SyncReport {
@@ -42,7 +62,11 @@ impl CacheSync {
                 ..SyncReport::default()
             });
         }
-        let gate = SendGate::new(state.index_etag.clone(), state.generation + 1);
+        let gate = match scope {
+            // The scoped pull, under the scope's lock, made the scope current.
+            Some(_) => SendGate::current(self.scoped_generation(&state) + 1),
+            None => SendGate::new(state.index_etag.clone(), state.generation + 1),
+        };
         self.start_progress("push", (suspects.len() + deleted.len()) as u64);
         let pushed: Vec<Pushed> = stream::iter(suspects)
             .map(|suspect| self.push_one(suspect, fence, &gate))
@@ -116,7 +140,10 @@ impl CacheSync {
             undo.push((rel.clone(), previous));
         }
         if sent_any {
-            self.write_index(&mut state, undo, fence).await?;
+            match scope {
+                Some(_) => self.merge_index(&mut state, undo, fence).await?,
+                None => self.write_index(&mut state, undo, fence).await?,
+            }
         } else if state_dirty {
             self.save(&state)?;
         }
@@ -136,9 +163,13 @@ impl CacheSync {
         Ok(report)
     }
 
-    /// Walks the cache and compares it with the agreed state.
-    fn plan(&self, state: &SyncState) -> Result<Plan, SyncError> {
-        let mut scan = self.scan()?;
+    /// Walks the cache (only `scope`, when given) and compares it with the
+    /// agreed state.
+    fn plan(&self, state: &SyncState, scope: Option<&LockScope>) -> Result<Plan, SyncError> {
+        let mut scan = match scope {
+            Some(scope) => self.scan_within(scope)?,
+            None => self.scan()?,
+        };
         let (local, unsyncable) = (
             std::mem::take(&mut scan.files),
             std::mem::take(&mut scan.unsyncable),
@@ -147,7 +178,10 @@ impl CacheSync {
         // A file this machine no longer scans (its settings narrowed) is not
         // gone, nor is one that became a symlink: its entry stays agreed and
         // is carried into the index.
-        deleted.retain(|rel| self.owns(rel) && !scan.blocks(rel));
+        // A scoped push walked its scope only: nothing outside it is gone.
+        deleted.retain(|rel| {
+            self.owns(rel) && !scan.blocks(rel) && scope.is_none_or(|s| s.contains(rel))
+        });
         let suspects: Vec<Suspect> = suspects
             .into_iter()
             .map(|(rel, stat)| Suspect {

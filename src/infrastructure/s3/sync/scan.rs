@@ -11,10 +11,11 @@
 //! path.
 
 use super::{CacheSync, SyncError};
+use crate::domain::lock_scope::LockScope;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sync_index::object_key;
 use crate::infrastructure::atomic_file::is_temp_name;
-use crate::infrastructure::s3::cache::{mtime_ns, SyncedFile};
+use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncedFile};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -102,15 +103,51 @@ fn refusal(file_type: std::fs::FileType) -> Option<&'static str> {
 impl CacheSync {
     /// Walks this machine's datastore directories in the cache.
     pub(super) fn scan(&self) -> Result<CacheScan, SyncError> {
+        let tops = self.resolver.directories().iter().cloned();
+        self.scan_tops(tops.map(|dir| (dir, true)).collect())
+    }
+
+    /// Walks only what `scope` holds (a scoped writer's push). A link on the
+    /// way to a scope path makes it unsyncable, as the full walk would.
+    pub(super) fn scan_within(&self, scope: &LockScope) -> Result<CacheScan, SyncError> {
+        let mut tops = Vec::new();
+        let mut linked = CacheScan::default();
+        for path in scope.paths() {
+            let Ok(rel) = SafeRelativePath::parse(path) else {
+                continue;
+            };
+            if !self.resolver.is_datastore_path(&rel) {
+                continue;
+            }
+            match safe_cache_path(self.cache(), &rel) {
+                Ok(_) => tops.push((path.clone(), false)),
+                Err(e) => {
+                    linked.unsyncable.push(Unsyncable {
+                        path: path.clone(),
+                        reason: format!("a symbolic link on its way ({e}); swamp syncs regular files only: replace the link with a directory"),
+                    });
+                    linked.blocked.insert(path.clone());
+                }
+            }
+        }
+        let mut scan = self.scan_tops(tops)?;
+        scan.unsyncable.extend(linked.unsyncable);
+        scan.blocked.extend(linked.blocked);
+        Ok(scan)
+    }
+
+    /// Walks each of `tops` (datastore paths; `true`: a datastore directory,
+    /// which must be a directory where it exists).
+    fn scan_tops(&self, tops: Vec<(String, bool)>) -> Result<CacheScan, SyncError> {
         // Collected in walk order, then sorted once: cheaper than inserting
         // 100 000 keys one by one in the directories' hash order.
         let mut files = Vec::new();
         let mut scan = CacheScan::default();
         let cache = self.cache();
-        for dir in self.resolver.directories() {
+        for (dir, must_be_dir) in &tops {
             let top = cache.join(dir);
             match std::fs::symlink_metadata(&top) {
-                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.is_dir() || !must_be_dir => {}
                 Ok(meta) => {
                     scan.unsyncable.push(Unsyncable {
                         path: dir.clone(),

@@ -67,6 +67,14 @@ impl SendGate {
         }
     }
 
+    /// A gate for a push already known to be current (a scoped push, whose
+    /// pull under the scope's lock made its scope current).
+    pub(super) fn current(generation: u64) -> Self {
+        let gate = Self::new(None, generation);
+        let _ = gate.current.set(true);
+        gate
+    }
+
     fn refuse(&self, why: SyncError) {
         if let Ok(mut refusal) = self.refusal.lock() {
             refusal.get_or_insert(why);

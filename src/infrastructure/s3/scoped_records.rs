@@ -1,0 +1,258 @@
+//! The scoped lock records of an S3 datastore (design/datastores.md, Scoped
+//! locks): `{prefix}/.locks/{id}.lock`, each an `S3Lock` whose record also
+//! names its scope and priority, written and renewed with the same
+//! conditional rules as the whole-datastore lock.
+//!
+//! `list` is one LIST of the prefix's top-level dot objects (`{prefix}/.`:
+//! the lock, the index, `.locks/…`) and a GET of each record. That listing
+//! also shows the index's ETag; it is kept in an `IndexSeen` so the pull that
+//! follows under the lock can skip its conditional GET when the ETag is the
+//! one the cache last agreed on. A whole-datastore writer must list the
+//! records anyway (the drain), so its no-op stays at three requests: lock
+//! PUT, LIST, lock DELETE.
+
+use crate::domain::lock::{DistributedLock, LockError, LockObservation};
+use crate::domain::sync_index::{is_scoped_lock_key, object_key, INDEX_KEY, SCOPED_LOCKS_DIR};
+use crate::infrastructure::s3::lock::S3Lock;
+use crate::infrastructure::s3::store::{ETag, ObjectStore};
+use crate::infrastructure::scoped_lock::ScopedRecords;
+use async_trait::async_trait;
+use futures::stream::{self, StreamExt};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Records read at once while listing.
+const READS_AT_ONCE: usize = 16;
+
+/// The index ETag a lock acquisition's listing showed, for the pull right
+/// after it (taken once: a later pull asks the store).
+#[derive(Debug, Default)]
+pub(crate) struct IndexSeen(Mutex<Option<ETag>>);
+
+impl IndexSeen {
+    /// The last listing showed the index with `etag` (`None`: no index, or
+    /// no usable ETag — then the pull asks).
+    fn saw(&self, etag: Option<ETag>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = etag;
+    }
+
+    /// The index ETag the last listing showed, once.
+    pub(crate) fn take(&self) -> Option<ETag> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// The scoped lock records under one S3 prefix.
+pub(crate) struct S3ScopedRecords {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    default_ttl: Duration,
+    conditional_delete: bool,
+    index_seen: Arc<IndexSeen>,
+}
+
+impl S3ScopedRecords {
+    /// The records under `prefix`; listings report the index ETag to `index_seen`.
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+        default_ttl: Duration,
+        conditional_delete: bool,
+        index_seen: Arc<IndexSeen>,
+    ) -> Self {
+        Self {
+            store,
+            prefix,
+            default_ttl,
+            conditional_delete,
+            index_seen,
+        }
+    }
+
+    fn lock_at(&self, key: String) -> S3Lock {
+        S3Lock::new(self.store.clone(), key, self.default_ttl)
+            .trusting_conditional_delete(self.conditional_delete)
+    }
+}
+
+#[async_trait]
+impl ScopedRecords for S3ScopedRecords {
+    fn record(&self, id: &str, scope: &[String], priority: u64) -> Arc<dyn DistributedLock> {
+        let key = object_key(&self.prefix, &format!("{SCOPED_LOCKS_DIR}/{id}.lock"));
+        Arc::new(self.lock_at(key).recording(scope.to_vec(), priority))
+    }
+
+    async fn list(&self) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError> {
+        let top = object_key(&self.prefix, ".");
+        let listed = self
+            .store
+            .list(&top)
+            .await
+            .map_err(|e| LockError::Backend {
+                location: self.store.url(&top),
+                source: Box::new(e),
+            })?;
+        let base = object_key(&self.prefix, "");
+        let index_key = object_key(&self.prefix, INDEX_KEY);
+        let mut index_etag = None;
+        let mut locks = Vec::new();
+        for object in listed {
+            if object.key == index_key {
+                index_etag = object.etag.filter(|e| !e.is_empty());
+                continue;
+            }
+            let Some(rel) = object.key.strip_prefix(&base) else {
+                continue;
+            };
+            if is_scoped_lock_key(rel) && rel.ends_with(".lock") {
+                locks.push(self.lock_at(object.key.clone()));
+            }
+        }
+        // The records are read at once: one round trip, not one per holder.
+        let read: Vec<_> = stream::iter(locks)
+            .map(|lock| async move { (lock.inspect().await, lock) })
+            .buffer_unordered(READS_AT_ONCE)
+            .collect()
+            .await;
+        let mut records = Vec::new();
+        for (observed, lock) in read {
+            // Released between the listing and the read: not a holder.
+            if let Some(obs) = observed? {
+                records.push((Arc::new(lock) as Arc<dyn DistributedLock>, obs));
+            }
+        }
+        self.index_seen.saw(index_etag);
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lock::Attempt;
+    use crate::infrastructure::s3::memory_store::MemoryStore;
+    use crate::infrastructure::scoped_lock::{DrainingLock, ScopedLock};
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    struct Bucket {
+        store: Arc<MemoryStore>,
+        seen: Arc<IndexSeen>,
+    }
+
+    impl Bucket {
+        fn new() -> Self {
+            Self {
+                store: Arc::new(MemoryStore::default()),
+                seen: Arc::default(),
+            }
+        }
+
+        fn records(&self) -> Arc<dyn ScopedRecords> {
+            Arc::new(S3ScopedRecords::new(
+                self.store.clone(),
+                "p".into(),
+                TTL,
+                true,
+                self.seen.clone(),
+            ))
+        }
+
+        fn whole(&self) -> Arc<dyn DistributedLock> {
+            Arc::new(S3Lock::new(
+                self.store.clone(),
+                "p/.datastore.lock".into(),
+                TTL,
+            ))
+        }
+
+        fn scoped(&self, path: &str, priority: u64) -> ScopedLock {
+            let paths = vec![path.to_string()];
+            ScopedLock::with_priority(self.whole(), self.records(), paths, priority)
+        }
+
+        fn requests(&self) -> u64 {
+            *self.store.requests.lock().unwrap()
+        }
+
+        fn record_keys(&self) -> usize {
+            let keys = self.store.keys();
+            keys.iter().filter(|k| k.starts_with("p/.locks/")).count()
+        }
+    }
+
+    async fn held(lock: &dyn DistributedLock) -> crate::domain::lock::Lease {
+        match lock.try_acquire(TTL).await.unwrap() {
+            Attempt::Acquired(lease) => lease,
+            Attempt::Busy(obs) => panic!("busy: {}", obs.describe()),
+        }
+    }
+
+    #[tokio::test]
+    async fn scoped_records_on_s3_exclude_conflicts_and_leave_nothing_behind() {
+        let bucket = Bucket::new();
+        let a = bucket.scoped("data/a/@versions", 1);
+        let lease = held(&a).await;
+        assert_eq!(bucket.record_keys(), 1);
+        // A writer of another item proceeds; one of the same item does not.
+        let other = bucket.scoped("data/b/@versions", 2);
+        let other_lease = held(&other).await;
+        let same = bucket.scoped("data/a/@versions", 0);
+        assert!(matches!(
+            same.try_acquire(TTL).await.unwrap(),
+            Attempt::Busy(_)
+        ));
+        // The whole lock is announced but waits for both.
+        let whole = DrainingLock::new(bucket.whole(), bucket.records());
+        assert!(matches!(
+            whole.try_acquire(TTL).await.unwrap(),
+            Attempt::Busy(_)
+        ));
+        a.release(&lease).await.unwrap();
+        other.release(&other_lease).await.unwrap();
+        assert_eq!(
+            bucket.record_keys(),
+            0,
+            "only the yielded writer's own record went"
+        );
+        let whole_lease = held(&whole).await;
+        whole.release(&whole_lease).await.unwrap();
+        assert!(bucket.store.keys().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_yielded_watches_its_blocker_with_one_read_per_attempt() {
+        let bucket = Bucket::new();
+        let holder = bucket.scoped("data/a/@versions", u64::MAX);
+        let lease = held(&holder).await;
+        let waiter = bucket.scoped("data/a/@versions", 0);
+        assert!(matches!(
+            waiter.try_acquire(TTL).await.unwrap(),
+            Attempt::Busy(_)
+        ));
+        for _ in 0..3 {
+            let before = bucket.requests();
+            assert!(matches!(
+                waiter.try_acquire(TTL).await.unwrap(),
+                Attempt::Busy(_)
+            ));
+            assert_eq!(bucket.requests() - before, 1, "one read, no record written");
+            assert_eq!(bucket.record_keys(), 1);
+        }
+        holder.release(&lease).await.unwrap();
+        let taken = held(&waiter).await;
+        waiter.release(&taken).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_listing_reports_the_index_etag_once() {
+        let bucket = Bucket::new();
+        bucket.records().list().await.unwrap();
+        assert_eq!(bucket.seen.take(), None, "no index yet");
+        bucket.store.plant("p/.datastore-index.json", b"{}");
+        bucket.records().list().await.unwrap();
+        let etag = bucket.seen.take().expect("the index's ETag");
+        assert!(!etag.is_empty());
+        assert_eq!(bucket.seen.take(), None, "taken once");
+    }
+}

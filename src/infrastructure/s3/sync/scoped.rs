@@ -1,0 +1,280 @@
+//! A scoped writer's sync: pull its scope, push its scope, and merge its
+//! changes into the index (design/datastores.md, Scoped locks: index commits
+//! merge).
+//!
+//! Model: the writer holds a scoped lock, so no one else changes the index
+//! entries inside its scope, while writers of other scopes commit at will.
+//! `pull_scope` fetches the index and only the scope's files (like a
+//! reader's partial pull, the cache is not made current) and keeps the index
+//! it read as the base of the commit. `merge_index` applies only this
+//! writer's own changes — the entries of the files it uploaded or deleted —
+//! to that base and writes it `If-Match` the base's ETag; on 412 it reads
+//! the index again and re-applies, with jittered backoff, a bounded number of
+//! times. Changes to disjoint scopes commute, so no writer drops another's
+//! entries. A commit over other writers' commits leaves the cache's index
+//! ETag as it was: the next full pull fetches what they changed.
+
+use super::index_write::{index_entry, index_files};
+use super::{CacheSync, SyncError};
+use crate::domain::sync_index::{path_conflict, RemoteIndex, INDEX_FORMAT, INDEX_KEY};
+use crate::infrastructure::coordinator::LeaseFence;
+use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
+use crate::infrastructure::s3::store::{ETag, Fetched, PutMode, StoreError};
+use std::time::Duration;
+
+/// Index writes a merging commit tries before it gives up.
+const MERGE_ATTEMPTS: u32 = 12;
+/// The pause after a refused commit (times the attempt, jittered).
+const MERGE_PAUSE: Duration = Duration::from_millis(15);
+
+/// The index a merging commit starts from.
+struct Base {
+    index: RemoteIndex,
+    /// `None`: there is no index yet (the commit creates it).
+    etag: Option<ETag>,
+    /// Whether `index` is exactly what the agreed state stands for, so a
+    /// commit on it leaves the cache current.
+    agreed: bool,
+}
+
+impl CacheSync {
+    /// The generation a scoped push's uploads record (that of the index it
+    /// commits onto).
+    pub(super) fn scoped_generation(&self, state: &SyncState) -> u64 {
+        self.scoped_base
+            .lock()
+            .ok()
+            .and_then(|base| base.as_ref().map(|(index, _)| index.generation))
+            .unwrap_or(state.generation)
+    }
+
+    /// Merges this push's changes — the paths in `undo`, now as `state`
+    /// holds them — into the index. On failure `undo` is applied, so
+    /// everything the push sent stays dirty.
+    pub(super) async fn merge_index(
+        &self,
+        state: &mut SyncState,
+        undo: Vec<(String, Option<SyncedFile>)>,
+        fence: &LeaseFence,
+    ) -> Result<(), SyncError> {
+        let changes: Vec<(String, Option<SyncedFile>)> = undo
+            .iter()
+            .map(|(rel, _)| (rel.clone(), state.files.get(rel).cloned()))
+            .collect();
+        let scoped_base = self.scoped_base.lock().ok().and_then(|mut b| b.take());
+        let mut base = match scoped_base {
+            Some((index, etag)) => Base {
+                index,
+                etag: Some(etag),
+                agreed: false,
+            },
+            // The scoped pull found the index unchanged (or none): the agreed
+            // state is the index.
+            None => Base {
+                index: RemoteIndex {
+                    format: INDEX_FORMAT,
+                    repo_id: self.owner.clone(),
+                    generation: state.generation,
+                    // As agreed before this push changed it.
+                    files: {
+                        let mut files = index_files(state);
+                        for (rel, before) in &undo {
+                            match before {
+                                Some(file) => files.insert(rel.clone(), index_entry(file)),
+                                None => files.remove(rel),
+                            };
+                        }
+                        files
+                    },
+                },
+                etag: state.index_etag.clone(),
+                agreed: true,
+            },
+        };
+        let index_key = self.key(INDEX_KEY);
+        let outcome = async {
+            for attempt in 1..=MERGE_ATTEMPTS {
+                // Inside our scope the index must still be what we pulled:
+                // anything else means a writer outside our lock changed it,
+                // and merging would silently drop its entry.
+                if let Some((rel, _)) = undo.iter().find(|(rel, before)| {
+                    base.index.files.get(rel).map(|e| e.sha256) != before.as_ref().map(|b| b.sha256)
+                }) {
+                    return Err(SyncError::ScopeChanged(rel.clone()));
+                }
+                let mut files = base.index.files.clone();
+                for (rel, now) in &changes {
+                    match now {
+                        Some(file) => files.insert(rel.clone(), index_entry(file)),
+                        None => files.remove(rel),
+                    };
+                }
+                if let Some((file, nested)) = path_conflict(&files) {
+                    return Err(SyncError::PathConflict { file, nested });
+                }
+                let index = RemoteIndex {
+                    format: INDEX_FORMAT,
+                    repo_id: self.owner.clone(),
+                    generation: base.index.generation + 1,
+                    files,
+                };
+                fence.check()?;
+                let mode = match &base.etag {
+                    Some(etag) => PutMode::Update(etag.clone()),
+                    None => PutMode::Create,
+                };
+                match self
+                    .store
+                    .put_bytes(&index_key, index.to_json(), mode)
+                    .await
+                {
+                    Ok(etag) => return Ok((etag, index.generation, base.agreed)),
+                    Err(StoreError::Precondition(_)) => {
+                        if let Some(etag) = self.landed(&index_key, &index).await {
+                            return Ok((etag, index.generation, base.agreed));
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::debug!(attempt, "another writer committed first; merging again");
+                let pause = MERGE_PAUSE.mul_f64(rand::random::<f64>() + 0.5) * attempt;
+                tokio::time::sleep(pause).await;
+                base = self.read_base().await?;
+            }
+            Err(SyncError::IndexConflict(format!(
+                "{} ({MERGE_ATTEMPTS} merging commits refused: too many writers at once)",
+                self.store.url(&index_key)
+            )))
+        }
+        .await;
+        match outcome {
+            Ok((etag, generation, agreed)) => {
+                if agreed {
+                    // Nobody committed since the index this cache agreed on.
+                    state.index_etag = Some(etag);
+                    state.generation = generation;
+                }
+                self.save(state)
+            }
+            Err(e) => {
+                Self::undo(state, undo);
+                self.save(state)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The index as it stands now, for the next merging attempt.
+    async fn read_base(&self) -> Result<Base, SyncError> {
+        match self.store.get_bytes(&self.key(INDEX_KEY), None).await? {
+            Fetched::Object(bytes, meta) => {
+                let index = RemoteIndex::parse(&bytes)?;
+                if let Some(ours) = &self.owner {
+                    index.check_owner(&self.remote_name(), ours)?;
+                }
+                Ok(Base {
+                    index,
+                    etag: Some(meta.etag),
+                    agreed: false,
+                })
+            }
+            // An unconditional GET is never answered 304.
+            Fetched::NotModified => Err(SyncError::IndexConflict(self.remote_name())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{fence, index, machine, write};
+    use super::*;
+    use crate::domain::lock_scope::LockScope;
+    use crate::infrastructure::s3::memory_store::MemoryStore;
+    use std::sync::Arc;
+
+    fn scope(path: &str) -> LockScope {
+        LockScope::Paths(vec![path.to_string()])
+    }
+
+    #[tokio::test]
+    async fn commits_of_two_scopes_merge_and_neither_drops_the_others_entries() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let seed = machine(&store, da.path());
+        seed.pull(&fence()).await.unwrap();
+        write(da.path(), "outputs/shared", "everyone's");
+        seed.push(&fence()).await.unwrap();
+
+        // Both pull their scope from the same index, then both commit.
+        let (a, b) = (machine(&store, da.path()), machine(&store, db.path()));
+        a.pull_scope(&fence(), &scope("data/a")).await.unwrap();
+        b.pull_scope(&fence(), &scope("data/b")).await.unwrap();
+        write(da.path(), "data/a/1", "from a");
+        write(db.path(), "data/b/1", "from b");
+        a.push_scope(&fence(), &scope("data/a")).await.unwrap();
+        // b's base is stale now: its commit is refused once, then merges.
+        b.push_scope(&fence(), &scope("data/b")).await.unwrap();
+        let files = index(&store).files;
+        let listed: Vec<&str> = files.keys().map(String::as_str).collect();
+        assert_eq!(listed, ["data/a/1", "data/b/1", "outputs/shared"]);
+        assert_eq!(index(&store).generation, 3);
+        // b never downloaded outputs/shared, and its scoped pull did not make
+        // it current: a full pull fetches what others wrote, deletes nothing.
+        assert!(!db.path().join("outputs/shared").exists());
+        let b = machine(&store, db.path());
+        b.pull(&fence()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(db.path().join("outputs/shared")).unwrap(),
+            "everyone's"
+        );
+        assert_eq!(
+            std::fs::read_to_string(db.path().join("data/b/1")).unwrap(),
+            "from b"
+        );
+        assert!(db.path().join("data/a/1").is_file());
+    }
+
+    #[tokio::test]
+    async fn a_scoped_push_sends_and_deletes_nothing_outside_its_scope() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/kept", "agreed");
+        a.push(&fence()).await.unwrap();
+        let a = machine(&store, dir.path());
+        a.pull_scope(&fence(), &scope("data/a")).await.unwrap();
+        write(dir.path(), "data/a/1", "in scope");
+        write(dir.path(), "outputs/stray", "outside the scope");
+        std::fs::remove_file(dir.path().join("outputs/kept")).unwrap();
+        let report = a.push_scope(&fence(), &scope("data/a")).await.unwrap();
+        assert_eq!((report.uploaded, report.deleted_remote), (1, 0));
+        let files = index(&store).files;
+        assert!(files.contains_key("data/a/1") && files.contains_key("outputs/kept"));
+        assert!(!files.contains_key("outputs/stray"));
+        assert!(store.object("p/outputs/stray").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_commit_refused_every_time_leaves_what_it_sent_dirty() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/kept", "agreed");
+        a.push(&fence()).await.unwrap();
+        let a = machine(&store, dir.path());
+        a.pull_scope(&fence(), &scope("data/a")).await.unwrap();
+        write(dir.path(), "data/a/1", "never committed");
+        *store.put_refusals.lock().unwrap() = MERGE_ATTEMPTS;
+        let err = a.push_scope(&fence(), &scope("data/a")).await.unwrap_err();
+        assert!(matches!(err, SyncError::IndexConflict(_)), "{err}");
+        assert!(!index(&store).files.contains_key("data/a/1"));
+        // Still dirty: the next push sends it again.
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        let report = a.push(&fence()).await.unwrap();
+        assert_eq!(report.uploaded, 1);
+        assert!(index(&store).files.contains_key("data/a/1"));
+    }
+}
