@@ -38,6 +38,21 @@ pub trait ScopedRecords: Send + Sync {
     /// Every scoped record there is now, with its lock (for its location
     /// and a forced release).
     async fn list(&self) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError>;
+
+    /// The records whose scope conflicts with `scope`, but for the one at
+    /// location `ours` (the caller's own). A backend that can tell a
+    /// record's scope from its name skips reading the others.
+    async fn list_conflicting(
+        &self,
+        scope: &LockScope,
+        ours: &str,
+    ) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError> {
+        let mut all = self.list().await?;
+        all.retain(|(lock, obs)| {
+            lock.location() != ours && LockScope::held_by(obs).conflicts(scope)
+        });
+        Ok(all)
+    }
 }
 
 /// A lease kept across attempts, renewed before it is used again.
@@ -163,7 +178,7 @@ impl ScopedLock {
         }
         let ours = self.own.location();
         let mut verdict = Verdict::Proceed;
-        for (lock, obs) in self.records.list().await? {
+        for (lock, obs) in self.records.list_conflicting(&self.scope, &ours).await? {
             let location = lock.location();
             if location == ours || obs.stale || !LockScope::held_by(&obs).conflicts(&self.scope) {
                 continue;
@@ -309,7 +324,7 @@ impl DistributedLock for DrainingLock {
             Attempt::Acquired(lease) => lease,
             busy => return Ok(busy),
         };
-        let live = match self.records.list().await {
+        let live = match self.records.list_conflicting(&LockScope::Whole, "").await {
             Ok(records) => records.into_iter().find(|(_, o)| !o.stale),
             Err(e) => {
                 // Kept, so giving up removes the announcement.

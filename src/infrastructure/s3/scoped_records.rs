@@ -3,8 +3,11 @@
 //! names its scope and priority, written and renewed with the same
 //! conditional rules as the whole-datastore lock.
 //!
-//! `list` is one LIST of the prefix's top-level dot objects (`{prefix}/.`:
-//! the lock, the index, `.locks/…`) and a GET of each record. That listing
+//! A record's key also names its scope (`.locks/{paths}/{id}.lock`), so an
+//! acquirer reads only the records that may conflict with it: writers of
+//! different items never read each other's records. `list` is one LIST of
+//! the prefix's top-level dot objects (`{prefix}/.`: the lock, the index,
+//! `.locks/…`) and a GET of each record that matters. That listing
 //! also shows the index's ETag; it is kept in an `IndexSeen` so the pull that
 //! follows under the lock can skip its conditional GET when the ETag is the
 //! one the cache last agreed on. A whole-datastore writer must list the
@@ -12,6 +15,7 @@
 //! PUT, LIST, lock DELETE.
 
 use crate::domain::lock::{DistributedLock, LockError, LockObservation};
+use crate::domain::lock_scope::LockScope;
 use crate::domain::sync_index::{is_scoped_lock_key, object_key, INDEX_KEY, SCOPED_LOCKS_DIR};
 use crate::infrastructure::s3::lock::S3Lock;
 use crate::infrastructure::s3::store::{ETag, ObjectStore};
@@ -23,6 +27,9 @@ use std::time::Duration;
 
 /// Records read at once while listing.
 const READS_AT_ONCE: usize = 16;
+/// The longest record key (under the prefix) that names its scope; S3 keys
+/// stop at 1024 bytes, and the prefix needs room too.
+const MAX_NAMED_KEY: usize = 512;
 
 /// The index ETag a lock acquisition's listing showed, for the pull right
 /// after it (taken once: a later pull asks the store).
@@ -75,14 +82,63 @@ impl S3ScopedRecords {
     }
 }
 
+/// The key of `id`'s record: `.locks/{scope}/{id}.lock`, the scope's paths
+/// joined by `,` (`%` and `,` escaped), so a listing tells which records can
+/// conflict without reading them; `.locks/{id}.lock` when that would not fit
+/// in a key.
+fn record_rel(id: &str, scope: &[String]) -> String {
+    let encoded: Vec<String> = scope
+        .iter()
+        .map(|p| p.replace('%', "%25").replace(',', "%2C"))
+        .collect();
+    let named = format!("{SCOPED_LOCKS_DIR}/{}/{id}.lock", encoded.join(","));
+    match scope.is_empty() || named.len() > MAX_NAMED_KEY {
+        true => format!("{SCOPED_LOCKS_DIR}/{id}.lock"),
+        false => named,
+    }
+}
+
+/// The scope a record's key names (`None`: the key does not say).
+fn scope_named(rel: &str) -> Option<LockScope> {
+    let inner = rel.strip_prefix(SCOPED_LOCKS_DIR)?.strip_prefix('/')?;
+    let (encoded, _) = inner.rsplit_once('/')?;
+    let paths = encoded
+        .split(',')
+        .map(|p| p.replace("%2C", ",").replace("%25", "%"))
+        .collect();
+    Some(LockScope::Paths(paths))
+}
+
 #[async_trait]
 impl ScopedRecords for S3ScopedRecords {
     fn record(&self, id: &str, scope: &[String], priority: u64) -> Arc<dyn DistributedLock> {
-        let key = object_key(&self.prefix, &format!("{SCOPED_LOCKS_DIR}/{id}.lock"));
+        let key = object_key(&self.prefix, &record_rel(id, scope));
         Arc::new(self.lock_at(key).recording(scope.to_vec(), priority))
     }
 
     async fn list(&self) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError> {
+        self.read_records(None).await
+    }
+
+    async fn list_conflicting(
+        &self,
+        scope: &LockScope,
+        ours: &str,
+    ) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError> {
+        let mut read = self.read_records(Some((scope, ours))).await?;
+        read.retain(|(_, obs)| LockScope::held_by(obs).conflicts(scope));
+        Ok(read)
+    }
+}
+
+impl S3ScopedRecords {
+    /// Lists the records and reads them — when `wanted` gives a scope and
+    /// the caller's own location, only those whose key does not rule out a
+    /// conflict with that scope, and never the caller's own.
+    async fn read_records(
+        &self,
+        wanted: Option<(&LockScope, &str)>,
+    ) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError> {
         let top = object_key(&self.prefix, ".");
         let listed = self
             .store
@@ -104,9 +160,18 @@ impl ScopedRecords for S3ScopedRecords {
             let Some(rel) = object.key.strip_prefix(&base) else {
                 continue;
             };
-            if is_scoped_lock_key(rel) && rel.ends_with(".lock") {
-                locks.push(self.lock_at(object.key.clone()));
+            if !is_scoped_lock_key(rel) || !rel.ends_with(".lock") {
+                continue;
             }
+            if let Some((scope, ours)) = wanted {
+                let theirs = scope_named(rel);
+                if self.store.url(&object.key) == ours
+                    || theirs.is_some_and(|theirs| !scope.conflicts(&theirs))
+                {
+                    continue;
+                }
+            }
+            locks.push(self.lock_at(object.key.clone()));
         }
         // The records are read at once: one round trip, not one per holder.
         let read: Vec<_> = stream::iter(locks)
@@ -181,6 +246,10 @@ mod tests {
         }
     }
 
+    async fn held_lease(lock: &dyn DistributedLock) -> crate::domain::lock::Lease {
+        held(lock).await
+    }
+
     async fn held(lock: &dyn DistributedLock) -> crate::domain::lock::Lease {
         match lock.try_acquire(TTL).await.unwrap() {
             Attempt::Acquired(lease) => lease,
@@ -242,6 +311,46 @@ mod tests {
         holder.release(&lease).await.unwrap();
         let taken = held(&waiter).await;
         waiter.release(&taken).await.unwrap();
+    }
+
+    #[test]
+    fn a_record_key_names_its_scope_unless_too_long() {
+        let rows: [(&[&str], Option<&[&str]>); 3] = [
+            (&["data/a,b%/@versions"], Some(&["data/a,b%/@versions"])),
+            (&["data/x", "outputs/y"], Some(&["data/x", "outputs/y"])),
+            (&[], None),
+        ];
+        for (paths, named) in rows {
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            let rel = record_rel("id", &paths);
+            let want = named.map(|n| LockScope::Paths(n.iter().map(|p| p.to_string()).collect()));
+            assert_eq!(scope_named(&rel), want, "{rel}");
+            assert!(is_scoped_lock_key(&rel) && rel.ends_with("/id.lock"));
+        }
+        let long = vec!["d".repeat(600)];
+        assert_eq!(record_rel("id", &long), ".locks/id.lock");
+        assert_eq!(scope_named(".locks/id.lock"), None);
+    }
+
+    #[tokio::test]
+    async fn writers_of_different_items_never_read_each_others_records() {
+        let bucket = Bucket::new();
+        let mut held = Vec::new();
+        for i in 0..5 {
+            let lock = bucket.scoped(&format!("data/i{i}/@versions"), i);
+            let lease = held_lease(&lock).await;
+            held.push((lock, lease));
+        }
+        let before = bucket.requests();
+        let next = bucket.scoped("data/other/@versions", 9);
+
+        let lease = held_lease(&next).await;
+        // Create, whole-lock GET, LIST: none of the five records read.
+        assert_eq!(bucket.requests() - before, 3);
+        next.release(&lease).await.unwrap();
+        for (lock, lease) in held {
+            lock.release(&lease).await.unwrap();
+        }
     }
 
     #[tokio::test]
