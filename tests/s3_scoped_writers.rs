@@ -244,3 +244,64 @@ fn an_item_writer_waits_for_a_whole_datastore_command() {
         .unwrap()
         .contains_key("data/item/@versions/1.json"));
 }
+
+/// An item writer sent its index commit, then froze past its lease; a taker
+/// wrote the next version of the item; only then does the frozen writer's
+/// commit reach the store. It is conditional on the index the writer read,
+/// so it is refused; woken, the writer finds its lease gone before it tries
+/// again, exits 75 and commits nothing, and the taker's version stands.
+#[test]
+fn a_frozen_item_writer_whose_commit_arrives_late_never_overwrites_the_taker() {
+    use nix::sys::signal::Signal;
+    use std::os::unix::process::CommandExt;
+    use support::proxy::{Fault, Match, Rule};
+
+    let (w, proxy) = World::behind_proxy("scoped-frozen");
+    let (home, taker, fresh) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    w.put_ok(home.path(), "item", b"v1");
+    let commit = Match::put().key_suffix("/.datastore-index.json");
+    let earlier = proxy.count(&commit);
+    proxy.add(Rule::new(commit.clone(), Fault::HoldUntilReleased).times(1));
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), "frozen writer's").unwrap();
+    let mut holder = w
+        .on(home.path())
+        .env("SWAMP_LOCK_TTL_MS", "1500")
+        .args(["--json", "data", "put", "item", "--file"])
+        .arg(input.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn holder");
+    let _group = GroupGuard(holder.id());
+    proxy.wait_for_arrivals(&commit, earlier + 1, S3_DEADLINE);
+    signal_group(holder.id(), Signal::SIGSTOP);
+    // The taker waits for the frozen record to go stale, then writes v2.
+    let out = put_within(&w, taker.path(), "60", "item");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_of(&out)["version"], 2);
+    proxy.release_held();
+    signal_group(holder.id(), Signal::SIGCONT);
+    let status = wait_child(&mut holder);
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "the frozen writer ends with lock lost"
+    );
+
+    let doc = w.json(fresh.path(), &["data", "versions", "item"]);
+    assert_eq!(doc["versions"].as_array().map(Vec::len), Some(2), "{doc}");
+    assert_eq!(
+        w.ok(fresh.path(), &["data", "get", "item", "--version", "2"]),
+        b""
+    );
+    assert_eq!(
+        w.ok(fresh.path(), &["data", "get", "item", "--version", "1"]),
+        b"v1"
+    );
+}
