@@ -305,3 +305,99 @@ fn a_frozen_item_writer_whose_commit_arrives_late_never_overwrites_the_taker() {
         b"v1"
     );
 }
+
+#[test]
+fn a_scoped_exec_on_s3_pushes_its_paths_only_and_refuses_changes_elsewhere() {
+    let (w, homes) = world("scoped-exec", 2);
+    let (a, b) = (homes[0].path(), homes[1].path());
+    w.sh(
+        a,
+        r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs/report" "$SWAMP_DATASTORE_DIR/outputs/other" && echo old > "$SWAMP_DATASTORE_DIR/outputs/report/r.txt" && echo kept > "$SWAMP_DATASTORE_DIR/outputs/other/o.txt""#,
+    );
+    // Machine B (cold) hydrates the scope only, changes it, pushes it.
+    let doc = w.json(
+        b,
+        &[
+            "exec",
+            "--scope",
+            "outputs/report",
+            "--",
+            "sh",
+            "-c",
+            r#"cat "$SWAMP_DATASTORE_DIR/outputs/report/r.txt" >&2 && echo new > "$SWAMP_DATASTORE_DIR/outputs/report/r.txt""#,
+        ],
+    );
+    assert_eq!(
+        doc["changed"],
+        serde_json::json!(["outputs/report/r.txt"]),
+        "{doc}"
+    );
+    assert!(
+        !w.cache(b).join("outputs/other/o.txt").exists(),
+        "only the scope was fetched"
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    let seen = w.sh(
+        fresh.path(),
+        r#"cat "$SWAMP_DATASTORE_DIR/outputs/report/r.txt""#,
+    );
+    assert_eq!(seen, b"new\n");
+
+    // A change outside the scope: exit 1, nothing pushed, the cache untouched.
+    let before = w.objects();
+    let mut cmd = w.on(b);
+    cmd.args(["--json", "exec", "--scope", "outputs/report", "--", "sh", "-c"])
+        .arg(r#"echo newer > "$SWAMP_DATASTORE_DIR/outputs/report/r.txt"; echo stray > "$SWAMP_DATASTORE_DIR/outputs/stray.txt""#);
+    let out = run(&mut cmd);
+    let message = assert_json_error(&out, 1, "outside_scope");
+    assert!(message.contains("outputs/stray.txt"), "{message}");
+    assert_eq!(w.objects(), before, "nothing pushed");
+    let cache = w.cache(b);
+    assert_eq!(
+        std::fs::read_to_string(cache.join("outputs/report/r.txt")).unwrap(),
+        "new\n"
+    );
+    assert!(!cache.join("outputs/stray.txt").exists());
+}
+
+#[test]
+fn an_item_writer_elsewhere_runs_while_a_scoped_exec_holds_its_paths_on_s3() {
+    use std::os::unix::process::CommandExt;
+    let (w, homes) = world("scoped-exec-parallel", 2);
+    let marks = tempfile::tempdir().unwrap();
+    let m = marks.path().display();
+    let script = format!(
+        r#"touch '{m}/started'; while [ ! -f '{m}/go' ]; do sleep 0.05; done; mkdir -p "$SWAMP_DATASTORE_DIR/outputs/run" && echo done > "$SWAMP_DATASTORE_DIR/outputs/run/out""#
+    );
+    let mut holder = w
+        .on(homes[0].path())
+        .args(["exec", "--scope", "outputs/run", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _group = GroupGuard(holder.id());
+    wait_until("the scoped exec runs", || {
+        marks.path().join("started").exists()
+    });
+    let other = put_within(&w, homes[1].path(), "5", "item");
+    assert!(other.status.success(), "{}", stderr(&other));
+    let whole = {
+        let mut cmd = w.on(homes[1].path());
+        cmd.args(["--json", "--lock-timeout", "1", "exec", "--", "true"]);
+        run(&mut cmd)
+    };
+    assert_json_error(&whole, 75, "lock_timeout");
+    std::fs::write(marks.path().join("go"), "").unwrap();
+    assert!(wait_child(&mut holder).success());
+    let fresh = tempfile::tempdir().unwrap();
+    assert_eq!(
+        w.sh(
+            fresh.path(),
+            r#"cat "$SWAMP_DATASTORE_DIR/outputs/run/out""#
+        ),
+        b"done\n"
+    );
+    assert_eq!(w.ok(fresh.path(), &["data", "get", "item"]), b"");
+}

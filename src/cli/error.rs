@@ -65,6 +65,34 @@ pub enum CliError {
         /// Its exit code.
         exit_code: i32,
     },
+    /// `exec --scope`'s command changed paths outside its scope.
+    #[error(
+        "'{program}' changed {} outside its scope ({scope}) and exited {exit_code}; nothing was applied or pushed: rerun with a --scope that covers them, or without --scope",
+        list_paths(changed)
+    )]
+    OutsideScope {
+        /// The program.
+        program: String,
+        /// The scope's paths, joined.
+        scope: String,
+        /// The paths it changed outside the scope.
+        changed: Vec<String>,
+        /// Its exit code.
+        exit_code: i32,
+    },
+    /// `exec --scope`'s command left links or other non-files in its scope.
+    #[error(
+        "'{program}' left {} in its scope that are neither files nor directories and exited {exit_code}; swamp stores regular files only, so nothing was applied or pushed: replace them with regular files and rerun",
+        list_paths(paths)
+    )]
+    NotFilesInScope {
+        /// The program.
+        program: String,
+        /// The entries.
+        paths: Vec<String>,
+        /// Its exit code.
+        exit_code: i32,
+    },
     /// The read-only view could not be made, checked or removed.
     #[error(transparent)]
     View(#[from] ViewError),
@@ -139,6 +167,8 @@ impl CliError {
             | CliError::Sync(_)
             | CliError::Setup(_)
             | CliError::ReadOnlyChanged { .. }
+            | CliError::OutsideScope { .. }
+            | CliError::NotFilesInScope { .. }
             | CliError::View(_)
             | CliError::Io { .. } => 1,
         }
@@ -162,6 +192,8 @@ impl CliError {
                 "io_error"
             }
             CliError::ReadOnlyChanged { .. } => "read_only_changed",
+            CliError::OutsideScope { .. } => "outside_scope",
+            CliError::NotFilesInScope { .. } => "not_a_file",
             CliError::Migration(MigrationError::Conflicts(_)) => "migration_conflict",
             CliError::Migration(MigrationError::Occupied { .. }) => "target_occupied",
             CliError::Migration(MigrationError::Store(_)) => "s3_error",

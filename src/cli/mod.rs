@@ -50,8 +50,13 @@ pub enum Command {
     /// Run a command inside the datastore lock (SWAMP_DATASTORE_DIR names the datastore).
     Exec {
         /// Run it on a private read-only copy instead: no lock on S3, nothing pushed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "scope")]
         read_only: bool,
+        /// Lock only PATH (a datastore path such as data/app or outputs/report;
+        /// repeatable): the command runs on a private copy, and only its
+        /// changes under these paths are kept; changing anything else fails.
+        #[arg(long, value_name = "PATH")]
+        scope: Vec<String>,
         /// The command and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -288,8 +293,17 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             DataCommand::Versions { name } => ok(data::versions(&ctx, &name).await?),
             DataCommand::Rm { name } => ok(data::remove(&ctx, &name).await?),
         },
-        Command::Exec { read_only, command } => {
-            let result = exec::exec(&ctx, &command, read_only).await?;
+        Command::Exec {
+            read_only,
+            scope,
+            command,
+        } => {
+            let mode = match (read_only, scope.is_empty()) {
+                (true, _) => exec::Mode::ReadOnly,
+                (false, true) => exec::Mode::Guarded,
+                (false, false) => exec::Mode::Scoped(scope),
+            };
+            let result = exec::exec(&ctx, &command, mode).await?;
             let code = result.exit_code;
             Ok((Box::new(result), code))
         }

@@ -53,6 +53,20 @@ impl LockScope {
         }
     }
 
+    /// Of the changed datastore paths `changed`, those outside this scope:
+    /// neither inside it nor a directory on the way to it (creating
+    /// `data/new/@versions` changes `data` and `data/new` too; "." is the
+    /// datastore root).
+    pub fn outside(&self, changed: &[String]) -> Vec<String> {
+        let on_the_way =
+            |path: &str| path == "." || self.paths().iter().any(|p| p != path && covers(path, p));
+        changed
+            .iter()
+            .filter(|path| !self.contains(path) && !on_the_way(path))
+            .cloned()
+            .collect()
+    }
+
     /// Whether a holder of `self` and a holder of `other` may not both proceed.
     pub fn conflicts(&self, other: &LockScope) -> bool {
         match (self, other) {
@@ -117,6 +131,29 @@ mod tests {
         // directories: their writers never wait for each other.
         assert!(!item("app").conflicts(&item("app/config")));
         assert!(item("app").conflicts(&paths(&["data/app"])));
+    }
+
+    #[test]
+    fn changes_outside_a_scope_are_those_neither_inside_nor_on_the_way() {
+        let scope = paths(&["data/app/@versions", "outputs/report"]);
+        let changed: Vec<String> = [
+            ".",
+            "data",
+            "data/app",
+            "data/app/@versions/1.bin",
+            "data/apple",
+            "outputs/report",
+            "outputs/report.txt",
+            "outputs/report/x",
+            "secrets/key",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            scope.outside(&changed),
+            ["data/apple", "outputs/report.txt", "secrets/key"]
+        );
     }
 
     #[test]

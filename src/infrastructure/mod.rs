@@ -17,3 +17,4 @@ pub(crate) mod repo_files;
 pub mod s3;
 pub(crate) mod scoped_lock;
 pub(crate) mod stop;
+pub(crate) mod working_copy;

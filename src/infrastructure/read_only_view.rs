@@ -48,9 +48,9 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> ViewError + '_ {
     }
 }
 
-/// What an entry of the view looked like once it was made read-only.
+/// What an entry of a view looked like when it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
+pub(crate) struct Seen {
     is_dir: bool,
     mode: u32,
     size: u64,
@@ -135,19 +135,11 @@ impl ReadOnlyView {
         swamp_home: &Path,
     ) -> Result<Self, ViewError> {
         let dir = ScratchDir::create(swamp_home)?;
+        copy_directories(source, directories, dir.path())?;
         let mut view = ReadOnlyView {
             dir,
             seen: BTreeMap::new(),
         };
-        for dir in directories {
-            let top = source.join(dir);
-            match std::fs::symlink_metadata(&top) {
-                Ok(meta) if meta.is_dir() => view.copy_tree(&top, dir)?,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(at(&top)(e)),
-            }
-        }
         view.seal()?;
         Ok(view)
     }
@@ -155,36 +147,6 @@ impl ReadOnlyView {
     /// The view's root: what the child gets as its datastore directory.
     pub fn root(&self) -> &Path {
         self.dir.path()
-    }
-
-    fn copy_tree(&mut self, top: &Path, dir: &str) -> Result<(), ViewError> {
-        for entry in walkdir::WalkDir::new(top).follow_links(false) {
-            let entry = entry.map_err(|e| {
-                let path = e.path().unwrap_or(top).to_path_buf();
-                ViewError {
-                    path,
-                    source: e.into(),
-                }
-            })?;
-            if is_temp_name(&entry.file_name().to_string_lossy()) {
-                continue;
-            }
-            let rel = entry.path().strip_prefix(top).unwrap_or(entry.path());
-            let target = self.root().join(dir).join(rel);
-            let file_type = entry.file_type();
-            if file_type.is_dir() {
-                std::fs::create_dir_all(&target).map_err(at(&target))?;
-            } else if file_type.is_file() {
-                match std::fs::copy(entry.path(), &target) {
-                    Ok(_) => {}
-                    // Gone since the walk saw it (a filesystem data item's
-                    // temp file renamed away): it is not part of the state.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(at(entry.path())(e)),
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Makes every entry read-only (files first, directories after their
@@ -207,57 +169,113 @@ impl ReadOnlyView {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                 .map_err(at(path))?;
         }
-        self.seen = self.walk()?;
+        self.seen = snapshot(self.root())?;
         Ok(())
-    }
-
-    /// Every entry of the view by relative path ("" is the root).
-    fn walk(&self) -> Result<BTreeMap<String, Seen>, ViewError> {
-        let mut seen = BTreeMap::new();
-        for entry in walkdir::WalkDir::new(self.root()).follow_links(false) {
-            let entry = entry.map_err(|e| ViewError {
-                path: self.root().to_path_buf(),
-                source: e.into(),
-            })?;
-            let meta = entry.metadata().map_err(|e| ViewError {
-                path: entry.path().to_path_buf(),
-                source: e.into(),
-            })?;
-            let rel = entry
-                .path()
-                .strip_prefix(self.root())
-                .unwrap_or(entry.path())
-                .to_string_lossy()
-                .into_owned();
-            seen.insert(rel, Seen::of(&meta));
-        }
-        Ok(seen)
     }
 
     /// The paths the child added, removed or changed (directories whose
     /// entries changed included), sorted; empty when it changed nothing.
     pub fn changes(&self) -> Result<Vec<String>, ViewError> {
-        let now = self.walk()?;
-        let mut changed: Vec<String> = self
-            .seen
-            .iter()
-            .filter(|(path, before)| now.get(*path) != Some(before))
-            .map(|(path, _)| path.clone())
-            .chain(
-                now.keys()
-                    .filter(|path| !self.seen.contains_key(*path))
-                    .cloned(),
-            )
-            .map(|path| if path.is_empty() { ".".into() } else { path })
-            .collect();
-        changed.sort();
-        Ok(changed)
+        Ok(changes_since(&self.seen, &snapshot(self.root())?))
     }
 
     /// Removes the view, whatever the child did to it.
     pub fn remove(self) -> Result<(), ViewError> {
         self.dir.remove()
     }
+}
+
+/// Copies the directories `directories` of `source` into `dest` (regular
+/// files and directories; swamp's temp files and anything else left out).
+pub(crate) fn copy_directories(
+    source: &Path,
+    directories: &[String],
+    dest: &Path,
+) -> Result<(), ViewError> {
+    for dir in directories {
+        let top = source.join(dir);
+        match std::fs::symlink_metadata(&top) {
+            Ok(meta) if meta.is_dir() => copy_tree(&top, &dest.join(dir))?,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(at(&top)(e)),
+        }
+    }
+    Ok(())
+}
+
+fn copy_tree(top: &Path, dest: &Path) -> Result<(), ViewError> {
+    for entry in walkdir::WalkDir::new(top).follow_links(false) {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(top).to_path_buf();
+            ViewError {
+                path,
+                source: e.into(),
+            }
+        })?;
+        if is_temp_name(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(top).unwrap_or(entry.path());
+        let target = dest.join(rel);
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            std::fs::create_dir_all(&target).map_err(at(&target))?;
+        } else if file_type.is_file() {
+            match std::fs::copy(entry.path(), &target) {
+                Ok(_) => {}
+                // Gone since the walk saw it (a filesystem data item's
+                // temp file renamed away): it is not part of the state.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(at(entry.path())(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every entry under `root` by relative path ("" is the root).
+pub(crate) fn snapshot(root: &Path) -> Result<BTreeMap<String, Seen>, ViewError> {
+    let mut seen = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.map_err(|e| ViewError {
+            path: root.to_path_buf(),
+            source: e.into(),
+        })?;
+        let meta = entry.metadata().map_err(|e| ViewError {
+            path: entry.path().to_path_buf(),
+            source: e.into(),
+        })?;
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .into_owned();
+        seen.insert(rel, Seen::of(&meta));
+    }
+    Ok(seen)
+}
+
+/// The paths added, removed or changed between two snapshots, sorted ("."
+/// for the root).
+pub(crate) fn changes_since(
+    before: &BTreeMap<String, Seen>,
+    now: &BTreeMap<String, Seen>,
+) -> Vec<String> {
+    let mut changed: Vec<String> = before
+        .iter()
+        .filter(|(path, was)| now.get(*path) != Some(was))
+        .map(|(path, _)| path.clone())
+        .chain(
+            now.keys()
+                .filter(|path| !before.contains_key(*path))
+                .cloned(),
+        )
+        .map(|path| if path.is_empty() { ".".into() } else { path })
+        .collect();
+    changed.sort();
+    changed
 }
 
 /// Makes every directory under `root` writable again, then removes it all.
@@ -416,7 +434,7 @@ mod tests {
                 let p = view.root().join(entry);
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
             }
-            view.seen = view.walk().unwrap();
+            view.seen = snapshot(view.root()).unwrap();
             change(view.root());
             assert_eq!(view.changes().unwrap(), expected, "{what}");
             view.remove().unwrap();

@@ -1,12 +1,16 @@
-//! `swamp exec [--read-only] -- CMD ARGS...`: runs any command with
-//! `SWAMP_DATASTORE_DIR` naming the datastore directory. The child's exit
-//! code passes through.
+//! `swamp exec [--read-only | --scope PATH...] -- CMD ARGS...`: runs any
+//! command with `SWAMP_DATASTORE_DIR` naming the datastore directory. The
+//! child's exit code passes through.
 //!
-//! Without `--read-only` the child runs inside the guard (acquire → pull →
-//! run → push → release) on the datastore itself. With it, the child runs
-//! on a private read-only copy of one committed state (`Datastore::read_only`):
+//! By default the child runs inside the guard (acquire → pull → run → push
+//! → release) on the datastore itself. With `--read-only` it runs on a
+//! private read-only copy of one committed state (`Datastore::read_only`):
 //! no datastore lock on S3, nothing pushed, and a child that changed its
-//! copy anyway (root ignores file modes) fails with the paths named.
+//! copy anyway (root ignores file modes) fails with the paths named. With
+//! `--scope` it holds only those paths' lock and runs on a private writable
+//! copy (`Datastore::in_working_copy`): its changes under the paths are
+//! applied (and pushed on S3); a change anywhere else fails the command
+//! with the paths named, and nothing is applied.
 //!
 //! The child runs in a process group of its own
 //! (`infrastructure::child_group`): if the lock is lost the whole group is
@@ -18,6 +22,8 @@
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::Render;
+use crate::domain::lock_scope::LockScope;
+use crate::domain::relative_path::SafeRelativePath;
 use crate::infrastructure::child_group::ChildGroup;
 use crate::infrastructure::coordinator::{stop_error, StopReason, StopSignal};
 use nix::sys::signal::Signal;
@@ -30,20 +36,28 @@ use std::time::Duration;
 /// How long a signalled child may take to exit before it is killed.
 const CHILD_GRACE: Duration = Duration::from_millis(2000);
 
+/// How `exec` runs its command.
+pub enum Mode {
+    /// On the datastore, inside the whole-datastore guard.
+    Guarded,
+    /// On a private read-only copy (`--read-only`).
+    ReadOnly,
+    /// On a private copy, keeping only changes under these paths (`--scope`).
+    Scoped(Vec<String>),
+}
+
 /// Result of `exec`.
 pub struct ExecResult {
     /// The child's exit code (128+N if killed by signal N).
     pub exit_code: i32,
     /// Whether it ran on a read-only copy.
     pub read_only: bool,
+    /// The paths it was scoped to (`--scope`), with the changes kept.
+    pub scoped: Option<(Vec<String>, Vec<String>)>,
 }
 
-/// Runs `argv` inside the guard, or on a read-only copy with `read_only`.
-pub async fn exec(
-    ctx: &RepoContext,
-    argv: &[String],
-    read_only: bool,
-) -> Result<ExecResult, CliError> {
+/// Runs `argv` as `mode` says.
+pub async fn exec(ctx: &RepoContext, argv: &[String], mode: Mode) -> Result<ExecResult, CliError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| CliError::Validation("exec needs a command to run".into()))?;
@@ -51,19 +65,76 @@ pub async fn exec(
         program,
         args,
         repo_dir: &ctx.repo_dir,
-        read_only,
+        read_only: matches!(mode, Mode::ReadOnly),
     };
-    if !read_only {
-        let datastore_dir = ctx.datastore.root().to_path_buf();
-        let exit_code = ctx
-            .datastore
-            .guard(|_fence, stop| child.run(&datastore_dir, stop))
-            .await?;
-        return Ok(ExecResult {
-            exit_code,
-            read_only,
+    let paths = match mode {
+        Mode::Guarded => {
+            let datastore_dir = ctx.datastore.root().to_path_buf();
+            let exit_code = ctx
+                .datastore
+                .guard(|_fence, stop| child.run(&datastore_dir, stop))
+                .await?;
+            return Ok(ExecResult {
+                exit_code,
+                read_only: false,
+                scoped: None,
+            });
+        }
+        Mode::Scoped(paths) => paths,
+        Mode::ReadOnly => return read_only(ctx, child).await,
+    };
+    let scope = scope_of(ctx, &paths)?;
+    let run = ctx
+        .datastore
+        .in_working_copy(
+            &scope,
+            |copy, stop| async move { child.run(&copy, stop).await },
+        )
+        .await?;
+    let scope_text = scope.paths().join(", ");
+    if !run.outside.is_empty() {
+        return Err(CliError::OutsideScope {
+            program: program.clone(),
+            scope: scope_text,
+            changed: run.outside,
+            exit_code: run.value,
         });
     }
+    if !run.unsupported.is_empty() {
+        return Err(CliError::NotFilesInScope {
+            program: program.clone(),
+            paths: run.unsupported,
+            exit_code: run.value,
+        });
+    }
+    Ok(ExecResult {
+        exit_code: run.value,
+        read_only: false,
+        scoped: Some((scope.paths().to_vec(), run.applied)),
+    })
+}
+
+/// The scope `--scope` names: each a datastore path (inside one of this
+/// machine's datastore directories), trailing `/` ignored.
+fn scope_of(ctx: &RepoContext, raw: &[String]) -> Result<LockScope, CliError> {
+    let mut paths = Vec::new();
+    for path in raw {
+        let safe = SafeRelativePath::parse(path.trim_end_matches('/'))
+            .map_err(|e| CliError::Validation(format!("--scope {path:?}: {e}")))?;
+        if !ctx.datastore.resolver().is_datastore_path(&safe) {
+            return Err(CliError::Validation(format!(
+                "--scope {path:?} is not inside a datastore directory ({}); name a path such as data/NAME or outputs/NAME",
+                ctx.datastore.resolver().directories().join(", ")
+            )));
+        }
+        paths.push(safe.into_string());
+    }
+    Ok(LockScope::Paths(paths))
+}
+
+/// `exec --read-only`.
+async fn read_only(ctx: &RepoContext, child: Child<'_>) -> Result<ExecResult, CliError> {
+    let program = child.program;
     let run = ctx
         .datastore
         .read_only(|view, stop| async move { child.run(&view, stop).await })
@@ -77,7 +148,8 @@ pub async fn exec(
     }
     Ok(ExecResult {
         exit_code: run.value,
-        read_only,
+        read_only: true,
+        scoped: None,
     })
 }
 
@@ -142,7 +214,12 @@ impl Child<'_> {
 
 impl Render for ExecResult {
     fn to_json(&self) -> Value {
-        json!({ "exitCode": self.exit_code, "readOnly": self.read_only })
+        let mut doc = json!({ "exitCode": self.exit_code, "readOnly": self.read_only });
+        if let Some((scope, applied)) = &self.scoped {
+            doc["scope"] = json!(scope);
+            doc["changed"] = json!(applied);
+        }
+        doc
     }
 
     fn write_text(&self, _out: &mut dyn Write) -> io::Result<()> {

@@ -59,7 +59,7 @@ impl Datastore {
     /// Runs `op` holding `lock`, with the cache pulled before and pushed
     /// after (S3): all of it, or only `scope` (a scoped writer, whose index
     /// commit merges).
-    async fn synced<T, E, F, Fut>(
+    pub(super) async fn synced<T, E, F, Fut>(
         &self,
         lock: Arc<dyn DistributedLock>,
         scope: Option<LockScope>,

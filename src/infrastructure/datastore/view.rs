@@ -1,6 +1,8 @@
 //! `read_only(op)`: runs an op on a private read-only copy of one
 //! consistent state of the datastore (`read_only_view.rs`), and pushes
-//! nothing.
+//! nothing. `in_working_copy(scope, op)`: runs an op on a private writable
+//! copy while holding `scope`'s lock, and applies (and on S3 pushes) only
+//! its changes inside the scope (`working_copy.rs`).
 //!
 //! On S3 the copy is made like any read: without the datastore lock, from a
 //! cache pulled to one committed index — this machine's under the cache
@@ -12,12 +14,15 @@
 
 use super::{Datastore, Place};
 use crate::domain::lock::LockError;
+use crate::domain::lock_scope::LockScope;
 use crate::domain::path_resolver::DatastorePathResolver;
-use crate::infrastructure::coordinator::{stop_error, StopSignal};
+use crate::infrastructure::coordinator::{stop_error, LeaseFence, StopSignal};
 use crate::infrastructure::read_only_view::{ReadOnlyView, ViewError};
 use crate::infrastructure::s3::sync::SyncError;
+use crate::infrastructure::working_copy::{ApplyError, WorkingCopy};
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What a read-only op returned, and what it changed in its view.
 #[derive(Debug)]
@@ -62,5 +67,77 @@ impl Datastore {
             self.resolver.directories(),
             &self.settings.swamp_home,
         )
+    }
+}
+
+/// What a scoped op returned, and what it changed in its working copy.
+#[derive(Debug)]
+pub struct ScopedRun<T> {
+    /// The op's own result.
+    pub value: T,
+    /// Changed paths inside the scope, written to the datastore (none
+    /// when anything below refused them).
+    pub applied: Vec<String>,
+    /// Changed paths outside the scope: nothing was applied.
+    pub outside: Vec<String>,
+    /// Paths in the scope left as neither file nor directory: nothing was applied.
+    pub unsupported: Vec<String>,
+}
+
+impl Datastore {
+    /// Runs `op`, which may change only what `scope` holds, on a private
+    /// writable copy of the datastore (`working_copy.rs`), holding the
+    /// scope's lock: on S3 after pulling the scope (the rest of the copy is
+    /// what this cache last held), with the scope pushed after. The copy's
+    /// changes inside the scope are applied to the datastore (or cache) —
+    /// unless it changed anything outside, or left something that is not a
+    /// file in it: then nothing is, and the result says what.
+    pub async fn in_working_copy<T, E, F, Fut>(
+        &self,
+        scope: &LockScope,
+        op: F,
+    ) -> Result<ScopedRun<T>, E>
+    where
+        E: From<LockError> + From<SyncError> + From<ViewError>,
+        F: FnOnce(PathBuf, StopSignal) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let work = |fence: Arc<LeaseFence>, stop: StopSignal| async move {
+            let target = self.root();
+            let copy = WorkingCopy::create(
+                target,
+                self.resolver.directories(),
+                &self.settings.swamp_home,
+            )?;
+            let value = op(copy.root().to_path_buf(), stop).await?;
+            let changed = copy.changes()?;
+            let outside = scope.outside(&changed);
+            let inside: Vec<String> = changed
+                .into_iter()
+                .filter(|path| scope.contains(path))
+                .collect();
+            let unsupported = copy.unsupported(&inside);
+            let applied = if outside.is_empty() && unsupported.is_empty() {
+                match copy.apply(&inside, target, &fence) {
+                    Ok(()) => inside,
+                    Err(ApplyError::View(e)) => return Err(e.into()),
+                    Err(ApplyError::Lock(e)) => return Err(e.into()),
+                }
+            } else {
+                Vec::new()
+            };
+            copy.remove()?;
+            Ok(ScopedRun {
+                value,
+                applied,
+                outside,
+                unsupported,
+            })
+        };
+        let lock = self.lock_for(scope);
+        match self.place {
+            Place::S3 { .. } => self.synced(lock, Some(scope.clone()), work).await,
+            Place::Filesystem(_) => self.locked_by(vec![lock], work).await,
+        }
     }
 }
