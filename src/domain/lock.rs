@@ -63,6 +63,17 @@ impl LockInfo {
         }
     }
 
+    /// A fresh record for this process holding `scope` (paths and
+    /// priority) when given, the whole datastore otherwise.
+    pub fn for_this_process_holding(ttl: Duration, scope: Option<&(Vec<String>, u64)>) -> Self {
+        let mut info = Self::for_this_process(ttl);
+        if let Some((paths, priority)) = scope {
+            info.scope = Some(paths.clone());
+            info.priority = Some(*priority);
+        }
+        info
+    }
+
     /// The holder's TTL.
     pub fn ttl(&self) -> Duration {
         Duration::from_millis(self.ttl_ms)

@@ -23,7 +23,6 @@ use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
 use crate::cli::output::Render;
 use crate::domain::lock_scope::LockScope;
-use crate::domain::relative_path::SafeRelativePath;
 use crate::infrastructure::child_group::ChildGroup;
 use crate::infrastructure::coordinator::{stop_error, StopReason, StopSignal};
 use nix::sys::signal::Signal;
@@ -118,9 +117,7 @@ pub async fn exec(ctx: &RepoContext, argv: &[String], mode: Mode) -> Result<Exec
 /// machine's datastore directories), trailing `/` ignored.
 fn scope_of(ctx: &RepoContext, raw: &[String]) -> Result<LockScope, CliError> {
     let mut paths = Vec::new();
-    for path in raw {
-        let safe = SafeRelativePath::parse(path.trim_end_matches('/'))
-            .map_err(|e| CliError::Validation(format!("--scope {path:?}: {e}")))?;
+    for (safe, path) in super::lock::scope_paths(raw)?.into_iter().zip(raw) {
         if !ctx.datastore.resolver().is_datastore_path(&safe) {
             return Err(CliError::Validation(format!(
                 "--scope {path:?} is not inside a datastore directory ({}); name a path such as data/NAME or outputs/NAME",

@@ -139,18 +139,28 @@ pub async fn release(
     })
 }
 
+/// The paths of `--scope` arguments, each a safe datastore-relative path
+/// (a trailing `/` ignored).
+pub(crate) fn scope_paths(raw: &[String]) -> Result<Vec<SafeRelativePath>, CliError> {
+    raw.iter()
+        .map(|path| {
+            SafeRelativePath::parse(path.trim_end_matches('/'))
+                .map_err(|e| CliError::Validation(format!("--scope {path:?}: {e}")))
+        })
+        .collect()
+}
+
 async fn release_scoped(
     ctx: &RepoContext,
     force: bool,
     raw: &[String],
 ) -> Result<ReleaseResult, CliError> {
-    let mut paths = Vec::new();
-    for path in raw {
-        let safe = SafeRelativePath::parse(path.trim_end_matches('/'))
-            .map_err(|e| CliError::Validation(format!("--scope {path:?}: {e}")))?;
-        paths.push(safe.into_string());
-    }
-    let scope = LockScope::Paths(paths);
+    let scope = LockScope::Paths(
+        scope_paths(raw)?
+            .into_iter()
+            .map(SafeRelativePath::into_string)
+            .collect(),
+    );
     if !force {
         let held: Vec<String> = ctx
             .datastore

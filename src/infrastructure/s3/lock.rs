@@ -108,12 +108,7 @@ impl S3Lock {
 
     /// A fresh record for this process, naming this lock's scope.
     fn fresh_info(&self, ttl: Duration) -> LockInfo {
-        let mut info = LockInfo::for_this_process(ttl);
-        if let Some((scope, priority)) = &self.scope {
-            info.scope = Some(scope.clone());
-            info.priority = Some(*priority);
-        }
-        info
+        LockInfo::for_this_process_holding(ttl, self.scope.as_ref())
     }
 
     /// The same lock on a store the probe found to honour `If-Match` on

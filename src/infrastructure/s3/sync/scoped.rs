@@ -196,6 +196,21 @@ mod tests {
         LockScope::Paths(vec![path.to_string()])
     }
 
+    /// A bucket holding `outputs/kept`, and a new process of the cache that
+    /// pushed it, which has pulled the scope `data/a`.
+    async fn scoped_writer_over_one_agreed_file() -> (Arc<MemoryStore>, tempfile::TempDir, CacheSync)
+    {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/kept", "agreed");
+        a.push(&fence()).await.unwrap();
+        let a = machine(&store, dir.path());
+        a.pull_scope(&fence(), &scope("data/a")).await.unwrap();
+        (store, dir, a)
+    }
+
     #[tokio::test]
     async fn commits_of_two_scopes_merge_and_neither_drops_the_others_entries() {
         let store = Arc::new(MemoryStore::default());
@@ -236,14 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_scoped_push_sends_and_deletes_nothing_outside_its_scope() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
-        a.pull(&fence()).await.unwrap();
-        write(dir.path(), "outputs/kept", "agreed");
-        a.push(&fence()).await.unwrap();
-        let a = machine(&store, dir.path());
-        a.pull_scope(&fence(), &scope("data/a")).await.unwrap();
+        let (store, dir, a) = scoped_writer_over_one_agreed_file().await;
         write(dir.path(), "data/a/1", "in scope");
         write(dir.path(), "outputs/stray", "outside the scope");
         std::fs::remove_file(dir.path().join("outputs/kept")).unwrap();
@@ -257,14 +265,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_refused_every_time_leaves_what_it_sent_dirty() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
-        a.pull(&fence()).await.unwrap();
-        write(dir.path(), "outputs/kept", "agreed");
-        a.push(&fence()).await.unwrap();
-        let a = machine(&store, dir.path());
-        a.pull_scope(&fence(), &scope("data/a")).await.unwrap();
+        let (store, dir, a) = scoped_writer_over_one_agreed_file().await;
         write(dir.path(), "data/a/1", "never committed");
         *store.put_refusals.lock().unwrap() = MERGE_ATTEMPTS;
         let err = a.push_scope(&fence(), &scope("data/a")).await.unwrap_err();
