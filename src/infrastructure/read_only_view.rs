@@ -99,6 +99,18 @@ impl ScratchDir {
         })
     }
 
+    /// A new private directory under `swamp_home` holding a copy of the
+    /// directories `directories` of `source` (see `copy_directories`).
+    pub fn copy_of(
+        source: &Path,
+        directories: &[String],
+        swamp_home: &Path,
+    ) -> Result<Self, ViewError> {
+        let dir = Self::create(swamp_home)?;
+        copy_directories(source, directories, dir.path())?;
+        Ok(dir)
+    }
+
     /// Its path.
     pub fn path(&self) -> &Path {
         &self.root
@@ -134,8 +146,7 @@ impl ReadOnlyView {
         directories: &[String],
         swamp_home: &Path,
     ) -> Result<Self, ViewError> {
-        let dir = ScratchDir::create(swamp_home)?;
-        copy_directories(source, directories, dir.path())?;
+        let dir = ScratchDir::copy_of(source, directories, swamp_home)?;
         let mut view = ReadOnlyView {
             dir,
             seen: BTreeMap::new(),
@@ -187,11 +198,7 @@ impl ReadOnlyView {
 
 /// Copies the directories `directories` of `source` into `dest` (regular
 /// files and directories; swamp's temp files and anything else left out).
-pub(crate) fn copy_directories(
-    source: &Path,
-    directories: &[String],
-    dest: &Path,
-) -> Result<(), ViewError> {
+fn copy_directories(source: &Path, directories: &[String], dest: &Path) -> Result<(), ViewError> {
     for dir in directories {
         let top = source.join(dir);
         match std::fs::symlink_metadata(&top) {

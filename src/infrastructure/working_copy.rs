@@ -21,9 +21,7 @@ use crate::domain::lock::LockError;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::infrastructure::atomic_file::temp_path_for;
 use crate::infrastructure::coordinator::LeaseFence;
-use crate::infrastructure::read_only_view::{
-    changes_since, copy_directories, snapshot, ScratchDir, Seen, ViewError,
-};
+use crate::infrastructure::read_only_view::{changes_since, snapshot, ScratchDir, Seen, ViewError};
 use crate::infrastructure::s3::cache::safe_cache_path;
 use std::collections::BTreeMap;
 use std::io;
@@ -62,8 +60,7 @@ impl WorkingCopy {
         directories: &[String],
         swamp_home: &Path,
     ) -> Result<Self, ViewError> {
-        let dir = ScratchDir::create(swamp_home)?;
-        copy_directories(source, directories, dir.path())?;
+        let dir = ScratchDir::copy_of(source, directories, swamp_home)?;
         let seen = snapshot(dir.path())?;
         Ok(Self { dir, seen })
     }
