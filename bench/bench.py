@@ -17,10 +17,13 @@ Case groups (BENCH_CASES):
   small  1. push/pull 2 000 files, 2. reader no-op (`data list`) and writer
          no-op (`exec -- true`, after a `datastore status`), 6. the raw loop
   mid    2. the no-ops with 10 000 files, 3. one changed file, and the bytes
-         that push uploaded (index object via HeadObject + the file)
+         that push uploaded (the index root, the shards the new root names
+         that the old did not, the file; sizes via HeadObject)
   big    4. one 1 GiB file, 6. the raw large-object loop
-  huge   5. reader no-op with 100 000 files; 9. cold `data get` of one item put
-         among them: time, requests, bytes (index object + the item's files)
+  huge   5. reader no-op with 100 000 files in 1 000 dirs; 9. cold `data get`
+         of one item put among them: time, requests, bytes (index root + the
+         shards and item files in the fresh cache); 2. the writer no-op and
+         3. one changed file among them (requests, time, bytes uploaded)
   fs     7. `swamp exec -- true` on a filesystem datastore vs `true`
   team   (issue 15; moto only by default) on 3 000 files in 100 dirs + one item:
          8. machine B's warm and cold `data get` and `exec --read-only -- cat`
@@ -97,7 +100,8 @@ SWAMP = cargo_target_dir() / "release" / "swamp"
 RAW = cargo_target_dir() / "release" / "examples" / "raw_s3"
 MIB = 1024 * 1024
 BUCKET = "bench"
-INDEX_KEY = ".datastore-index.json"  # swamp's index object under the prefix
+INDEX_KEY = ".datastore-index.json"  # swamp's index root under the prefix
+SHARDS_DIR = ".datastore-index-shards"  # the root's shards (format 2)
 
 
 def env_int(name: str, default: int) -> int:
@@ -119,6 +123,8 @@ FS_RUNS = env_int("BENCH_FS_RUNS", max(100, 30 * RUNS))
 CONCURRENCY = env_int("BENCH_CONCURRENCY", 32)
 FILE_SIZE = 4096
 DIRS = 40
+# Case 5's files spread over this many directories (the issue's 1 000).
+HUGE_DIRS = 1000
 # The team cases (issue 15): a datastore of TEAM_N files in 100 dirs plus one
 # data item; machine A holds the lock while machine B reads; writers race.
 TEAM_N = env_int("BENCH_TEAM_FILES", 500 if QUICK else 3000)
@@ -603,6 +609,28 @@ class Tools:
         out = check_call(self.swamp_argv("--json", *args), self.swamp_env(home, prefix), f"swamp {' '.join(args)}")
         return json.loads(out)
 
+    def object_json(self, prefix: str, name: str) -> dict:
+        """One JSON object's content (GetObject with the aws cli; not measured)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            dest = Path(tmp) / "object.json"
+            check_call(
+                ["aws", "s3api", "get-object", "--bucket", BUCKET, "--key", f"{prefix}/{name}", "--endpoint-url", self.server.url, str(dest)],
+                self.base,
+                f"aws s3api get-object {prefix}/{name}",
+            )
+            return json.loads(dest.read_bytes())
+
+    def index_change_bytes(self, prefix: str, before: dict) -> tuple[int, int, int]:
+        """What the index write after root `before` uploaded: (root bytes,
+        bytes of the shards the new root names and `before` did not, their
+        count). A single-object index is all root."""
+        root = self.object_size(prefix, INDEX_KEY)
+        after = self.object_json(prefix, INDEX_KEY)
+        old = set(before.get("shards", []))
+        new = [s for s in after.get("shards", []) if s and s not in old]
+        shards = sum(self.object_size(prefix, f"{SHARDS_DIR}/{name}.json") for name in new)
+        return root, shards, len(new)
+
     def object_size(self, prefix: str, name: str) -> int:
         """Size of one object (HeadObject with the aws cli; not measured)."""
         out = check_call(
@@ -933,7 +961,13 @@ class Bench:
         self.writer_noop(home, "c2-swamp", n, "wnoop_mid")
         c_one = f"3. one changed file among {n:,}"
         log(f"[{self.server.name}] case 3 one changed among {n}")
+        root_before = {}
         for run in range(RUNS):
+            if run == RUNS - 1:
+                try:
+                    root_before = self.t.object_json("c2-swamp", INDEX_KEY)
+                except HarnessError as e:
+                    log(f"FAILED: {e}")
             i = (run * 7919 + 17) % n
             change_file(mid_path(ds, i), run)
             shutil.copy2(mid_path(ds, i), mid_path(self.t.cache(home), i))
@@ -946,16 +980,16 @@ class Bench:
                 else:
                     m = self.t.rclone_push(ds, "c2-rclone")
                 self.res.row(c_one, "one_mid", tool).add(m)
-        # What the last one-change push uploaded: the changed file and the
-        # whole index object, which every change rewrites today.
+        # What the last one-change push uploaded: the changed file, the
+        # shards it changed and the index root.
         try:
-            index = self.t.object_size("c2-swamp", INDEX_KEY)
+            root, shards, count = self.t.index_change_bytes("c2-swamp", root_before)
         except HarnessError as e:
             self.failures.append(f"{self.server.name}: size of the index: {e}")
             log(f"FAILED: {e}")
         else:
-            self.res.facts["upload_one_mid"] = (index, FILE_SIZE)
-            log(f"  one change uploaded {index + FILE_SIZE:,} bytes (index {index:,} + file {FILE_SIZE:,})")
+            self.res.facts["upload_one_mid"] = (root, shards, count, FILE_SIZE)
+            log(f"  one change uploaded {root + shards + FILE_SIZE:,} bytes (root {root:,} + {count} shard(s) {shards:,} + file {FILE_SIZE:,})")
 
     # case 4 ------------------------------------------------------------------
     def case_big(self) -> None:
@@ -1033,7 +1067,7 @@ class Bench:
         n = HUGE_N
         log(f"[{self.server.name}] generating {n} files x 4 KiB in a swamp cache")
         home = self.t.new_home()
-        gen_files(self.t.cache(home), n, dirs=100)
+        gen_files(self.t.cache(home), n, dirs=HUGE_DIRS)
         tools = ["swamp"] + (list(PEERS) if HUGE_PEERS else [])
         c_setup = f"setup: push {n:,} × 4 KiB (1 run, for case 5)"
         for tool in tools:
@@ -1057,6 +1091,8 @@ class Bench:
                     m = self.t.rclone_push(self.t.cache(home), "c5-rclone")
                 self.res.row(c_noop, "noop_huge", tool).add(m)
         self.cold_get_huge(home, n)
+        self.writer_noop(home, "c5-swamp", n, "wnoop_huge")
+        self.one_change_huge(home, n)
         if n < 100000:
             self.notes.append(
                 f"Case 5 ran with {n:,} files, not the issue's 100 000: uploading 100 000 objects to moto first takes"
@@ -1067,6 +1103,36 @@ class Bench:
             self.notes.append(
                 f"Case 5: peers not run (BENCH_HUGE_PEERS=1 runs them; each would first upload all {n:,} files)."
             )
+
+    def one_change_huge(self, home: Path, n: int) -> None:
+        """Case 3 among n files in HUGE_DIRS dirs: one rewritten 4 KiB file,
+        pushed by `datastore sync`; requests, time and bytes uploaded."""
+        log(f"[{self.server.name}] case 3 one changed among {n}")
+        cache = self.t.cache(home)
+        row = f"3. one changed file among {n:,} in {HUGE_DIRS:,} dirs"
+        for run in range(RUNS):
+            i = (run * 7919 + 17) % n
+            path = cache / "outputs" / f"d{i % HUGE_DIRS:02d}" / f"f{i:06d}"
+            try:
+                before = self.t.object_json("c5-swamp", INDEX_KEY)
+            except HarnessError as e:
+                self.failures.append(f"{self.server.name}: the index root: {e}")
+                return
+            change_file(path, run)
+            m = self.t.swamp(home, "c5-swamp", "datastore", "sync")
+            self.res.row(row, "one_huge", "swamp").add(m)
+            if m.rc != 0:
+                return
+            try:
+                root, shards, count = self.t.index_change_bytes("c5-swamp", before)
+            except HarnessError as e:
+                self.failures.append(f"{self.server.name}: size of the index: {e}")
+                return
+            got = (root, shards, count, path.stat().st_size)
+            # The largest of the runs.
+            if sum(got[:2]) > sum(self.res.facts.get("upload_one_huge", (0, 0))[:2]):
+                self.res.facts["upload_one_huge"] = got
+            log(f"  one change uploaded {root + shards + got[3]:,} bytes (root {root:,} + {count} shard(s) {shards:,} + file {got[3]:,})")
 
     def cold_get_huge(self, home: Path, n: int) -> None:
         """Case 9: one data item among n files, read by `data get` on fresh caches."""
@@ -1085,8 +1151,11 @@ class Bench:
             m = self.t.swamp(fresh, "c5-swamp", "data", "get", item)
             self.res.row(f"9. cold `data get` of one item among {n:,} files (fresh cache)", "cold_get_huge", "swamp").add(m)
             if m.rc == 0:
-                # What it fetched besides the index: the item's files in the fresh cache.
-                downloaded.append(tree_bytes(self.t.cache(fresh) / "data" / item))
+                # What it fetched besides the index root: the index shards
+                # and the item's files in the fresh cache.
+                files, item_bytes = tree_bytes(self.t.cache(fresh) / "data" / item)
+                shard_files, shard_bytes = tree_bytes(self.t.cache(fresh) / ".swamp-index-shards")
+                downloaded.append((files, item_bytes, shard_files, shard_bytes))
             shutil.rmtree(fresh)
         try:
             index = self.t.object_size("c5-swamp", INDEX_KEY)
@@ -1096,9 +1165,10 @@ class Bench:
             return
         self.res.facts["index_huge"] = index
         if downloaded:
-            files, item_bytes = max(downloaded, key=lambda d: d[1])
-            self.res.facts["cold_get_huge_bytes"] = (index, files, item_bytes)
-            log(f"  cold get downloaded {index + item_bytes:,} bytes: index object {index:,} + {files} item files {item_bytes:,}")
+            got = max(downloaded, key=lambda d: d[1] + d[3])
+            self.res.facts["cold_get_huge_bytes"] = (index,) + got
+            files, item_bytes, shard_files, shard_bytes = got
+            log(f"  cold get downloaded {index + shard_bytes + item_bytes:,} bytes: index root {index:,} + {shard_files} shard(s) {shard_bytes:,} + {files} item files {item_bytes:,}")
 
     # cases 8 and 10: a team sharing one datastore (issue 15) --------------------
     def case_team(self) -> None:
@@ -1442,22 +1512,28 @@ def targets(res: Results) -> list[Target]:
         requests(key, 1, f"reader no-op (`data list`), {n:,} files")
     for key, n in (("wnoop_small", SMALL_N), ("wnoop_mid", MID_N)):
         requests(key, 3, f"writer no-op (`exec -- true`), {n:,} files")
-    up = res.facts.get("upload_one_mid")
-    if up:
-        index, size = up
-        total = index + size
-        huge = res.facts.get("index_huge")
-        extra = f"; case 5's index of {HUGE_N:,} files is {huge:,} B" if huge else ""
-        # The index grows with the files: over the limit here, over it at 100 000.
-        met = total <= 64 * 1024 if MID_N >= 100000 else (False if total > 64 * 1024 else None)
+    def upload_row(key, n, dirs, is_target):
+        up = res.facts.get(key)
+        if not up:
+            return
+        root, shards, count, size = up
+        total = root + shards + size
+        text = f"bytes uploaded for one changed 4 KiB file among {n:,} files in {dirs:,} dirs: ≤ 64 KiB"
+        if not is_target:
+            text = f"(for reference) {text}"
         out.append(
             Target(
-                "bytes uploaded for one changed 4 KiB file: ≤ 64 KiB (issue: among 100,000 files in 1,000 dirs)",
-                f"{total:,} B among {MID_N:,} files in {DIRS} dirs (index {index:,} B + the file {size:,} B: every change"
-                f" rewrites the whole index; the sharded index is not built yet){extra}",
-                met,
+                text,
+                f"{total:,} B (index root {root:,} B + {count} shard(s) {shards:,} B + the file {size:,} B)",
+                total <= 64 * 1024 if is_target else None,
             )
         )
+
+    upload_row("upload_one_mid", MID_N, DIRS, False)
+    upload_row("upload_one_huge", HUGE_N, HUGE_DIRS, HUGE_N >= 100000)
+    requests("one_huge", 6, f"one changed file among {HUGE_N:,}")
+    requests("wnoop_huge", 4, f"writer no-op (`exec -- true`), {HUGE_N:,} files")
+    at_most("wnoop_huge", 0.4, f"writer no-op (`exec -- true`), {HUGE_N:,} files")
     for key, what in (("push_small", f"push {SMALL_N:,} × 4 KiB"), ("pull_small", f"pull {SMALL_N:,} × 4 KiB")):
         speedup(key, "rclone", 2, what)
         speedup(key, "aws", 5, what)
@@ -1490,12 +1566,12 @@ def targets(res: Results) -> list[Target]:
     at_most("cold_get_huge", 0.3, f"cold `data get` of one item among {HUGE_N:,} files")
     got = res.facts.get("cold_get_huge_bytes")
     if got:
-        index, files, item_bytes = got
+        index, files, item_bytes, shard_files, shard_bytes = got
         out.append(
             Target(
                 f"(for reference) cold `data get` of one item among {HUGE_N:,} files: bytes downloaded",
-                f"{index + item_bytes:,} B = the index object {index:,} B (HeadObject; fetched whole) + the item's"
-                f" {files} files in the fresh cache {item_bytes:,} B",
+                f"{index + shard_bytes + item_bytes:,} B = the index root {index:,} B + {shard_files} index shard(s)"
+                f" {shard_bytes:,} B + the item's {files} files {item_bytes:,} B (sizes in the fresh cache)",
                 None,
             )
         )

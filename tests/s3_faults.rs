@@ -117,8 +117,9 @@ fn a_malicious_index_cannot_write_outside_the_cache() {
     ] {
         let _ = w.moto.request("PUT", &format!("/{BUCKET}/{key}"), b"pwned");
     }
+    let good_files = w.index();
     for (i, bad) in ["../escape", "/abs", "a/../../b"].iter().enumerate() {
-        let mut index: Value = serde_json::from_slice(&good_index).unwrap();
+        let mut index = good_files.clone();
         index["files"][*bad] = serde_json::json!({"size": 5, "sha256": sha256_hex(b"pwned")});
         w.plant(&index_key(), &serde_json::to_vec(&index).unwrap());
         for args in DATA_COMMANDS {
@@ -145,6 +146,84 @@ fn a_malicious_index_cannot_write_outside_the_cache() {
     let got = w.sh(&home, r#"cat "$SWAMP_DATASTORE_DIR/outputs/legit""#);
     assert_eq!(got, b"legit");
     assert!(find_named(sandbox.path(), &names).is_empty());
+}
+
+/// A sharded index's shards are checked like the index: an unsafe path in
+/// a well-named shard, a shard whose bytes do not match its name, and an
+/// entry in a shard of another slot each fail every data command with one
+/// line before anything is written, on a fresh machine and a warm one; a
+/// shard the bucket lacks fails the same way.
+#[test]
+fn a_malicious_shard_cannot_write_outside_the_cache_or_smuggle_entries() {
+    let w = World::new();
+    let warm = tempfile::tempdir().unwrap();
+    w.ok(warm.path(), &["datastore", "sync", "--pull"]);
+    let good_root = w.fetch(&index_key()).unwrap();
+    let entry =
+        |content: &[u8]| serde_json::json!({"size": content.len(), "sha256": sha256_hex(content)});
+    let plant_shard = |body: &[u8]| {
+        let name = format!("99-{}", &sha256_hex(body)[..32]);
+        w.plant(
+            &format!("{PREFIX}/.datastore-index-shards/{name}.json"),
+            body,
+        );
+        name
+    };
+    // One slot: an escaping path, in a shard named by its content.
+    let unsafe_body = serde_json::json!({"files": {"../escape": entry(b"pwned")}}).to_string();
+    let name = plant_shard(unsafe_body.as_bytes());
+    let one_slot = |name: &str| serde_json::json!({"format": 2, "generation": 99, "shardBits": 0, "shards": [name]});
+    // Two slots: a path placed in the slot it does not hash to.
+    let path = "outputs/smuggled";
+    let group_slot = (crc32fast::hash(path.as_bytes()) >> 31) as usize;
+    let stray_body = serde_json::json!({"files": {path: entry(b"x")}}).to_string();
+    let stray = plant_shard(stray_body.as_bytes());
+    let mut two_slots = vec![String::new(), String::new()];
+    two_slots[1 - group_slot] = stray;
+    // Every command that reads that shard (a read of one item reads only
+    // its own slot's, so it never sees the stray entry).
+    let whole_readers: Vec<&[&str]> = DATA_COMMANDS
+        .into_iter()
+        .filter(|args| !args.contains(&"some/item"))
+        .collect();
+    let cases = [
+        (one_slot(&name), "unsafe path", DATA_COMMANDS.to_vec()),
+        // A name the bucket does not hold.
+        (
+            one_slot(&format!("99-{}", "0".repeat(32))),
+            "not hold",
+            DATA_COMMANDS.to_vec(),
+        ),
+        (
+            serde_json::json!({"format": 2, "generation": 99, "shardBits": 1, "shards": two_slots}),
+            "belongs to another shard",
+            whole_readers,
+        ),
+    ];
+    for (root, needle, commands) in cases {
+        w.plant(&index_key(), root.to_string().as_bytes());
+        for args in commands {
+            let fresh = tempfile::tempdir().unwrap();
+            let out = w.run_on(fresh.path(), args);
+            assert_clear_failure(&out, needle, &format!("{needle} / {args:?}"));
+            assert!(find_named(fresh.path(), &["escape", "smuggled"]).is_empty());
+        }
+        let out = w.run_on(warm.path(), &["data", "list"]);
+        assert_clear_failure(&out, needle, &format!("{needle} / warm"));
+    }
+    let mut tampered = unsafe_body.clone().into_bytes();
+    tampered[2] = b'F';
+    w.plant(
+        &format!("{PREFIX}/.datastore-index-shards/{name}.json"),
+        &tampered,
+    );
+    w.plant(&index_key(), one_slot(&name).to_string().as_bytes());
+    let out = w.run_on(tempfile::tempdir().unwrap().path(), &["data", "list"]);
+    assert_clear_failure(&out, "does not match its name", "tampered shard");
+    assert!(find_named(warm.path(), &["escape", "smuggled"]).is_empty());
+    // With the root restored, everything works again.
+    w.plant(&index_key(), &good_root);
+    w.ok(warm.path(), &["datastore", "sync", "--pull"]);
 }
 
 #[test]

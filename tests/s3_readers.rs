@@ -367,9 +367,12 @@ fn a_cold_reader_fetches_only_what_it_reads() {
     };
     let (got, sent) = requests_for(&["data", "get", "item2"]);
     assert_eq!(got, b"2.2");
-    // The index, then the newest version's metadata and content.
-    assert_eq!(sent.len(), 3, "{sent:#?}");
+    // The index root, the one shard that lists the item, then the newest
+    // version's metadata and content.
+    assert_eq!(sent.len(), 4, "{sent:#?}");
     assert!(sent.iter().all(|r| r.starts_with("GET ")), "{sent:#?}");
+    assert!(sent[1].contains("/.datastore-index-shards/"), "{sent:#?}");
+    // The shard is held now: the root, then the version's two files.
     let (_, sent) = requests_for(&["data", "get", "item2", "--version", "1"]);
     assert_eq!(sent.len(), 3, "{sent:#?}");
     let cache = w.cache(reader.path());

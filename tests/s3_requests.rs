@@ -49,3 +49,74 @@ fn an_unchanged_datastore_costs_a_reader_one_request_and_a_writer_three() {
     let methods: Vec<&str> = noop.iter().map(|r| r.split(' ').next().unwrap()).collect();
     assert_eq!(methods, ["PUT", "GET", "GET", "DELETE"], "{noop:#?}");
 }
+
+/// A change costs what it changed (issue 15, part 4): among 600 files in a
+/// sharded index, changing one uploads the file, its one shard and the
+/// root — and another machine's warm pull fetches the root, that shard and
+/// the file, nothing else of the index.
+#[test]
+fn one_change_uploads_one_shard_and_a_warm_pull_fetches_only_it() {
+    let (w, proxy) = World::behind_proxy(BUCKET);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    w.sh(
+        a.path(),
+        r#"for i in $(seq 1 600); do mkdir -p "$SWAMP_DATASTORE_DIR/outputs/d$((i % 60))"; echo "$i" > "$SWAMP_DATASTORE_DIR/outputs/d$((i % 60))/f$i"; done"#,
+    );
+    let root = w.index_root();
+    assert_eq!(root["shardBits"], 2, "600 files: 4 shards: {root}");
+    w.json(a.path(), &["datastore", "status"]);
+    w.ok(b.path(), &["datastore", "sync", "--pull"]);
+
+    let change = requests_of(
+        &w,
+        &proxy,
+        a.path(),
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            r#"echo changed > "$SWAMP_DATASTORE_DIR/outputs/d7/f7""#,
+        ],
+    );
+    let puts: Vec<&String> = change.iter().filter(|r| r.starts_with("PUT ")).collect();
+    assert_eq!(
+        change.len(),
+        6,
+        "lock, root 304, file, shard, root, release: {change:#?}"
+    );
+    assert_eq!(
+        puts.iter()
+            .filter(|r| r.contains("/.datastore-index-shards/"))
+            .count(),
+        1,
+        "{change:#?}"
+    );
+    assert!(
+        puts.iter().any(|r| r.ends_with("/outputs/d7/f7")),
+        "{change:#?}"
+    );
+
+    let pull = requests_of(&w, &proxy, b.path(), &["datastore", "sync", "--pull"]);
+    // Besides the lock's own requests (create, the drain's listing, release).
+    let gets: Vec<&String> = pull
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/proj/") && !r.ends_with(".lock"))
+        .collect();
+    assert_eq!(
+        gets.iter()
+            .filter(|r| r.contains("/.datastore-index-shards/"))
+            .count(),
+        1,
+        "{pull:#?}"
+    );
+    assert!(
+        gets.iter().any(|r| r.ends_with("/outputs/d7/f7")),
+        "{pull:#?}"
+    );
+    assert_eq!(gets.len(), 3, "root, shard, file: {pull:#?}");
+    assert_eq!(
+        std::fs::read_to_string(w.cache(b.path()).join("outputs/d7/f7")).unwrap(),
+        "changed\n"
+    );
+}

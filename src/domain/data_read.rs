@@ -17,6 +17,11 @@ pub const VERSIONS_DIR: &str = "@versions";
 pub trait ReadScope: Send + Sync {
     /// Of the `listed` paths, those the read needs.
     fn needs(&self, listed: &mut dyn Iterator<Item = &str>) -> HashSet<String>;
+    /// The index groups (`index_shards::group_of`) that hold every path the
+    /// read may need, so a sharded index is read only there; `None`: all.
+    fn index_groups(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// A read of data items.
@@ -61,6 +66,15 @@ fn content_path(item: &str, version: u64) -> String {
 }
 
 impl ReadScope for DataRead {
+    fn index_groups(&self) -> Option<Vec<String>> {
+        match self {
+            DataRead::Get { item, .. } | DataRead::Versions { item } => {
+                Some(vec![format!("data/{item}/{VERSIONS_DIR}")])
+            }
+            DataRead::List => None,
+        }
+    }
+
     fn needs(&self, listed: &mut dyn Iterator<Item = &str>) -> HashSet<String> {
         // Committed versions (those with metadata) by item.
         let mut versions: BTreeMap<&str, Vec<u64>> = BTreeMap::new();

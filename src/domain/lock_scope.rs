@@ -80,6 +80,26 @@ impl LockScope {
 
 /// A scoped writer's pull needs what its scope holds.
 impl ReadScope for LockScope {
+    /// An item's versions directory is one group; its commit must also see
+    /// the directories on the way to it, in case one is listed as a file.
+    /// Any other path may hold files of every group.
+    fn index_groups(&self) -> Option<Vec<String>> {
+        let mut groups = Vec::new();
+        for path in self.paths() {
+            let group = crate::domain::index_shards::group_of(path);
+            if !group.ends_with(&format!("/{VERSIONS_DIR}")) {
+                return None;
+            }
+            let mut above = group;
+            while let Some((up, _)) = above.rsplit_once('/') {
+                groups.push(up.to_string());
+                above = up;
+            }
+            groups.push(group.to_string());
+        }
+        (!groups.is_empty()).then_some(groups)
+    }
+
     fn needs(&self, listed: &mut dyn Iterator<Item = &str>) -> HashSet<String> {
         listed
             .filter(|path| self.contains(path))

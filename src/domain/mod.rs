@@ -5,6 +5,7 @@
 pub(crate) mod bucket_name;
 pub mod config;
 pub(crate) mod data_read;
+pub mod index_shards;
 pub(crate) mod item_name;
 pub(crate) mod lease_clock;
 pub mod lock;

@@ -5,6 +5,7 @@
 //! before anything touches the disk, so a malicious index cannot name a file
 //! outside the cache.
 
+use crate::domain::index_shards::{IndexRoot, SHARDED_FORMAT};
 use crate::domain::part_checksums::PartChecksums;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sha256::Sha256;
@@ -26,7 +27,8 @@ pub fn is_scoped_lock_key(rel: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// The index format version this build writes and reads.
+/// The single-object index format (every file in one object), still read;
+/// every write writes the sharded format (`index_shards.rs`).
 pub const INDEX_FORMAT: u32 = 1;
 
 /// A remote index that cannot be used.
@@ -41,8 +43,11 @@ pub enum IndexError {
     #[error("remote index lists an unsafe path: {0}; run 'swamp datastore repair' to rebuild it from the bucket")]
     UnsafeKey(String),
     /// Written by a newer swamp.
-    #[error("remote index has format {0}, this swamp reads format {INDEX_FORMAT}; upgrade swamp")]
+    #[error("remote index has format {0}, this swamp reads formats {INDEX_FORMAT} and {SHARDED_FORMAT}; upgrade swamp")]
     Format(u32),
+    /// The root names a shard the bucket does not hold.
+    #[error("the remote index names shard {0}, which the bucket does not hold; run 'swamp datastore repair' to rebuild the index from the bucket")]
+    MissingShard(String),
 }
 
 /// A prefix whose index names another repo as its owner.
@@ -128,25 +133,63 @@ impl RemoteIndex {
             uuid::Uuid::parse_str(id)
                 .map_err(|_| IndexError::Corrupt(format!("repoId '{id}' is not a UUID")))?;
         }
-        for (key, entry) in &index.files {
-            SafeRelativePath::parse(key).map_err(|e| IndexError::UnsafeKey(e.to_string()))?;
-            if entry.parts.as_ref().is_some_and(|p| !p.fits(entry.size)) {
-                return Err(IndexError::Corrupt(format!(
-                    "part checksums of '{key}' do not fit its size"
-                )));
-            }
-        }
-        if let Some((file, nested)) = path_conflict(&index.files) {
-            return Err(IndexError::Corrupt(format!(
-                "'{file}' is listed as a file and as a directory (of '{nested}')"
-            )));
-        }
+        validate_entries(&index.files)?;
+        refuse_path_conflicts(&index.files)?;
         Ok(index)
     }
 
     /// Serializes the index.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Fails on an entry with an unsafe path or part checksums that cannot fit.
+pub fn validate_entries(files: &BTreeMap<String, IndexEntry>) -> Result<(), IndexError> {
+    for (key, entry) in files {
+        SafeRelativePath::parse(key).map_err(|e| IndexError::UnsafeKey(e.to_string()))?;
+        if entry.parts.as_ref().is_some_and(|p| !p.fits(entry.size)) {
+            return Err(IndexError::Corrupt(format!(
+                "part checksums of '{key}' do not fit its size"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Fails when a path is listed both as a file and as a directory.
+pub fn refuse_path_conflicts(files: &BTreeMap<String, IndexEntry>) -> Result<(), IndexError> {
+    match path_conflict(files) {
+        Some((file, nested)) => Err(IndexError::Corrupt(format!(
+            "'{file}' is listed as a file and as a directory (of '{nested}')"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The object at the index key, in either format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexDocument {
+    /// Format 1: every file in one object.
+    Whole(RemoteIndex),
+    /// Format 2: a root naming shards.
+    Root(IndexRoot),
+}
+
+impl IndexDocument {
+    /// Parses the object at the index key, whichever format it has.
+    pub fn parse(bytes: &[u8]) -> Result<Self, IndexError> {
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        let format: Format =
+            serde_json::from_slice(bytes).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+        match format.format {
+            INDEX_FORMAT => RemoteIndex::parse(bytes).map(IndexDocument::Whole),
+            SHARDED_FORMAT => IndexRoot::parse(bytes).map(IndexDocument::Root),
+            other => Err(IndexError::Format(other)),
+        }
     }
 }
 

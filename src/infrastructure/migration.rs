@@ -95,6 +95,17 @@ pub enum MigrationError {
     Lock(#[from] crate::domain::lock::LockError),
 }
 
+impl From<crate::infrastructure::s3::index_store::IndexIoError> for MigrationError {
+    fn from(e: crate::infrastructure::s3::index_store::IndexIoError) -> Self {
+        use crate::infrastructure::s3::index_store::IndexIoError;
+        match e {
+            IndexIoError::Store(e) => MigrationError::Store(e),
+            IndexIoError::Index(e) => MigrationError::Index(e),
+            IndexIoError::Lock(e) => e.into(),
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MigrationError + '_ {
     move |source| MigrationError::Io {
         path: path.to_path_buf(),

@@ -28,6 +28,42 @@ pub fn index_key() -> String {
     format!("{PREFIX}/.datastore-index.json")
 }
 
+/// The index under `prefix` as JSON, in the single-object shape (format 1,
+/// which swamp still reads, so a test may change it and plant it back): a
+/// sharded index's shards are fetched (with `fetch`, by key) and their files
+/// gathered.
+pub fn index_of(fetch: impl Fn(&str) -> Option<Vec<u8>>, prefix: &str) -> Value {
+    let under = |rel: &str| match prefix {
+        "" => rel.to_string(),
+        p => format!("{p}/{rel}"),
+    };
+    let bytes = fetch(&under(".datastore-index.json")).expect("index");
+    let root: Value = serde_json::from_slice(&bytes).expect("index json");
+    if root["format"] != 2 {
+        return root;
+    }
+    let mut files = serde_json::Map::new();
+    for name in root["shards"].as_array().expect("shards") {
+        let name = name.as_str().expect("a shard name");
+        if name.is_empty() {
+            continue;
+        }
+        let shard = fetch(&under(&format!(".datastore-index-shards/{name}.json")))
+            .unwrap_or_else(|| panic!("shard {name} named by the root is missing"));
+        let shard: Value = serde_json::from_slice(&shard).expect("shard json");
+        files.extend(shard["files"].as_object().expect("files").clone());
+    }
+    let mut whole = serde_json::json!({
+        "format": 1,
+        "generation": root["generation"],
+        "files": files,
+    });
+    if let Some(id) = root.get("repoId") {
+        whole["repoId"] = id.clone();
+    }
+    whole
+}
+
 /// An S3 identity's credentials, as swamp's AWS SDK reads them from its
 /// environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -730,10 +766,14 @@ impl World {
         self.moto.get_object(self.bucket, key)
     }
 
-    /// The remote index as JSON.
+    /// The remote index's root as stored (format 2: shard names, no files).
+    pub fn index_root(&self) -> Value {
+        serde_json::from_slice(&self.fetch(&index_key()).expect("index")).expect("index json")
+    }
+
+    /// The remote index as JSON, in the single-object shape (see `index_of`).
     pub fn index(&self) -> Value {
-        let bytes = self.fetch(&index_key()).expect("index");
-        serde_json::from_slice(&bytes).expect("index json")
+        index_of(|key| self.fetch(key), PREFIX)
     }
 
     /// A world on the server `SWAMP_TEST_S3` names, with the repo set up on

@@ -48,6 +48,10 @@ pub struct SyncState {
     /// Generation of that index (the next push uploads and writes one more).
     #[serde(default)]
     pub generation: u64,
+    /// That index's root when it is sharded: which shards the bucket holds,
+    /// so a write uploads only the ones it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_root: Option<crate::domain::index_shards::IndexRoot>,
     /// Agreed files by relative path.
     #[serde(deserialize_with = "crate::domain::sorted_map::deserialize")]
     pub files: BTreeMap<String, SyncedFile>,

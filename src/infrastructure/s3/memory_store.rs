@@ -56,6 +56,9 @@ pub struct MemoryStore {
     /// unwritten, as if another writer had just changed the object.
     pub put_refusals: Mutex<u32>,
     counter: Mutex<u64>,
+    /// The next `get_bytes` of each of these keys answers these bytes (what
+    /// a reader saw before a write it raced with).
+    stale_reads: Mutex<BTreeMap<String, Vec<u8>>>,
     /// Draws each trip's yields; `None`: requests take effect at once.
     interleaving: Mutex<Option<StdRng>>,
 }
@@ -117,6 +120,42 @@ impl MemoryStore {
                 generation: None,
             },
         );
+    }
+
+    /// The whole index under `prefix`, in either format (shards assembled).
+    pub fn index(&self, prefix: &str) -> crate::domain::sync_index::RemoteIndex {
+        use crate::domain::index_shards::{parse_shard, shard_rel};
+        use crate::domain::sync_index::{object_key, IndexDocument, RemoteIndex, INDEX_KEY};
+        let bytes = self
+            .object(&object_key(prefix, INDEX_KEY))
+            .expect("an index");
+        match IndexDocument::parse(&bytes).expect("a readable index") {
+            IndexDocument::Whole(index) => index,
+            IndexDocument::Root(root) => {
+                let mut files = std::collections::BTreeMap::new();
+                for (slot, hash) in root.shards.iter().enumerate() {
+                    if hash.is_empty() {
+                        continue;
+                    }
+                    let body = self
+                        .object(&object_key(prefix, &shard_rel(hash)))
+                        .expect("every named shard");
+                    files.extend(parse_shard(&body, hash, slot, root.shard_bits).unwrap());
+                }
+                RemoteIndex {
+                    format: root.format,
+                    repo_id: root.repo_id,
+                    generation: root.generation,
+                    files,
+                }
+            }
+        }
+    }
+
+    /// Makes the next read of `key` answer `bytes`, as a read from just
+    /// before the last write would have.
+    pub fn serve_once(&self, key: &str, bytes: Vec<u8>) {
+        self.stale_reads.lock().unwrap().insert(key.into(), bytes);
     }
 
     /// Makes an object look written `age` ago.
@@ -185,6 +224,10 @@ impl ObjectStore for MemoryStore {
         mode: PutMode,
     ) -> Result<ETag, StoreError> {
         self.arrive().await;
+        if key.contains(crate::domain::index_shards::SHARDS_DIR) {
+            // Faults are aimed at the root and the locks, not the shards.
+            return self.write(key, bytes, Some(mode), None);
+        }
         if take_one(&self.put_conflicts) {
             return Err(StoreError::Conflict(key.into()));
         }
@@ -245,6 +288,16 @@ impl ObjectStore for MemoryStore {
         if_none_match: Option<&ETag>,
     ) -> Result<Fetched, StoreError> {
         self.arrive().await;
+        if let Some(bytes) = self.stale_reads.lock().unwrap().remove(key) {
+            return Ok(Fetched::Object(
+                bytes,
+                ObjectMeta {
+                    etag: ETag::new("\"stale\""),
+                    last_modified: Some(SystemTime::now()),
+                    server_time: Some(SystemTime::now()),
+                },
+            ));
+        }
         let objects = self.objects.lock().unwrap();
         let o = objects
             .get(key)

@@ -8,15 +8,13 @@
 //! objects. Out of: delete the migrated objects and then the index, after the
 //! config names the new location.
 
-use crate::domain::sync_index::{object_key, IndexEntry, RemoteIndex, INDEX_KEY};
+use crate::domain::sync_index::{object_key, IndexEntry, RemoteIndex};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::migration::{
     paths_and_parents, MigrationError, MigrationReport, SourceFile,
 };
-use crate::infrastructure::s3::store::{
-    datastore_objects, Fetched, ObjectStore, PutMode, StoreError,
-};
-use crate::infrastructure::s3::sync::index_landed;
+use crate::infrastructure::s3::index_store::{IndexRead, IndexStore, IndexWrite, LoadedIndex};
+use crate::infrastructure::s3::store::{datastore_objects, ObjectStore, PutMode, StoreError};
 use futures::stream::{self, StreamExt};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -32,11 +30,10 @@ pub async fn upload_verified(
     fence: &LeaseFence,
     concurrency: usize,
 ) -> Result<MigrationReport, MigrationError> {
-    let index_key = object_key(prefix, INDEX_KEY);
-    let (mut index, index_etag) = match store.get_bytes(&index_key, None).await {
-        Ok(Fetched::Object(bytes, meta)) => (RemoteIndex::parse(&bytes)?, Some(meta.etag)),
-        Ok(Fetched::NotModified) | Err(StoreError::NotFound(_)) => (RemoteIndex::empty(), None),
-        Err(e) => return Err(e.into()),
+    let index_store = IndexStore::new(store.as_ref(), prefix);
+    let (mut index, index_etag, base) = match index_store.read(None, None).await? {
+        IndexRead::Found(loaded) => (loaded.index, Some(loaded.etag), loaded.root),
+        IndexRead::NotModified | IndexRead::Absent => (RemoteIndex::empty(), None, None),
     };
     index.check_owner(&store.url(prefix), owner)?;
     index.repo_id = Some(owner.to_string());
@@ -120,21 +117,20 @@ pub async fn upload_verified(
             },
         );
     }
-    index.generation = generation;
     fence.check()?;
     let mode = match index_etag {
         Some(etag) => PutMode::Update(etag),
         None => PutMode::Create,
     };
-    match store.put_bytes(&index_key, index.to_json(), mode).await {
-        Ok(_) => {}
-        // Refused: ours if it landed with its reply lost (the retry met it).
-        Err(StoreError::Precondition(_))
-            if index_landed(store.as_ref(), &index_key, &index)
-                .await
-                .is_some() => {}
-        Err(e) => return Err(e.into()),
-    }
+    let write = IndexWrite {
+        files: &index.files,
+        repo_id: index.repo_id.clone(),
+        generation,
+        base: base.as_ref(),
+        covered: None,
+        may_reshard: true,
+    };
+    index_store.write(write, mode, fence).await?;
     match failure {
         Some(e) => Err(e),
         None => Ok(report),
@@ -150,9 +146,11 @@ pub async fn foreign_objects(
 ) -> Result<Vec<String>, MigrationError> {
     let ours = paths_and_parents(files);
     let mut foreign = BTreeSet::new();
-    match store.get_bytes(&object_key(prefix, INDEX_KEY), None).await {
-        Ok(Fetched::Object(bytes, _)) => {
-            let index = RemoteIndex::parse(&bytes)?;
+    match IndexStore::new(store.as_ref(), prefix)
+        .read(None, None)
+        .await?
+    {
+        IndexRead::Found(LoadedIndex { index, .. }) => {
             foreign.extend(
                 index
                     .files
@@ -161,8 +159,7 @@ pub async fn foreign_objects(
                     .cloned(),
             );
         }
-        Ok(Fetched::NotModified) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
+        IndexRead::NotModified | IndexRead::Absent => {}
     }
     for rel in datastore_objects(store.as_ref(), prefix).await? {
         if !ours.contains(rel.as_str()) {
@@ -172,7 +169,7 @@ pub async fn foreign_objects(
     Ok(foreign.into_iter().collect())
 }
 
-/// Deletes the migrated objects under `prefix`, then the index.
+/// Deletes the migrated objects under `prefix`, then the index (root and shards).
 pub async fn delete_remote_sources(
     report: &MigrationReport,
     store: &Arc<dyn ObjectStore>,
@@ -195,8 +192,5 @@ pub async fn delete_remote_sources(
     if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
         return Err(e);
     }
-    match store.delete(&object_key(prefix, INDEX_KEY), None).await {
-        Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(IndexStore::new(store.as_ref(), prefix).delete_all().await?)
 }

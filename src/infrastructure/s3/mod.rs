@@ -5,6 +5,7 @@
 pub(crate) mod cache;
 pub(crate) mod cache_lock;
 pub mod client;
+pub(crate) mod index_store;
 pub(crate) mod lock;
 #[cfg(test)]
 pub(crate) mod memory_store;

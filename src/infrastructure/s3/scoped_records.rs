@@ -14,6 +14,7 @@
 //! records anyway (the drain), so its no-op stays at three requests: lock
 //! PUT, LIST, lock DELETE.
 
+use crate::domain::index_shards::SHARDS_DIR;
 use crate::domain::lock::{DistributedLock, LockError, LockObservation};
 use crate::domain::lock_scope::LockScope;
 use crate::domain::sync_index::{is_scoped_lock_key, object_key, INDEX_KEY, SCOPED_LOCKS_DIR};
@@ -140,9 +141,11 @@ impl S3ScopedRecords {
         wanted: Option<(&LockScope, &str)>,
     ) -> Result<Vec<(Arc<dyn DistributedLock>, LockObservation)>, LockError> {
         let top = object_key(&self.prefix, ".");
+        // The index's shards sort first under `.`: skip them.
+        let after_shards = object_key(&self.prefix, &format!("{SHARDS_DIR}/~"));
         let listed = self
             .store
-            .list(&top)
+            .list_after(&top, &after_shards)
             .await
             .map_err(|e| LockError::Backend {
                 location: self.store.url(&top),

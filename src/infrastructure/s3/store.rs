@@ -55,6 +55,8 @@ pub enum PutMode {
     Create,
     /// Write only if the object's ETag is this one.
     Update(ETag),
+    /// Write whatever is there (an object whose key names its content).
+    Overwrite,
 }
 
 /// Storage failures.
@@ -211,6 +213,7 @@ pub async fn datastore_objects(
             let name = rel.rsplit('/').next().unwrap_or_default();
             rel != LOCK_KEY
                 && rel != INDEX_KEY
+                && !crate::domain::index_shards::is_shard_key(rel)
                 && !crate::domain::sync_index::is_scoped_lock_key(rel)
                 && !crate::infrastructure::atomic_file::is_temp_name(name)
         })
@@ -259,4 +262,11 @@ pub trait ObjectStore: Send + Sync {
     async fn delete(&self, key: &str, if_match: Option<&ETag>) -> Result<(), StoreError>;
     /// Every object under `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError>;
+    /// Every object under `prefix` whose key sorts after `start_after`
+    /// (a store that ignores the bound costs only a longer listing).
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<Listed>, StoreError> {
+        let mut listed = self.list(prefix).await?;
+        listed.retain(|l| l.key.as_str() > start_after);
+        Ok(listed)
+    }
 }

@@ -19,10 +19,11 @@
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sha256::Sha256;
-use crate::domain::sync_index::{object_key, IndexError, RemoteIndex};
+use crate::domain::sync_index::{object_key, IndexError};
 use crate::infrastructure::s3::cache::SyncState;
+use crate::infrastructure::s3::index_store::{IndexIoError, IndexStore, LoadedIndex};
 use crate::infrastructure::s3::scoped_records::IndexSeen;
-use crate::infrastructure::s3::store::{datastore_objects, ETag, ObjectStore, StoreError};
+use crate::infrastructure::s3::store::{datastore_objects, ObjectStore, StoreError};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,6 @@ mod send;
 mod verify;
 
 pub use conflicts::{list_conflicts, ConflictCopy, CONFLICTS_DIR};
-pub(crate) use index_write::index_landed;
 pub use repair::RepairReport;
 use scan::compare_with_state;
 pub use scan::Unsyncable;
@@ -140,6 +140,16 @@ pub enum SyncError {
     Lock(#[from] crate::domain::lock::LockError),
 }
 
+impl From<IndexIoError> for SyncError {
+    fn from(e: IndexIoError) -> Self {
+        match e {
+            IndexIoError::Store(e) => SyncError::Store(e),
+            IndexIoError::Index(e) => SyncError::Index(e),
+            IndexIoError::Lock(e) => SyncError::Lock(e),
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SyncError + '_ {
     move |source| SyncError::Io {
         path: path.to_path_buf(),
@@ -190,7 +200,7 @@ pub struct CacheSync {
     index_seen: Option<Arc<IndexSeen>>,
     /// The index a scoped pull read, with its ETag: the base of the scoped
     /// push's merging commit (`scoped.rs`).
-    scoped_base: std::sync::Mutex<Option<(RemoteIndex, ETag)>>,
+    scoped_base: std::sync::Mutex<Option<LoadedIndex>>,
 }
 
 impl CacheSync {
@@ -243,6 +253,11 @@ impl CacheSync {
 
     fn key(&self, rel: &str) -> String {
         object_key(&self.prefix, rel)
+    }
+
+    /// This prefix's index, with the shard cache in this cache.
+    fn index_store(&self) -> IndexStore<'_> {
+        IndexStore::new(self.store.as_ref(), &self.prefix).with_shard_cache(self.cache())
     }
 
     fn save(&self, state: &SyncState) -> Result<(), SyncError> {

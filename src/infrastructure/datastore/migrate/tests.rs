@@ -65,7 +65,7 @@ impl Fixture {
     }
 
     fn index(&self) -> RemoteIndex {
-        RemoteIndex::parse(&self.store.object(&object_key("team", INDEX_KEY)).unwrap()).unwrap()
+        self.store.index("team")
     }
 }
 

@@ -3,14 +3,16 @@
 //! Written with `If-Match` on the ETag the cache pulled (`If-None-Match: *`
 //! for a first index), after every upload and before any deletion, so it
 //! lists only what reached the bucket and never names an object already
-//! gone. When it cannot be written, the push's changes to the agreed state
+//! gone. It is sharded (`index_store.rs`): only the shards that changed are
+//! uploaded, then the root. When it cannot be written, the push's changes to the agreed state
 //! are undone, so everything it sent stays dirty.
 
 use super::{CacheSync, SyncError};
-use crate::domain::sync_index::{IndexEntry, RemoteIndex, INDEX_KEY};
+use crate::domain::sync_index::IndexEntry;
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
-use crate::infrastructure::s3::store::{ETag, Fetched, ObjectStore, PutMode, StoreError};
+use crate::infrastructure::s3::index_store::{IndexIoError, IndexWrite};
+use crate::infrastructure::s3::store::{PutMode, StoreError};
 use std::collections::BTreeMap;
 
 impl CacheSync {
@@ -32,12 +34,6 @@ impl CacheSync {
     ) -> Result<(), SyncError> {
         let files = index_files(state);
         let conflict = crate::domain::sync_index::path_conflict(&files);
-        let index = RemoteIndex {
-            format: crate::domain::sync_index::INDEX_FORMAT,
-            repo_id: self.owner.clone(),
-            generation: state.generation + 1,
-            files,
-        };
         fence.check()?;
         if let Some((file, nested)) = conflict {
             // Only possible beside another machine's paths (a local disk
@@ -50,32 +46,42 @@ impl CacheSync {
             Some(etag) => PutMode::Update(etag.clone()),
             None => PutMode::Create,
         };
-        let index_key = self.key(INDEX_KEY);
-        match self
-            .store
-            .put_bytes(&index_key, index.to_json(), mode)
-            .await
-        {
-            Ok(etag) => {
+        let generation = state.generation + 1;
+        let base = state.index_root.clone();
+        let written = self
+            .index_store()
+            .write(
+                IndexWrite {
+                    files: &files,
+                    repo_id: self.owner.clone(),
+                    generation,
+                    base: base.as_ref(),
+                    covered: None,
+                    // A push writes the whole index under the whole lock.
+                    may_reshard: true,
+                },
+                mode,
+                fence,
+            )
+            .await;
+        match written {
+            Ok((etag, root)) => {
                 state.index_etag = Some(etag);
-                state.generation = index.generation;
+                state.generation = generation;
+                state.index_root = Some(root);
+                self.save(state)?;
+                Ok(())
             }
-            Err(StoreError::Precondition(target)) => {
-                if let Some(etag) = self.landed(&index_key, &index).await {
-                    state.index_etag = Some(etag);
-                    state.generation = index.generation;
-                } else {
-                    Self::undo(state, undo);
-                    // The next pull reads the index from scratch.
-                    state.index_etag = None;
-                    self.save(state)?;
-                    return Err(SyncError::IndexConflict(target));
-                }
+            Err(IndexIoError::Store(StoreError::Precondition(target))) => {
+                Self::undo(state, undo);
+                // The next pull reads the index from scratch.
+                state.index_etag = None;
+                state.index_root = None;
+                self.save(state)?;
+                Err(SyncError::IndexConflict(target))
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
-        self.save(state)?;
-        Ok(())
     }
 
     /// Restores the agreed entries a push changed, newest change first.
@@ -86,12 +92,6 @@ impl CacheSync {
                 None => state.files.remove(&rel),
             };
         }
-    }
-
-    /// The ETag of the index at `key` if it is exactly `sent` (our write
-    /// landed); `None` if it is another or cannot be read.
-    pub(super) async fn landed(&self, key: &str, sent: &RemoteIndex) -> Option<ETag> {
-        index_landed(self.store.as_ref(), key, sent).await
     }
 }
 
@@ -118,24 +118,6 @@ pub(super) fn index_files(state: &SyncState) -> BTreeMap<String, IndexEntry> {
         files.entry(rel.clone()).or_insert_with(|| entry.clone());
     }
     files
-}
-
-/// The ETag of the index at `key` in `store` if it is exactly `sent`: a
-/// refused conditional write whose first attempt landed with its reply lost
-/// (the SDK's retry met our own index). `None` if it is another or cannot
-/// be read.
-pub(crate) async fn index_landed(
-    store: &dyn ObjectStore,
-    key: &str,
-    sent: &RemoteIndex,
-) -> Option<ETag> {
-    match store.get_bytes(key, None).await {
-        Ok(Fetched::Object(bytes, meta)) => {
-            let there = RemoteIndex::parse(&bytes).ok()?;
-            (there == *sent).then_some(meta.etag)
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -26,12 +26,13 @@ use super::{io_err, CacheSync, ConflictCopy, SyncError, SyncReport};
 use crate::domain::data_read::ReadScope;
 use crate::domain::lock_scope::LockScope;
 use crate::domain::relative_path::SafeRelativePath;
-use crate::domain::sync_index::{IndexEntry, IndexError, RemoteIndex, INDEX_KEY};
+use crate::domain::sync_index::{IndexEntry, IndexError, RemoteIndex};
 use crate::infrastructure::atomic_file::temp_path_for;
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{digest_file_off_runtime, CheckKind};
 use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, SyncedFile};
-use crate::infrastructure::s3::store::{Fetched, StoreError};
+use crate::infrastructure::s3::index_store::{IndexIoError, IndexRead, IndexWrite};
+use crate::infrastructure::s3::store::{PutMode, StoreError};
 use futures::stream::{self, StreamExt};
 use std::path::Path;
 
@@ -129,7 +130,6 @@ impl CacheSync {
         std::fs::create_dir_all(self.cache()).map_err(io_err(self.cache()))?;
         self.adopt_cache()?;
         let mut state = self.take_state();
-        let index_key = self.key(INDEX_KEY);
         // Under the lock, the listing that acquired it may already show the
         // index unchanged: no GET.
         let listed = match heal {
@@ -138,34 +138,36 @@ impl CacheSync {
         };
         tracing::debug!(listed = ?listed, agreed = ?state.index_etag, "index ETag before the pull");
         let listed_unchanged = listed.is_some_and(|seen| state.index_etag.as_ref() == Some(&seen));
+        // A read of a few items needs only their shards.
+        let groups = scope.and_then(|s| s.index_groups());
         let fetched = match listed_unchanged {
-            true => Ok(Fetched::NotModified),
+            true => IndexRead::NotModified,
             false => {
-                self.store
-                    .get_bytes(&index_key, state.index_etag.as_ref())
-                    .await
+                self.index_store()
+                    .read(state.index_etag.as_ref(), groups.as_deref())
+                    .await?
             }
         };
-        let (remote, etag) = match fetched {
-            Ok(Fetched::NotModified) => {
+        let loaded = match fetched {
+            IndexRead::NotModified => {
                 self.mark_current();
                 self.keep_state(state);
                 return Ok(SyncReport::default());
             }
-            Ok(Fetched::Object(bytes, meta)) => {
-                let remote = RemoteIndex::parse(&bytes)?;
+            IndexRead::Found(loaded) => {
                 if let Some(ours) = &self.owner {
-                    remote.check_owner(&self.remote_name(), ours)?;
+                    loaded.index.check_owner(&self.remote_name(), ours)?;
                 }
-                (remote, Some(meta.etag))
+                loaded
             }
-            Err(StoreError::NotFound(_)) => {
+            IndexRead::Absent => {
                 // No index and no objects: nothing remote. Keep local files;
                 // forgetting the agreed state makes the next push upload them
                 // again. Objects without an index are refused, not emptied.
                 self.refuse_unindexed_objects().await?;
                 if state.index_etag.is_some() || !state.files.is_empty() {
                     state.index_etag = None;
+                    state.index_root = None;
                     state.generation = 0;
                     state.files.clear();
                     state.foreign.clear();
@@ -175,14 +177,15 @@ impl CacheSync {
                 self.keep_state(state);
                 return Ok(SyncReport::default());
             }
-            Err(e) => return Err(e.into()),
         };
+        let remote = &loaded.index;
         let needed = scope.map(|s| s.needs(&mut remote.files.keys().map(String::as_str)));
         let mut report = SyncReport::default();
         let mut wanted = Vec::new();
         // What this machine's settings leave out is another machine's:
         // remembered, carried into our index writes, never downloaded.
-        state.foreign.clear();
+        // Entries of shards this read did not load stay as last seen.
+        state.foreign.retain(|rel, _| !loaded.covers(rel));
         state.files.retain(|rel, _| self.owns(rel));
         for (rel_text, entry) in &remote.files {
             let rel = SafeRelativePath::parse(rel_text)
@@ -223,7 +226,7 @@ impl CacheSync {
         let gone: Vec<String> = state
             .files
             .keys()
-            .filter(|k| !remote.files.contains_key(*k))
+            .filter(|k| loaded.covers(k) && !remote.files.contains_key(*k))
             .cloned()
             .collect();
         fence.check()?;
@@ -297,22 +300,73 @@ impl CacheSync {
             self.save(&state)?;
             return Err(first);
         }
-        if needed.is_some() && !Self::agrees_with(&state, &remote) {
+        if needed.is_some() && !(loaded.is_complete() && Self::agrees_with(&state, remote)) {
             // Only part of this index is here: not current. A scoped writer
             // commits onto the index it read (`scoped.rs`).
-            if let (Ok(mut base), Some(etag)) = (self.scoped_base.lock(), etag) {
-                *base = Some((remote, etag));
-            }
             self.save(&state)?;
             self.keep_state(state);
+            if let Ok(mut base) = self.scoped_base.lock() {
+                *base = Some(loaded);
+            }
             return Ok(report);
         }
-        state.index_etag = etag;
+        state.index_etag = Some(loaded.etag.clone());
         state.generation = generation;
+        state.index_root = loaded.root.clone();
+        if heal == Heal::Interrupted && scope.is_none() && loaded.root.is_none() {
+            self.migrate_index(&mut state, loaded.index.files.clone(), fence)
+                .await?;
+        }
         self.save(&state)?;
+        if let Some(root) = &loaded.root {
+            self.index_store().prune_local(root);
+        }
         self.mark_current();
         self.keep_state(state);
         Ok(report)
+    }
+
+    /// Rewrites a format-1 index (every file in one object) as a sharded
+    /// one, under the whole-datastore lock, conditional on the index just
+    /// pulled (`files`, now agreed). A swamp from before the sharded format
+    /// refuses it ("upgrade swamp") rather than reading it as empty.
+    async fn migrate_index(
+        &self,
+        state: &mut SyncState,
+        files: std::collections::BTreeMap<String, IndexEntry>,
+        fence: &LeaseFence,
+    ) -> Result<(), SyncError> {
+        let Some(etag) = state.index_etag.clone() else {
+            return Ok(());
+        };
+        let generation = state.generation + 1;
+        let write = IndexWrite {
+            files: &files,
+            repo_id: self.owner.clone(),
+            generation,
+            base: None,
+            covered: None,
+            may_reshard: true,
+        };
+        let (etag, root) = self
+            .index_store()
+            .write(write, PutMode::Update(etag), fence)
+            .await
+            .map_err(|e| match e {
+                IndexIoError::Store(StoreError::Precondition(target)) => {
+                    SyncError::IndexConflict(target)
+                }
+                e => e.into(),
+            })?;
+        tracing::info!(
+            files = files.len(),
+            shards = root.named().len(),
+            "moved the remote index to the sharded format"
+        );
+        state.index_etag = Some(etag);
+        state.generation = generation;
+        state.index_root = Some(root);
+        Ok(())
     }
 
     /// Whether the agreed state lists exactly the files `remote` lists for

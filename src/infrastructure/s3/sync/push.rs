@@ -254,7 +254,8 @@ mod tests {
         let before = requests(&store);
         let report = a.push(&fence()).await.unwrap();
         assert_eq!(report.uploaded, 10);
-        assert_eq!(requests(&store) - before, 1 + 10 + 1);
+        // The index checked once; then the one shard (11 files) and the root.
+        assert_eq!(requests(&store) - before, 1 + 10 + 1 + 1);
         assert_eq!(index(&store).files.len(), 11);
         assert_eq!(store.object("p/outputs/d/f7").unwrap(), b"content 7");
     }

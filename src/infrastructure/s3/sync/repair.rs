@@ -22,10 +22,11 @@ use super::{CacheSync, SyncError};
 use crate::domain::path_resolver::DATASTORE_DIRS;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sha256::Sha256;
-use crate::domain::sync_index::{path_conflict, IndexEntry, RemoteIndex, INDEX_FORMAT, INDEX_KEY};
+use crate::domain::sync_index::{path_conflict, IndexEntry, INDEX_KEY};
 use crate::infrastructure::atomic_file::temp_path_for;
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{digest_file_off_runtime, CheckKind};
+use crate::infrastructure::s3::index_store::{IndexIoError, IndexStore, IndexWrite};
 use crate::infrastructure::s3::store::{
     datastore_objects, Fetched, Head, PutMode, Recorded, StoreError,
 };
@@ -75,19 +76,25 @@ impl CacheSync {
         let index_key = self.key(INDEX_KEY);
         let mut state = self.take_state();
         let (readable, etag) = match self.store.get_bytes(&index_key, None).await {
-            Ok(Fetched::Object(bytes, meta)) => match RemoteIndex::parse(&bytes) {
-                Ok(index) => {
-                    if let Some(ours) = &self.owner {
-                        index.check_owner(&self.remote_name(), ours)?;
+            Ok(Fetched::Object(bytes, meta)) => {
+                // From the bucket alone: a good copy in this cache's shard
+                // cache must not hide a damaged shard there.
+                let bucket_only = IndexStore::new(self.store.as_ref(), &self.prefix);
+                match bucket_only.complete(&bytes, meta.etag.clone()).await {
+                    Ok(loaded) => {
+                        if let Some(ours) = &self.owner {
+                            loaded.index.check_owner(&self.remote_name(), ours)?;
+                        }
+                        report.index_was = "valid".into();
+                        (Some(loaded.index), Some(meta.etag))
                     }
-                    report.index_was = "valid".into();
-                    (Some(index), Some(meta.etag))
+                    Err(IndexIoError::Index(e)) => {
+                        report.index_was = format!("unreadable ({e})");
+                        (None, Some(meta.etag))
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => {
-                    report.index_was = format!("unreadable ({e})");
-                    (None, Some(meta.etag))
-                }
-            },
+            }
             Ok(Fetched::NotModified) | Err(StoreError::NotFound(_)) => {
                 report.index_was = "missing".into();
                 (None, None)
@@ -219,32 +226,38 @@ impl CacheSync {
         if unchanged_if.as_ref() == Some(&files) {
             return Ok(report);
         }
-        let index = RemoteIndex {
-            format: INDEX_FORMAT,
-            repo_id: self.owner.clone(),
-            generation,
-            files,
-        };
         fence.check()?;
         let mode = match etag {
             Some(etag) => PutMode::Update(etag),
             None => PutMode::Create,
         };
-        match self
-            .store
-            .put_bytes(&index_key, index.to_json(), mode)
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::Precondition(target)) => {
-                if self.landed(&index_key, &index).await.is_none() {
-                    return Err(SyncError::IndexConflict(target));
-                }
+        // No base: every shard is uploaded again, so one damaged in the
+        // bucket under its own name is replaced too.
+        let written = self
+            .index_store()
+            .write(
+                IndexWrite {
+                    files: &files,
+                    repo_id: self.owner.clone(),
+                    generation,
+                    base: None,
+                    covered: None,
+                    may_reshard: true,
+                },
+                mode,
+                fence,
+            )
+            .await;
+        match written {
+            Ok((_, root)) => self.index_store().drop_orphans(&root, fence).await?,
+            Err(IndexIoError::Store(StoreError::Precondition(target))) => {
+                return Err(SyncError::IndexConflict(target))
             }
             Err(e) => return Err(e.into()),
         }
         // The next pull reads the new index and reconciles three ways.
         state.index_etag = None;
+        state.index_root = None;
         self.save(&state)?;
         self.keep_state(state);
         Ok(report)

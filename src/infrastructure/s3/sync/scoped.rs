@@ -16,10 +16,12 @@
 
 use super::index_write::{index_entry, index_files};
 use super::{CacheSync, SyncError};
-use crate::domain::sync_index::{path_conflict, RemoteIndex, INDEX_FORMAT, INDEX_KEY};
+use crate::domain::index_shards::{group_of, IndexRoot, SHARDED_FORMAT};
+use crate::domain::sync_index::{path_conflict, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
-use crate::infrastructure::s3::store::{ETag, Fetched, PutMode, StoreError};
+use crate::infrastructure::s3::index_store::{IndexIoError, IndexRead, IndexWrite, LoadedIndex};
+use crate::infrastructure::s3::store::{ETag, PutMode, StoreError};
 use std::time::Duration;
 
 /// Index writes a merging commit tries before it gives up.
@@ -29,12 +31,51 @@ const MERGE_PAUSE: Duration = Duration::from_millis(15);
 
 /// The index a merging commit starts from.
 struct Base {
+    /// Its files: all, or those of the `covered` slots.
     index: RemoteIndex,
+    /// Its root, when sharded.
+    root: Option<IndexRoot>,
+    /// The slots `index` holds, when not all.
+    covered: Option<Vec<bool>>,
     /// `None`: there is no index yet (the commit creates it).
     etag: Option<ETag>,
     /// Whether `index` is exactly what the agreed state stands for, so a
     /// commit on it leaves the cache current.
     agreed: bool,
+}
+
+impl Base {
+    fn read(loaded: LoadedIndex) -> Self {
+        Base {
+            covered: loaded.covered().map(<[bool]>::to_vec),
+            index: loaded.index,
+            root: loaded.root,
+            etag: Some(loaded.etag),
+            agreed: false,
+        }
+    }
+}
+
+/// The index groups a commit of `changes` must read: those of the changed
+/// paths and of every directory above them (one listed as a file would make
+/// the index unreadable), when they all lie in items' versions directories;
+/// `None` (the whole index) otherwise, since a new file may also conflict
+/// with files below it, which can be in any shard.
+fn groups_of(changes: &[(String, Option<SyncedFile>)]) -> Option<Vec<String>> {
+    let mut groups = std::collections::BTreeSet::new();
+    for (rel, _) in changes {
+        let group = group_of(rel);
+        if group == rel.as_str() {
+            return None;
+        }
+        groups.insert(group.to_string());
+        let mut above = rel.as_str();
+        while let Some((up, _)) = above.rsplit_once('/') {
+            groups.insert(up.to_string());
+            above = up;
+        }
+    }
+    Some(groups.into_iter().collect())
 }
 
 impl CacheSync {
@@ -44,7 +85,7 @@ impl CacheSync {
         self.scoped_base
             .lock()
             .ok()
-            .and_then(|base| base.as_ref().map(|(index, _)| index.generation))
+            .and_then(|base| base.as_ref().map(|loaded| loaded.index.generation))
             .unwrap_or(state.generation)
     }
 
@@ -63,16 +104,13 @@ impl CacheSync {
             .collect();
         let scoped_base = self.scoped_base.lock().ok().and_then(|mut b| b.take());
         let mut base = match scoped_base {
-            Some((index, etag)) => Base {
-                index,
-                etag: Some(etag),
-                agreed: false,
-            },
+            Some(loaded) if changes.iter().all(|(rel, _)| loaded.covers(rel)) => Base::read(loaded),
+            Some(_) => self.read_base(&changes).await?,
             // The scoped pull found the index unchanged (or none): the agreed
             // state is the index.
             None => Base {
                 index: RemoteIndex {
-                    format: INDEX_FORMAT,
+                    format: SHARDED_FORMAT,
                     repo_id: self.owner.clone(),
                     generation: state.generation,
                     // As agreed before this push changed it.
@@ -87,11 +125,12 @@ impl CacheSync {
                         files
                     },
                 },
+                root: state.index_root.clone(),
+                covered: None,
                 etag: state.index_etag.clone(),
                 agreed: true,
             },
         };
-        let index_key = self.key(INDEX_KEY);
         let outcome = async {
             for attempt in 1..=MERGE_ATTEMPTS {
                 // Inside our scope the index must still be what we pulled:
@@ -112,47 +151,50 @@ impl CacheSync {
                 if let Some((file, nested)) = path_conflict(&files) {
                     return Err(SyncError::PathConflict { file, nested });
                 }
-                let index = RemoteIndex {
-                    format: INDEX_FORMAT,
-                    repo_id: self.owner.clone(),
-                    generation: base.index.generation + 1,
-                    files,
-                };
+                let generation = base.index.generation + 1;
                 fence.check()?;
                 let mode = match &base.etag {
                     Some(etag) => PutMode::Update(etag.clone()),
                     None => PutMode::Create,
                 };
-                match self
-                    .store
-                    .put_bytes(&index_key, index.to_json(), mode)
-                    .await
-                {
-                    Ok(etag) => return Ok((etag, index.generation, base.agreed)),
-                    Err(StoreError::Precondition(_)) => {
-                        if let Some(etag) = self.landed(&index_key, &index).await {
-                            return Ok((etag, index.generation, base.agreed));
-                        }
-                    }
+                let written = self
+                    .index_store()
+                    .write(
+                        IndexWrite {
+                            files: &files,
+                            repo_id: self.owner.clone(),
+                            generation,
+                            base: base.root.as_ref(),
+                            covered: base.covered.as_deref(),
+                            may_reshard: false,
+                        },
+                        mode,
+                        fence,
+                    )
+                    .await;
+                match written {
+                    Ok((etag, root)) => return Ok((etag, generation, root, base.agreed)),
+                    Err(IndexIoError::Store(StoreError::Precondition(_))) => {}
                     Err(e) => return Err(e.into()),
                 }
                 tracing::debug!(attempt, "another writer committed first; merging again");
                 let pause = MERGE_PAUSE.mul_f64(rand::random::<f64>() + 0.5) * attempt;
                 tokio::time::sleep(pause).await;
-                base = self.read_base().await?;
+                base = self.read_base(&changes).await?;
             }
             Err(SyncError::IndexConflict(format!(
                 "{} ({MERGE_ATTEMPTS} merging commits refused: too many writers at once)",
-                self.store.url(&index_key)
+                self.store.url(&self.key(INDEX_KEY))
             )))
         }
         .await;
         match outcome {
-            Ok((etag, generation, agreed)) => {
+            Ok((etag, generation, root, agreed)) => {
                 if agreed {
                     // Nobody committed since the index this cache agreed on.
                     state.index_etag = Some(etag);
                     state.generation = generation;
+                    state.index_root = Some(root);
                 }
                 self.save(state)
             }
@@ -164,22 +206,21 @@ impl CacheSync {
         }
     }
 
-    /// The index as it stands now, for the next merging attempt.
-    async fn read_base(&self) -> Result<Base, SyncError> {
-        match self.store.get_bytes(&self.key(INDEX_KEY), None).await? {
-            Fetched::Object(bytes, meta) => {
-                let index = RemoteIndex::parse(&bytes)?;
+    /// The index as it stands now (the shards `changes` touch), for the
+    /// next merging attempt.
+    async fn read_base(&self, changes: &[(String, Option<SyncedFile>)]) -> Result<Base, SyncError> {
+        let groups = groups_of(changes);
+        match self.index_store().read(None, groups.as_deref()).await? {
+            IndexRead::Found(loaded) => {
                 if let Some(ours) = &self.owner {
-                    index.check_owner(&self.remote_name(), ours)?;
+                    loaded.index.check_owner(&self.remote_name(), ours)?;
                 }
-                Ok(Base {
-                    index,
-                    etag: Some(meta.etag),
-                    agreed: false,
-                })
+                Ok(Base::read(loaded))
             }
-            // An unconditional GET is never answered 304.
-            Fetched::NotModified => Err(SyncError::IndexConflict(self.remote_name())),
+            // Gone since the pull, or (never for an unconditional GET) 304.
+            IndexRead::Absent | IndexRead::NotModified => {
+                Err(SyncError::IndexConflict(self.remote_name()))
+            }
         }
     }
 }

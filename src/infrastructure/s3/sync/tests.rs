@@ -8,5 +8,6 @@ mod ownership;
 mod pull;
 mod push;
 mod round_trip;
+mod sharded;
 
 pub(super) use fixtures::{fence, index, machine, requests, write};

@@ -41,7 +41,7 @@ pub(in crate::infrastructure::s3::sync) fn write(cache: &Path, rel: &str, conten
 
 /// The index `store` holds for prefix `p`.
 pub(in crate::infrastructure::s3::sync) fn index(store: &MemoryStore) -> RemoteIndex {
-    RemoteIndex::parse(&store.object("p/.datastore-index.json").unwrap()).unwrap()
+    store.index("p")
 }
 
 /// Requests `store` has served so far.

@@ -121,6 +121,8 @@ async fn a_prefix_owned_by_another_repo_is_refused() {
     // An index from before owners were recorded is adopted by the next push.
     let mut unowned = index(&store);
     unowned.repo_id = None;
+    // Such an index is a format-1 one: every file in one object.
+    unowned.format = crate::domain::sync_index::INDEX_FORMAT;
     store.plant("p/.datastore-index.json", &unowned.to_json());
     let c = tempfile::tempdir().unwrap();
     let third = machine(&store, c.path()).owned_by(theirs.into());
