@@ -120,3 +120,63 @@ fn one_change_uploads_one_shard_and_a_warm_pull_fetches_only_it() {
         "changed\n"
     );
 }
+
+/// Replaced shards are deleted in batches (one DeleteObjects per 32), so
+/// the bucket holds the shards the root names plus fewer than 32 more, and
+/// every name the root lists is there.
+#[test]
+fn replaced_shards_are_collected_in_batches() {
+    let (w, proxy) = World::behind_proxy(BUCKET);
+    let home = tempfile::tempdir().unwrap();
+    let mut collected = 0;
+    for round in 0..40 {
+        let from = proxy.seen().len();
+        w.put_ok(
+            home.path(),
+            "app/config",
+            format!("round {round}").as_bytes(),
+        );
+        let sent = proxy.requests_since(from);
+        collected += sent
+            .iter()
+            .filter(|r| r.starts_with("POST ") && r.contains("delete"))
+            .count();
+        let root = w.index_root();
+        let named: Vec<String> = root["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+            .collect();
+        let garbage = root["garbage"].as_array().map_or(0, Vec::len);
+        assert!(garbage < 32, "round {round}: {root}");
+        let shards: Vec<String> = w
+            .rel_keys()
+            .into_iter()
+            .filter_map(|k| {
+                k.strip_prefix(".datastore-index-shards/")
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .collect();
+        for name in &named {
+            assert!(
+                shards.contains(name),
+                "round {round}: {name} is named but gone"
+            );
+        }
+        assert!(
+            shards.len() <= named.len() + garbage,
+            "round {round}: {} shards, {} named, {garbage} garbage",
+            shards.len(),
+            named.len()
+        );
+    }
+    // Each put replaces at least one shard (a small datastore has one), so
+    // 40 puts fill the list at least once.
+    assert!(collected >= 1, "no batch deletion");
+    assert_eq!(
+        w.ok(home.path(), &["data", "get", "app/config"]),
+        b"round 39"
+    );
+}

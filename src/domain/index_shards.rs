@@ -63,6 +63,11 @@ pub struct IndexRoot {
     /// Shards replaced by earlier roots, not deleted yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub garbage: Vec<String>,
+    /// Always empty. A swamp from before format 2 requires `files` before it
+    /// checks the format: with it there, it says "format 2 … upgrade swamp"
+    /// instead of "corrupt … run repair".
+    #[serde(default)]
+    pub files: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A shard body as stored.
@@ -102,6 +107,11 @@ impl IndexRoot {
         if let Some(id) = &root.repo_id {
             uuid::Uuid::parse_str(id)
                 .map_err(|_| IndexError::Corrupt(format!("repoId '{id}' is not a UUID")))?;
+        }
+        if !root.files.is_empty() {
+            return Err(IndexError::Corrupt(
+                "a sharded index root lists files".into(),
+            ));
         }
         if root.shard_bits > READ_MAX_SHARD_BITS || root.shards.len() != 1 << root.shard_bits {
             return Err(IndexError::Corrupt(format!(
@@ -281,6 +291,7 @@ pub fn build_root(
         shard_bits: bits,
         shards,
         garbage,
+        files: serde_json::Map::new(),
     };
     BuiltRoot {
         root,
@@ -406,6 +417,7 @@ mod tests {
             shard_bits: bits,
             shards: vec![String::new(); 1 << bits],
             garbage: Vec::new(),
+            files: serde_json::Map::new(),
         };
         // A scoped writer keeps the base's slots; a whole writer reshards
         // only when they are 4x off.
@@ -544,6 +556,17 @@ mod tests {
         assert!(matches!(
             parse_shard(evil, &format!("1-{}", hash_of(evil)), 0, 0),
             Err(IndexError::UnsafeKey(_))
+        ));
+    }
+
+    #[test]
+    fn a_reader_of_format_1_only_is_told_to_upgrade() {
+        let root = build(&files(&["a"]), 0, None, 1).root;
+        // What a swamp from before format 2 did: parse as a whole index,
+        // then check the format.
+        assert!(matches!(
+            crate::domain::sync_index::RemoteIndex::parse(&root.to_json()),
+            Err(IndexError::Format(2))
         ));
     }
 

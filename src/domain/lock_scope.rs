@@ -80,14 +80,15 @@ impl LockScope {
 
 /// A scoped writer's pull needs what its scope holds.
 impl ReadScope for LockScope {
-    /// An item's versions directory is one group; its commit must also see
-    /// the directories on the way to it, in case one is listed as a file.
-    /// Any other path may hold files of every group.
+    /// An item's versions directory is one group, and so is a command's own
+    /// audit file (which the guard adds to an item writer's scope); a commit
+    /// must also see the directories on the way to them, in case one is
+    /// listed as a file. Any other path may hold files of every group.
     fn index_groups(&self) -> Option<Vec<String>> {
         let mut groups = Vec::new();
         for path in self.paths() {
             let group = crate::domain::index_shards::group_of(path);
-            if !group.ends_with(&format!("/{VERSIONS_DIR}")) {
+            if !group.ends_with(&format!("/{VERSIONS_DIR}")) && !is_own_audit_file(path) {
                 return None;
             }
             let mut above = group;
@@ -106,6 +107,13 @@ impl ReadScope for LockScope {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// Whether `path` is a command's own audit file, `audit/{day}/{writer}.jsonl`
+/// (`infrastructure/audit.rs`): a file, never a directory, so one group.
+pub(crate) fn is_own_audit_file(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    segments.len() == 3 && segments[0] == "audit" && segments[2].ends_with(".jsonl")
 }
 
 /// Whether `outer` is `inner` or a directory above it.
@@ -198,5 +206,31 @@ mod tests {
             ]
         );
         assert!(LockScope::Whole.contains("anything"));
+    }
+
+    #[test]
+    fn an_item_writers_scope_reads_only_its_index_groups() {
+        let item = paths(&["data/app/config/@versions", "audit/2026-12-01/w1.jsonl"]);
+        let groups = item.index_groups().expect("a partial read");
+        for group in [
+            "data/app/config/@versions",
+            "data/app/config",
+            "data/app",
+            "data",
+            "audit/2026-12-01/w1.jsonl",
+            "audit/2026-12-01",
+            "audit",
+        ] {
+            assert!(groups.contains(&group.to_string()), "{group}: {groups:?}");
+        }
+        // Any other path may hold files of every group.
+        for whole in [
+            paths(&["outputs"]),
+            paths(&["data/app/config/@versions", "outputs/x"]),
+            LockScope::Whole,
+        ] {
+            assert_eq!(whole.index_groups(), None, "{whole:?}");
+        }
+        assert!(!is_own_audit_file("audit/2026-12-01.jsonl"));
     }
 }

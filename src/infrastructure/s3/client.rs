@@ -238,6 +238,46 @@ impl ObjectStore for S3Store {
             .map_err(|e| self.fail("delete", key, e))
     }
 
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for batch in keys.chunks(1000) {
+            let objects = batch
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Failed {
+                    op: "delete",
+                    target: self.url(&batch[0]),
+                    message: e.to_string(),
+                })?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError::Failed {
+                    op: "delete",
+                    target: self.url(&batch[0]),
+                    message: e.to_string(),
+                })?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| self.fail("delete", &batch[0], e))?;
+            if let Some(failed) = out.errors().first() {
+                return Err(StoreError::Failed {
+                    op: "delete",
+                    target: self.url(failed.key().unwrap_or_default()),
+                    message: failed.message().unwrap_or("refused").to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         self.list_from(prefix, None).await
     }

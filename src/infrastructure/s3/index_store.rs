@@ -15,10 +15,11 @@
 //! A write uploads the shards whose content changed, under new names
 //! (every other one is already there, named by the root the write is
 //! conditional on), then the root with the caller's condition, then the
-//! garbage the root cleared. A refused root write is read back: our own
-//! root there means the reply was lost; another's means the shards we
-//! uploaded will never be named, and they are deleted. A shard left behind
-//! by a failure is harmless, and `repair` sweeps it.
+//! garbage the root cleared (one DeleteObjects). A refused root write is
+//! read back: our own root there means the reply was lost; another's means
+//! no root names the shards we uploaded, so a retry may reuse them
+//! (`PendingShards`) and a writer that gives up deletes them. A shard left
+//! behind by a crash is harmless, and `repair` sweeps it.
 
 use crate::domain::index_shards::{
     bits_to_write, build_root, parse_shard, shard_rel, slot_of_group, EncodedShard, IndexRoot,
@@ -111,15 +112,33 @@ pub(crate) enum IndexRead {
     /// There is no index.
     Absent,
     /// The index (or the part asked for).
-    Found(LoadedIndex),
+    Found(Box<LoadedIndex>),
 }
 
 /// The root found after a refused write.
 enum ReadBack {
     /// Exactly the one we sent.
     Ours(ETag),
-    /// Another writer's (`None`: unreadable or gone).
-    Theirs(Option<IndexRoot>),
+    /// Another writer's, with its ETag (`None`: not a sharded root, or gone).
+    Theirs(Option<(IndexRoot, ETag)>),
+}
+
+/// What one writer's refused attempts left: the shards it uploaded that no
+/// root names (by content hash), and the root it found instead. Only one
+/// root of each generation is ever written, so a shard uploaded for an
+/// attempt refused by a root of the same generation is named by no root
+/// unless this writer names it later (`after_refusal` keeps only those).
+#[derive(Debug, Default)]
+pub(crate) struct PendingShards {
+    uploaded: std::collections::HashMap<String, String>,
+    found: Option<(IndexRoot, ETag)>,
+}
+
+impl PendingShards {
+    /// The root a refused write found there, with its ETag.
+    pub(crate) fn found(&self) -> Option<&(IndexRoot, ETag)> {
+        self.found.as_ref()
+    }
 }
 
 /// One index write: the files and what they are written onto.
@@ -184,7 +203,9 @@ impl<'a> IndexStore<'a> {
             };
             let root = match IndexDocument::parse(&bytes)? {
                 IndexDocument::Whole(index) => {
-                    return Ok(IndexRead::Found(LoadedIndex::whole(index, etag, None)))
+                    return Ok(IndexRead::Found(Box::new(LoadedIndex::whole(
+                        index, etag, None,
+                    ))))
                 }
                 IndexDocument::Root(root) => root,
             };
@@ -199,12 +220,12 @@ impl<'a> IndexStore<'a> {
                         generation: root.generation,
                         files,
                     };
-                    return Ok(IndexRead::Found(LoadedIndex {
+                    return Ok(IndexRead::Found(Box::new(LoadedIndex {
                         index,
                         etag,
                         root: Some(root),
                         loaded,
-                    }));
+                    })));
                 }
                 Err(missing) => {
                     if missing_under.as_ref() == Some(&etag) || attempt == ROOT_READS {
@@ -217,6 +238,36 @@ impl<'a> IndexStore<'a> {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// `read` when the root is already known (a refused write read it back):
+    /// only its shards are fetched; if one is gone meanwhile, a full `read`.
+    pub(crate) async fn read_known(
+        &self,
+        root: IndexRoot,
+        etag: ETag,
+        groups: Option<&[String]>,
+    ) -> Result<IndexRead, IndexIoError> {
+        match self.load_shards(&root, groups).await? {
+            Ok((files, loaded)) => {
+                if loaded.is_none() {
+                    refuse_path_conflicts(&files)?;
+                }
+                let index = RemoteIndex {
+                    format: root.format,
+                    repo_id: root.repo_id.clone(),
+                    generation: root.generation,
+                    files,
+                };
+                Ok(IndexRead::Found(Box::new(LoadedIndex {
+                    index,
+                    etag,
+                    root: Some(root),
+                    loaded,
+                })))
+            }
+            Err(_) => self.read(None, groups).await,
+        }
     }
 
     /// The whole index the root-key object `bytes` (ETag `etag`) stands
@@ -355,21 +406,32 @@ impl<'a> IndexStore<'a> {
 
     /// Writes the index `write` describes with `mode` on the root: the new
     /// shards, then (the lease checked) the root, then the garbage it
-    /// cleared. Returns the root's ETag and the root; a root write refused
-    /// for another writer's root is `Store(Precondition)`, after the shards
-    /// this write uploaded for nothing are deleted.
+    /// cleared. Returns the root's ETag and the root. A root write refused
+    /// for another writer's root is `Store(Precondition)`; `pending` then
+    /// keeps the shards this write uploaded and the root found there, so a
+    /// retry reuses both (see `PendingShards`), and `abandon` deletes them
+    /// when there is no retry.
     pub(crate) async fn write(
         &self,
         write: IndexWrite<'_>,
         mode: PutMode,
         fence: &LeaseFence,
+        pending: &mut PendingShards,
     ) -> Result<(ETag, IndexRoot), IndexIoError> {
         let bits = match (write.covered, write.base) {
             (Some(_), Some(base)) => base.shard_bits,
-            _ => bits_to_write(write.files.len(), write.base, write.may_reshard),
+            // Writing part of an index without the root it is part of would
+            // drop every slot it did not load.
+            (Some(_), None) => {
+                return Err(IndexError::Corrupt(
+                    "a partial index write without its base root (a swamp bug): nothing was written; run 'swamp datastore sync'".into(),
+                )
+                .into())
+            }
+            (None, _) => bits_to_write(write.files.len(), write.base, write.may_reshard),
         };
-        let covered = write.covered.filter(|_| write.base.is_some());
-        let built = build_root(
+        let covered = write.covered;
+        let mut built = build_root(
             write.files,
             bits,
             write.base,
@@ -377,16 +439,43 @@ impl<'a> IndexStore<'a> {
             write.repo_id,
             write.generation,
         );
+        // A body this writer already uploaded for a refused attempt is
+        // there under that attempt's name: no root names it yet, so naming
+        // it now is as safe as a new name, and it costs no upload.
+        let mut fresh = Vec::new();
+        for body in std::mem::take(&mut built.bodies) {
+            let hash = body.name.split_once('-').map_or("", |(_, h)| h).to_string();
+            match pending.uploaded.get(&hash) {
+                Some(earlier) => {
+                    for slot in built.root.shards.iter_mut().filter(|n| **n == body.name) {
+                        slot.clone_from(earlier);
+                    }
+                }
+                None => fresh.push((hash, body)),
+            }
+        }
         fence.check()?;
-        let sent: Vec<Result<(), StoreError>> = stream::iter(&built.bodies)
-            .map(|body| self.put_shard(body))
+        let sent: Vec<Result<(String, String), StoreError>> = stream::iter(&fresh)
+            .map(|(hash, body)| async move {
+                self.put_shard(body).await?;
+                Ok((hash.clone(), body.name.clone()))
+            })
             .buffer_unordered(SHARD_CONCURRENCY)
             .collect()
             .await;
-        fence.check()?;
-        if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
+        let mut failure = None;
+        for outcome in sent {
+            match outcome {
+                Ok((hash, name)) => {
+                    pending.uploaded.insert(hash, name);
+                }
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
             return Err(e.into());
         }
+        fence.check()?;
         let bytes = built.root.to_json();
         let etag = match self
             .store
@@ -397,24 +486,89 @@ impl<'a> IndexStore<'a> {
             Err(StoreError::Precondition(target)) => match self.read_back(&bytes).await {
                 ReadBack::Ours(etag) => etag,
                 ReadBack::Theirs(current) => {
-                    // Names carry the generation, and only the root there
-                    // has it: what it does not name, no root ever will.
-                    let named = current.as_ref().map(IndexRoot::named).unwrap_or_default();
-                    let unused = built
-                        .bodies
-                        .iter()
-                        .map(|b| b.name.as_str())
-                        .filter(|n| !named.contains(n));
-                    self.delete_shards(unused, fence).await;
+                    self.after_refusal(pending, current, built.root.generation, fence)
+                        .await;
                     return Err(StoreError::Precondition(target).into());
                 }
             },
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // The root may have landed: its shards are not ours to
+                // delete or to reuse any more.
+                pending.uploaded.clear();
+                return Err(e.into());
+            }
         };
-        self.delete_shards(built.collect.iter().map(String::as_str), fence)
-            .await;
+        // What earlier attempts uploaded and this root does not name is
+        // named by no root, ever: delete it with the garbage.
+        let named = built.root.named();
+        let mut gone: Vec<String> = pending
+            .uploaded
+            .drain()
+            .map(|(_, name)| name)
+            .filter(|name| !named.contains(name.as_str()))
+            .collect();
+        gone.extend(built.collect.iter().cloned());
+        self.delete_shards(&gone, fence).await;
         self.prune_local(&built.root);
         Ok((etag, built.root))
+    }
+
+    /// Sorts out `pending` after our root of `generation` was refused and
+    /// `current` (another writer's) stands there. If `current` has our
+    /// generation, it is the one root of that generation, so ours never
+    /// landed: our shards stay ours to reuse (less any it names: identical
+    /// bodies it wrote too). If it is newer, ours may have landed and been
+    /// replaced since, so nothing is reused; what `current` does not name,
+    /// no root after it can name, and it is deleted.
+    async fn after_refusal(
+        &self,
+        pending: &mut PendingShards,
+        current: Option<(IndexRoot, ETag)>,
+        generation: u64,
+        fence: &LeaseFence,
+    ) {
+        match &current {
+            Some((root, _)) if root.generation == generation => {
+                let named = root.named();
+                pending
+                    .uploaded
+                    .retain(|_, name| !named.contains(name.as_str()));
+            }
+            Some((root, _)) => {
+                let named = root.named();
+                let unused: Vec<String> = pending
+                    .uploaded
+                    .drain()
+                    .map(|(_, name)| name)
+                    .filter(|name| !named.contains(name.as_str()))
+                    .collect();
+                self.delete_shards(&unused, fence).await;
+            }
+            None => pending.uploaded.clear(),
+        }
+        pending.found = current;
+    }
+
+    /// `write` for a writer that does not retry: a refusal leaves nothing.
+    pub(crate) async fn write_once(
+        &self,
+        write: IndexWrite<'_>,
+        mode: PutMode,
+        fence: &LeaseFence,
+    ) -> Result<(ETag, IndexRoot), IndexIoError> {
+        let mut pending = PendingShards::default();
+        let written = self.write(write, mode, fence, &mut pending).await;
+        if written.is_err() {
+            self.abandon(pending, fence).await;
+        }
+        written
+    }
+
+    /// After a refused write with no retry: deletes what `pending` still
+    /// holds (shards no root names; see `after_refusal`).
+    pub(crate) async fn abandon(&self, pending: PendingShards, fence: &LeaseFence) {
+        let unused: Vec<String> = pending.uploaded.into_values().collect();
+        self.delete_shards(&unused, fence).await;
     }
 
     /// Uploads one shard (its name is new: nothing is there to keep).
@@ -428,28 +582,30 @@ impl<'a> IndexStore<'a> {
     }
 
     /// The root there after a refused write of `sent`: ours (the reply was
-    /// lost and the SDK's retry met it), or another writer's.
+    /// lost and the SDK's retry met it), or another writer's, with its ETag.
     async fn read_back(&self, sent: &[u8]) -> ReadBack {
         match self.store.get_bytes(&self.root_key(), None).await {
             Ok(Fetched::Object(bytes, meta)) if bytes == sent => ReadBack::Ours(meta.etag),
-            Ok(Fetched::Object(bytes, _)) => ReadBack::Theirs(IndexRoot::parse(&bytes).ok()),
+            Ok(Fetched::Object(bytes, meta)) => {
+                ReadBack::Theirs(IndexRoot::parse(&bytes).ok().map(|root| (root, meta.etag)))
+            }
             _ => ReadBack::Theirs(None),
         }
     }
 
     /// Deletes shards while the lease holds. Best effort: a shard left
     /// behind costs only space (`repair` sweeps them).
-    async fn delete_shards<'n>(&self, names: impl Iterator<Item = &'n str>, fence: &LeaseFence) {
-        stream::iter(names)
-            .for_each_concurrent(SHARD_CONCURRENCY, |name| async move {
-                if fence.check().is_ok() {
-                    let key = object_key(self.prefix, &shard_rel(name));
-                    if let Err(e) = self.store.delete(&key, None).await {
-                        tracing::debug!(%key, error = %e, "could not delete an old index shard");
-                    }
-                }
-            })
-            .await;
+    async fn delete_shards(&self, names: &[String], fence: &LeaseFence) {
+        if names.is_empty() || fence.check().is_err() {
+            return;
+        }
+        let keys: Vec<String> = names
+            .iter()
+            .map(|name| object_key(self.prefix, &shard_rel(name)))
+            .collect();
+        if let Err(e) = self.store.delete_many(&keys).await {
+            tracing::debug!(error = %e, "could not delete old index shards");
+        }
     }
 
     /// Deletes every shard under the prefix that `root` does not name (a
@@ -463,11 +619,14 @@ impl<'a> IndexStore<'a> {
         let keep = root.named();
         let dir = object_key(self.prefix, &format!("{SHARDS_DIR}/"));
         let listed = self.store.list(&dir).await?;
-        let orphans = listed.iter().filter_map(|l| {
-            let name = l.key.strip_prefix(&dir)?.strip_suffix(".json")?;
-            (!keep.contains(name)).then_some(name)
-        });
-        self.delete_shards(orphans, fence).await;
+        let orphans: Vec<String> = listed
+            .iter()
+            .filter_map(|l| {
+                let name = l.key.strip_prefix(&dir)?.strip_suffix(".json")?;
+                (!keep.contains(name)).then(|| name.to_string())
+            })
+            .collect();
+        self.delete_shards(&orphans, fence).await;
         self.prune_local(root);
         Ok(())
     }

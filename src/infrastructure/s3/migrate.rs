@@ -13,7 +13,7 @@ use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::migration::{
     paths_and_parents, MigrationError, MigrationReport, SourceFile,
 };
-use crate::infrastructure::s3::index_store::{IndexRead, IndexStore, IndexWrite, LoadedIndex};
+use crate::infrastructure::s3::index_store::{IndexRead, IndexStore, IndexWrite};
 use crate::infrastructure::s3::store::{datastore_objects, ObjectStore, PutMode, StoreError};
 use futures::stream::{self, StreamExt};
 use std::collections::{BTreeSet, HashSet};
@@ -130,7 +130,7 @@ pub async fn upload_verified(
         covered: None,
         may_reshard: true,
     };
-    index_store.write(write, mode, fence).await?;
+    index_store.write_once(write, mode, fence).await?;
     match failure {
         Some(e) => Err(e),
         None => Ok(report),
@@ -150,7 +150,8 @@ pub async fn foreign_objects(
         .read(None, None)
         .await?
     {
-        IndexRead::Found(LoadedIndex { index, .. }) => {
+        IndexRead::Found(loaded) => {
+            let index = loaded.index;
             foreign.extend(
                 index
                     .files

@@ -260,6 +260,18 @@ pub trait ObjectStore: Send + Sync {
     async fn head(&self, key: &str) -> Result<Option<Head>, StoreError>;
     /// Deletes an object, only if its ETag is `if_match` when given.
     async fn delete(&self, key: &str, if_match: Option<&ETag>) -> Result<(), StoreError>;
+    /// Deletes these objects unconditionally, in as few requests as the
+    /// store allows (S3 DeleteObjects: up to 1 000 a request). Keys already
+    /// gone are not errors.
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            match self.delete(key, None).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
     /// Every object under `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError>;
     /// Every object under `prefix` whose key sorts after `start_after`

@@ -50,7 +50,7 @@ impl CacheSync {
         let base = state.index_root.clone();
         let written = self
             .index_store()
-            .write(
+            .write_once(
                 IndexWrite {
                     files: &files,
                     repo_id: self.owner.clone(),

@@ -104,7 +104,8 @@ impl CacheSync {
             Err(
                 e @ (SyncError::Integrity { .. }
                 | SyncError::MissingObject { .. }
-                | SyncError::Unindexed { .. }),
+                | SyncError::Unindexed { .. }
+                | SyncError::Index(IndexError::MissingShard(_))),
             ) => Err(SyncError::ChangedWhileReading(Box::new(e))),
             other => other,
         }
@@ -158,7 +159,7 @@ impl CacheSync {
                 if let Some(ours) = &self.owner {
                     loaded.index.check_owner(&self.remote_name(), ours)?;
                 }
-                loaded
+                *loaded
             }
             IndexRead::Absent => {
                 // No index and no objects: nothing remote. Keep local files;
@@ -313,11 +314,16 @@ impl CacheSync {
         state.index_etag = Some(loaded.etag.clone());
         state.generation = generation;
         state.index_root = loaded.root.clone();
-        if heal == Heal::Interrupted && scope.is_none() && loaded.root.is_none() {
-            self.migrate_index(&mut state, loaded.index.files.clone(), fence)
-                .await?;
-        }
         self.save(&state)?;
+        if heal == Heal::Interrupted && scope.is_none() && loaded.root.is_none() {
+            // A failed migration costs nothing: the next whole pull retries.
+            match self.migrate_index(&mut state, fence).await {
+                Ok(()) => self.save(&state)?,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not move the remote index to the sharded format; the next command tries again")
+                }
+            }
+        }
         if let Some(root) = &loaded.root {
             self.index_store().prune_local(root);
         }
@@ -328,17 +334,20 @@ impl CacheSync {
 
     /// Rewrites a format-1 index (every file in one object) as a sharded
     /// one, under the whole-datastore lock, conditional on the index just
-    /// pulled (`files`, now agreed). A swamp from before the sharded format
-    /// refuses it ("upgrade swamp") rather than reading it as empty.
+    /// pulled. It writes what the cache now agrees on — the index as pulled,
+    /// with any interrupted push's objects the pull took (healing) — so no
+    /// other machine meets those as late uploads. A swamp from before the
+    /// sharded format refuses it ("upgrade swamp") rather than reading it as
+    /// empty.
     async fn migrate_index(
         &self,
         state: &mut SyncState,
-        files: std::collections::BTreeMap<String, IndexEntry>,
         fence: &LeaseFence,
     ) -> Result<(), SyncError> {
         let Some(etag) = state.index_etag.clone() else {
             return Ok(());
         };
+        let files = super::index_write::index_files(state);
         let generation = state.generation + 1;
         let write = IndexWrite {
             files: &files,
@@ -350,7 +359,7 @@ impl CacheSync {
         };
         let (etag, root) = self
             .index_store()
-            .write(write, PutMode::Update(etag), fence)
+            .write_once(write, PutMode::Update(etag), fence)
             .await
             .map_err(|e| match e {
                 IndexIoError::Store(StoreError::Precondition(target)) => {

@@ -75,6 +75,7 @@ impl CacheSync {
         let mut report = RepairReport::default();
         let index_key = self.key(INDEX_KEY);
         let mut state = self.take_state();
+        let mut readable_root = None;
         let (readable, etag) = match self.store.get_bytes(&index_key, None).await {
             Ok(Fetched::Object(bytes, meta)) => {
                 // From the bucket alone: a good copy in this cache's shard
@@ -86,6 +87,7 @@ impl CacheSync {
                             loaded.index.check_owner(&self.remote_name(), ours)?;
                         }
                         report.index_was = "valid".into();
+                        readable_root = loaded.root;
                         (Some(loaded.index), Some(meta.etag))
                     }
                     Err(IndexIoError::Index(e)) => {
@@ -224,6 +226,11 @@ impl CacheSync {
         }
         report.indexed = files.len();
         if unchanged_if.as_ref() == Some(&files) {
+            // The index stands; still sweep the shards it does not name
+            // (left by crashed or refused writes).
+            if let Some(root) = &readable_root {
+                self.index_store().drop_orphans(root, fence).await?;
+            }
             return Ok(report);
         }
         fence.check()?;
@@ -235,7 +242,7 @@ impl CacheSync {
         // bucket under its own name is replaced too.
         let written = self
             .index_store()
-            .write(
+            .write_once(
                 IndexWrite {
                     files: &files,
                     repo_id: self.owner.clone(),

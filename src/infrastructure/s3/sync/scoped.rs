@@ -17,10 +17,13 @@
 use super::index_write::{index_entry, index_files};
 use super::{CacheSync, SyncError};
 use crate::domain::index_shards::{group_of, IndexRoot, SHARDED_FORMAT};
+use crate::domain::lock_scope::is_own_audit_file;
 use crate::domain::sync_index::{path_conflict, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
-use crate::infrastructure::s3::index_store::{IndexIoError, IndexRead, IndexWrite, LoadedIndex};
+use crate::infrastructure::s3::index_store::{
+    IndexIoError, IndexRead, IndexWrite, LoadedIndex, PendingShards,
+};
 use crate::infrastructure::s3::store::{ETag, PutMode, StoreError};
 use std::time::Duration;
 
@@ -58,14 +61,15 @@ impl Base {
 
 /// The index groups a commit of `changes` must read: those of the changed
 /// paths and of every directory above them (one listed as a file would make
-/// the index unreadable), when they all lie in items' versions directories;
-/// `None` (the whole index) otherwise, since a new file may also conflict
-/// with files below it, which can be in any shard.
+/// the index unreadable), when they all lie in items' versions directories
+/// (or are the command's own audit file); `None` (the whole index)
+/// otherwise, since a new file may also conflict with files below it, which
+/// can be in any shard.
 fn groups_of(changes: &[(String, Option<SyncedFile>)]) -> Option<Vec<String>> {
     let mut groups = std::collections::BTreeSet::new();
     for (rel, _) in changes {
         let group = group_of(rel);
-        if group == rel.as_str() {
+        if group == rel.as_str() && !is_own_audit_file(rel) {
             return None;
         }
         groups.insert(group.to_string());
@@ -105,7 +109,7 @@ impl CacheSync {
         let scoped_base = self.scoped_base.lock().ok().and_then(|mut b| b.take());
         let mut base = match scoped_base {
             Some(loaded) if changes.iter().all(|(rel, _)| loaded.covers(rel)) => Base::read(loaded),
-            Some(_) => self.read_base(&changes).await?,
+            Some(_) => self.read_base(&changes, None).await?,
             // The scoped pull found the index unchanged (or none): the agreed
             // state is the index.
             None => Base {
@@ -131,8 +135,21 @@ impl CacheSync {
                 agreed: true,
             },
         };
+        let mut pending = PendingShards::default();
         let outcome = async {
             for attempt in 1..=MERGE_ATTEMPTS {
+                // A retry whose base already holds every change: an earlier
+                // attempt landed with its reply lost, and another writer
+                // committed on top of it before the read-back.
+                let landed = attempt > 1
+                    && changes.iter().all(|(rel, now)| {
+                        base.index.files.get(rel).map(|e| e.sha256)
+                            == now.as_ref().map(|f| f.sha256)
+                    });
+                if let (true, Some(etag), Some(root)) = (landed, &base.etag, &base.root) {
+                    tracing::debug!("an earlier attempt of this commit landed");
+                    return Ok((etag.clone(), base.index.generation, root.clone(), false));
+                }
                 // Inside our scope the index must still be what we pulled:
                 // anything else means a writer outside our lock changed it,
                 // and merging would silently drop its entry.
@@ -170,17 +187,22 @@ impl CacheSync {
                         },
                         mode,
                         fence,
+                        &mut pending,
                     )
                     .await;
                 match written {
                     Ok((etag, root)) => return Ok((etag, generation, root, base.agreed)),
-                    Err(IndexIoError::Store(StoreError::Precondition(_))) => {}
+                    // 409: a store's answer to two conditional writes at
+                    // once (AWS ConditionalRequestConflict): also a retry.
+                    Err(IndexIoError::Store(
+                        StoreError::Precondition(_) | StoreError::Conflict(_),
+                    )) => {}
                     Err(e) => return Err(e.into()),
                 }
                 tracing::debug!(attempt, "another writer committed first; merging again");
                 let pause = MERGE_PAUSE.mul_f64(rand::random::<f64>() + 0.5) * attempt;
                 tokio::time::sleep(pause).await;
-                base = self.read_base(&changes).await?;
+                base = self.read_base(&changes, pending.found().cloned()).await?;
             }
             Err(SyncError::IndexConflict(format!(
                 "{} ({MERGE_ATTEMPTS} merging commits refused: too many writers at once)",
@@ -199,6 +221,7 @@ impl CacheSync {
                 self.save(state)
             }
             Err(e) => {
+                self.index_store().abandon(pending, fence).await;
                 Self::undo(state, undo);
                 self.save(state)?;
                 Err(e)
@@ -208,14 +231,28 @@ impl CacheSync {
 
     /// The index as it stands now (the shards `changes` touch), for the
     /// next merging attempt.
-    async fn read_base(&self, changes: &[(String, Option<SyncedFile>)]) -> Result<Base, SyncError> {
+    /// `known` is the root a refused write read back: only its shards are
+    /// fetched then.
+    async fn read_base(
+        &self,
+        changes: &[(String, Option<SyncedFile>)],
+        known: Option<(IndexRoot, ETag)>,
+    ) -> Result<Base, SyncError> {
         let groups = groups_of(changes);
-        match self.index_store().read(None, groups.as_deref()).await? {
+        let read = match known {
+            Some((root, etag)) => {
+                self.index_store()
+                    .read_known(root, etag, groups.as_deref())
+                    .await?
+            }
+            None => self.index_store().read(None, groups.as_deref()).await?,
+        };
+        match read {
             IndexRead::Found(loaded) => {
                 if let Some(ours) = &self.owner {
                     loaded.index.check_owner(&self.remote_name(), ours)?;
                 }
-                Ok(Base::read(loaded))
+                Ok(Base::read(*loaded))
             }
             // Gone since the pull, or (never for an unconditional GET) 304.
             IndexRead::Absent | IndexRead::NotModified => {

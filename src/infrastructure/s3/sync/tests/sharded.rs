@@ -147,12 +147,23 @@ async fn scoped_commits_onto_a_partial_index_keep_every_other_shard() {
     for s in (0..4).filter(|s| !touched.contains(s)) {
         assert_eq!(last.shards[s], first.shards[s], "slot {s} untouched");
     }
-    // Every shard the root names is in the bucket.
+    // Every shard the root names is in the bucket, and every shard in the
+    // bucket is named or garbage: b's refused attempt left nothing behind.
     for name in last.named() {
         assert!(
             store.object(&format!("p/{}", shard_rel(name))).is_some(),
             "{name}"
         );
+    }
+    let accounted: Vec<String> = last
+        .named()
+        .into_iter()
+        .map(str::to_string)
+        .chain(last.garbage.iter().cloned())
+        .map(|n| format!("p/{}", shard_rel(&n)))
+        .collect();
+    for key in shard_keys(&store) {
+        assert!(accounted.contains(&key), "orphan {key}");
     }
 }
 
@@ -315,4 +326,92 @@ async fn a_partial_read_on_a_warm_cache_deletes_nothing_outside_its_shards() {
     let report = b.pull(&fence()).await.unwrap();
     assert_eq!(report.deleted_local, 0);
     assert!(db.path().join("data/item4/@versions/2.bin").is_file());
+}
+
+/// Two item writers commit from the same root; the second is refused once.
+/// `same_slot` picks items whose shards coincide (the retry's body differs
+/// from the refused one's) or differ (the retry reuses the refused upload).
+/// Either way every shard in the bucket is named or garbage afterwards.
+async fn refused_then_merged(same_slot: bool) -> (Arc<MemoryStore>, usize) {
+    let (store, _seed) = datastore(300).await;
+    let bits = root(&store).shard_bits;
+    let slot = |i: usize| slot_of(&format!("data/item{i}/@versions/2.bin"), bits);
+    let other = (2..300)
+        .find(|i| (slot(*i) == slot(1)) == same_slot)
+        .unwrap();
+    let item = |i: usize| LockScope::Paths(vec![format!("data/item{i}/@versions")]);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (machine(&store, da.path()), machine(&store, db.path()));
+    a.pull_scope(&fence(), &item(1)).await.unwrap();
+    b.pull_scope(&fence(), &item(other)).await.unwrap();
+    write(da.path(), "data/item1/@versions/2.bin", "a2");
+    write(
+        db.path(),
+        &format!("data/item{other}/@versions/2.bin"),
+        "b2",
+    );
+    a.push_scope(&fence(), &item(1)).await.unwrap();
+    let before = shard_keys(&store).len();
+    b.push_scope(&fence(), &item(other)).await.unwrap();
+    let r = root(&store);
+    let accounted: Vec<String> = r
+        .named()
+        .into_iter()
+        .map(str::to_string)
+        .chain(r.garbage.iter().cloned())
+        .map(|n| format!("p/{}", shard_rel(&n)))
+        .collect();
+    for key in shard_keys(&store) {
+        assert!(accounted.contains(&key), "orphan {key}");
+    }
+    let files = index(&store).files;
+    assert!(files.contains_key("data/item1/@versions/2.bin"));
+    assert!(files.contains_key(&format!("data/item{other}/@versions/2.bin")));
+    let added = shard_keys(&store).len() - before;
+    (store, added)
+}
+
+#[tokio::test]
+async fn a_refused_scoped_commit_leaves_no_orphan_and_reuses_what_it_can() {
+    // Same slot: the refused body is superseded and deleted.
+    let (_, added) = refused_then_merged(true).await;
+    assert_eq!(added, 1, "b's one shard, nothing left of its refused body");
+    // Different slots: the refused body is the retry's, uploaded once.
+    let (store, added) = refused_then_merged(false).await;
+    assert_eq!(added, 1, "b's refused upload was reused");
+    let _ = store;
+}
+
+#[tokio::test]
+async fn the_migration_keeps_what_the_pull_healed() {
+    // A format-1 index listing `outputs/new` as "v1", and "v2!" uploaded
+    // for the next generation by a push that died before its index write.
+    let store = Arc::new(MemoryStore::default());
+    let da = tempfile::tempdir().unwrap();
+    write(da.path(), "outputs/new", "v1");
+    let a = machine(&store, da.path());
+    a.pull(&fence()).await.unwrap();
+    a.push(&fence()).await.unwrap();
+    let mut old = index(&store);
+    old.format = INDEX_FORMAT;
+    store.plant("p/.datastore-index.json", &old.to_json());
+    let newer = da.path().join("outputs/new");
+    std::fs::write(&newer, "v2!").unwrap();
+    let digest = crate::infrastructure::hashing::digest_file(&newer).unwrap();
+    store
+        .put_file("p/outputs/new", &newer, &digest, old.generation + 1, None)
+        .await
+        .unwrap();
+    // The whole lock's pull heals it and migrates the index it agrees on.
+    let db = tempfile::tempdir().unwrap();
+    machine(&store, db.path()).pull(&fence()).await.unwrap();
+    assert_eq!(index(&store).format, 2);
+    assert_eq!(index(&store).files["outputs/new"].sha256, digest.sha256);
+    // Everyone else reads "v2!" as indexed, not as a late upload.
+    let dc = tempfile::tempdir().unwrap();
+    machine(&store, dc.path()).pull(&fence()).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dc.path().join("outputs/new")).unwrap(),
+        "v2!"
+    );
 }
