@@ -158,6 +158,26 @@ pub(crate) struct IndexWrite<'a> {
     pub(crate) may_reshard: bool,
 }
 
+impl<'a> IndexWrite<'a> {
+    /// The whole index `files` written onto `base` by a whole-datastore
+    /// writer (a push, a repair, a migration), which may reshard.
+    pub(crate) fn whole(
+        files: &'a BTreeMap<String, IndexEntry>,
+        repo_id: Option<String>,
+        generation: u64,
+        base: Option<&'a IndexRoot>,
+    ) -> Self {
+        Self {
+            files,
+            repo_id,
+            generation,
+            base,
+            covered: None,
+            may_reshard: true,
+        }
+    }
+}
+
 /// The index of one prefix in one store.
 pub(crate) struct IndexStore<'a> {
     store: &'a dyn ObjectStore,
@@ -194,7 +214,8 @@ impl<'a> IndexStore<'a> {
     ) -> Result<IndexRead, IndexIoError> {
         let mut condition = if_none_match;
         let mut missing_under: Option<ETag> = None;
-        for attempt in 1..=ROOT_READS {
+        let mut attempt = 1;
+        loop {
             let (bytes, etag) = match self.store.get_bytes(&self.root_key(), condition).await {
                 Ok(Fetched::NotModified) => return Ok(IndexRead::NotModified),
                 Ok(Fetched::Object(bytes, meta)) => (bytes, meta.etag),
@@ -209,24 +230,8 @@ impl<'a> IndexStore<'a> {
                 }
                 IndexDocument::Root(root) => root,
             };
-            match self.load_shards(&root, groups).await? {
-                Ok((files, loaded)) => {
-                    if loaded.is_none() {
-                        refuse_path_conflicts(&files)?;
-                    }
-                    let index = RemoteIndex {
-                        format: root.format,
-                        repo_id: root.repo_id.clone(),
-                        generation: root.generation,
-                        files,
-                    };
-                    return Ok(IndexRead::Found(Box::new(LoadedIndex {
-                        index,
-                        etag,
-                        root: Some(root),
-                        loaded,
-                    })));
-                }
+            match self.assemble(root, etag.clone(), groups).await? {
+                Ok(loaded) => return Ok(IndexRead::Found(Box::new(loaded))),
                 Err(missing) => {
                     if missing_under.as_ref() == Some(&etag) || attempt == ROOT_READS {
                         return Err(IndexError::MissingShard(missing).into());
@@ -234,10 +239,10 @@ impl<'a> IndexStore<'a> {
                     tracing::debug!(shard = %missing, "a shard is gone: the root changed; reading it again");
                     missing_under = Some(etag);
                     condition = None;
+                    attempt += 1;
                 }
             }
         }
-        unreachable!("the last attempt returns")
     }
 
     /// `read` when the root is already known (a refused write read it back):
@@ -248,24 +253,8 @@ impl<'a> IndexStore<'a> {
         etag: ETag,
         groups: Option<&[String]>,
     ) -> Result<IndexRead, IndexIoError> {
-        match self.load_shards(&root, groups).await? {
-            Ok((files, loaded)) => {
-                if loaded.is_none() {
-                    refuse_path_conflicts(&files)?;
-                }
-                let index = RemoteIndex {
-                    format: root.format,
-                    repo_id: root.repo_id.clone(),
-                    generation: root.generation,
-                    files,
-                };
-                Ok(IndexRead::Found(Box::new(LoadedIndex {
-                    index,
-                    etag,
-                    root: Some(root),
-                    loaded,
-                })))
-            }
+        match self.assemble(root, etag, groups).await? {
+            Ok(loaded) => Ok(IndexRead::Found(Box::new(loaded))),
             Err(_) => self.read(None, groups).await,
         }
     }
@@ -281,19 +270,39 @@ impl<'a> IndexStore<'a> {
             IndexDocument::Whole(index) => return Ok(LoadedIndex::whole(index, etag, None)),
             IndexDocument::Root(root) => root,
         };
-        match self.load_shards(&root, None).await? {
-            Ok((files, _)) => {
-                refuse_path_conflicts(&files)?;
-                let index = RemoteIndex {
-                    format: root.format,
-                    repo_id: root.repo_id.clone(),
-                    generation: root.generation,
-                    files,
-                };
-                Ok(LoadedIndex::whole(index, etag, Some(root)))
-            }
+        match self.assemble(root, etag, None).await? {
+            Ok(loaded) => Ok(loaded),
             Err(missing) => Err(IndexError::MissingShard(missing).into()),
         }
+    }
+
+    /// The index `root` names, from the shards of `groups` (all when
+    /// `None`) and any cached here; `Err(name)` for a shard the bucket lacks.
+    async fn assemble(
+        &self,
+        root: IndexRoot,
+        etag: ETag,
+        groups: Option<&[String]>,
+    ) -> Result<Result<LoadedIndex, String>, IndexIoError> {
+        let (files, loaded) = match self.load_shards(&root, groups).await? {
+            Ok(found) => found,
+            Err(missing) => return Ok(Err(missing)),
+        };
+        if loaded.is_none() {
+            refuse_path_conflicts(&files)?;
+        }
+        let index = RemoteIndex {
+            format: root.format,
+            repo_id: root.repo_id.clone(),
+            generation: root.generation,
+            files,
+        };
+        Ok(Ok(LoadedIndex {
+            index,
+            etag,
+            root: Some(root),
+            loaded,
+        }))
     }
 
     /// The files of the wanted slots plus every slot cached here, and which

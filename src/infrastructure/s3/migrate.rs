@@ -122,14 +122,12 @@ pub async fn upload_verified(
         Some(etag) => PutMode::Update(etag),
         None => PutMode::Create,
     };
-    let write = IndexWrite {
-        files: &index.files,
-        repo_id: index.repo_id.clone(),
+    let write = IndexWrite::whole(
+        &index.files,
+        index.repo_id.clone(),
         generation,
-        base: base.as_ref(),
-        covered: None,
-        may_reshard: true,
-    };
+        base.as_ref(),
+    );
     index_store.write_once(write, mode, fence).await?;
     match failure {
         Some(e) => Err(e),

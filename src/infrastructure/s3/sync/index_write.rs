@@ -51,15 +51,8 @@ impl CacheSync {
         let written = self
             .index_store()
             .write_once(
-                IndexWrite {
-                    files: &files,
-                    repo_id: self.owner.clone(),
-                    generation,
-                    base: base.as_ref(),
-                    covered: None,
-                    // A push writes the whole index under the whole lock.
-                    may_reshard: true,
-                },
+                // A push writes the whole index under the whole lock.
+                IndexWrite::whole(&files, self.owner.clone(), generation, base.as_ref()),
                 mode,
                 fence,
             )

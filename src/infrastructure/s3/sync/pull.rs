@@ -349,14 +349,7 @@ impl CacheSync {
         };
         let files = super::index_write::index_files(state);
         let generation = state.generation + 1;
-        let write = IndexWrite {
-            files: &files,
-            repo_id: self.owner.clone(),
-            generation,
-            base: None,
-            covered: None,
-            may_reshard: true,
-        };
+        let write = IndexWrite::whole(&files, self.owner.clone(), generation, None);
         let (etag, root) = self
             .index_store()
             .write_once(write, PutMode::Update(etag), fence)

@@ -243,14 +243,7 @@ impl CacheSync {
         let written = self
             .index_store()
             .write_once(
-                IndexWrite {
-                    files: &files,
-                    repo_id: self.owner.clone(),
-                    generation,
-                    base: None,
-                    covered: None,
-                    may_reshard: true,
-                },
+                IndexWrite::whole(&files, self.owner.clone(), generation, None),
                 mode,
                 fence,
             )

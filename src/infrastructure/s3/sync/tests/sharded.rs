@@ -50,6 +50,21 @@ fn shard_keys(store: &MemoryStore) -> Vec<String> {
         .collect()
 }
 
+/// Every shard in the bucket is named by the root or listed as its garbage.
+fn assert_no_orphans(store: &MemoryStore) {
+    let r = root(store);
+    let accounted: Vec<String> = r
+        .named()
+        .into_iter()
+        .map(str::to_string)
+        .chain(r.garbage.iter().cloned())
+        .map(|n| format!("p/{}", shard_rel(&n)))
+        .collect();
+    for key in shard_keys(store) {
+        assert!(accounted.contains(&key), "orphan {key}");
+    }
+}
+
 fn get(item: &str) -> DataRead {
     DataRead::Get {
         item: item.into(),
@@ -155,16 +170,7 @@ async fn scoped_commits_onto_a_partial_index_keep_every_other_shard() {
             "{name}"
         );
     }
-    let accounted: Vec<String> = last
-        .named()
-        .into_iter()
-        .map(str::to_string)
-        .chain(last.garbage.iter().cloned())
-        .map(|n| format!("p/{}", shard_rel(&n)))
-        .collect();
-    for key in shard_keys(&store) {
-        assert!(accounted.contains(&key), "orphan {key}");
-    }
+    assert_no_orphans(&store);
 }
 
 #[tokio::test]
@@ -353,17 +359,7 @@ async fn refused_then_merged(same_slot: bool) -> (Arc<MemoryStore>, usize) {
     a.push_scope(&fence(), &item(1)).await.unwrap();
     let before = shard_keys(&store).len();
     b.push_scope(&fence(), &item(other)).await.unwrap();
-    let r = root(&store);
-    let accounted: Vec<String> = r
-        .named()
-        .into_iter()
-        .map(str::to_string)
-        .chain(r.garbage.iter().cloned())
-        .map(|n| format!("p/{}", shard_rel(&n)))
-        .collect();
-    for key in shard_keys(&store) {
-        assert!(accounted.contains(&key), "orphan {key}");
-    }
+    assert_no_orphans(&store);
     let files = index(&store).files;
     assert!(files.contains_key("data/item1/@versions/2.bin"));
     assert!(files.contains_key(&format!("data/item{other}/@versions/2.bin")));
