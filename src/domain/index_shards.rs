@@ -81,6 +81,8 @@ struct ShardBody<E> {
 pub struct EncodedShard {
     /// Its name: `{generation}-{hash}`.
     pub name: String,
+    /// The hash part of the name.
+    pub hash: String,
     /// The body.
     pub bytes: Vec<u8>,
 }
@@ -266,7 +268,7 @@ pub fn build_root(
             Some((bytes, hash)) => {
                 let name = format!("{generation}-{hash}");
                 shards.push(name.clone());
-                bodies.push(EncodedShard { name, bytes });
+                bodies.push(EncodedShard { name, hash, bytes });
             }
         }
     }
@@ -309,7 +311,6 @@ pub fn parse_shard(
     slot: usize,
     bits: u8,
 ) -> Result<BTreeMap<String, IndexEntry>, IndexError> {
-    let hash = name;
     if hash_part(name) != Some(hash_of(bytes).as_str()) {
         return Err(IndexError::Corrupt(format!(
             "shard {name} does not match its name"
@@ -321,11 +322,11 @@ pub fn parse_shard(
         files: BTreeMap<String, IndexEntry>,
     }
     let body: Sorted = serde_json::from_slice(bytes)
-        .map_err(|e| IndexError::Corrupt(format!("shard {hash}: {e}")))?;
+        .map_err(|e| IndexError::Corrupt(format!("shard {name}: {e}")))?;
     validate_entries(&body.files)?;
     if let Some(stray) = body.files.keys().find(|p| slot_of(p, bits) != slot) {
         return Err(IndexError::Corrupt(format!(
-            "shard {hash} lists '{stray}', which belongs to another shard"
+            "shard {name} lists '{stray}', which belongs to another shard"
         )));
     }
     Ok(body.files)

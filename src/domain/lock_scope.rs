@@ -87,16 +87,7 @@ impl ReadScope for LockScope {
     fn index_groups(&self) -> Option<Vec<String>> {
         let mut groups = Vec::new();
         for path in self.paths() {
-            let group = crate::domain::index_shards::group_of(path);
-            if !group.ends_with(&format!("/{VERSIONS_DIR}")) && !is_own_audit_file(path) {
-                return None;
-            }
-            let mut above = group;
-            while let Some((up, _)) = above.rsplit_once('/') {
-                groups.push(up.to_string());
-                above = up;
-            }
-            groups.push(group.to_string());
+            groups.extend(groups_holding(path)?);
         }
         (!groups.is_empty()).then_some(groups)
     }
@@ -107,6 +98,24 @@ impl ReadScope for LockScope {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// The index groups that hold every file at or under `path`, and every
+/// directory above them (one listed as a file would make the index
+/// unreadable): `path`'s group when it lies in an item's versions directory
+/// or is a command's own audit file; `None` (any group) otherwise.
+pub(crate) fn groups_holding(path: &str) -> Option<Vec<String>> {
+    let group = crate::domain::index_shards::group_of(path);
+    if !group.ends_with(&format!("/{VERSIONS_DIR}")) && !is_own_audit_file(path) {
+        return None;
+    }
+    let mut groups = vec![group.to_string()];
+    let mut above = group;
+    while let Some((up, _)) = above.rsplit_once('/') {
+        groups.push(up.to_string());
+        above = up;
+    }
+    Some(groups)
 }
 
 /// Whether `path` is a command's own audit file, `audit/{day}/{writer}.jsonl`

@@ -241,24 +241,21 @@ impl ObjectStore for S3Store {
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         for batch in keys.chunks(1000) {
+            let unbuildable = |e: aws_sdk_s3::error::BuildError| StoreError::Failed {
+                op: "delete",
+                target: self.url(&batch[0]),
+                message: e.to_string(),
+            };
             let objects = batch
                 .iter()
                 .map(|key| ObjectIdentifier::builder().key(key).build())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| StoreError::Failed {
-                    op: "delete",
-                    target: self.url(&batch[0]),
-                    message: e.to_string(),
-                })?;
+                .map_err(unbuildable)?;
             let delete = Delete::builder()
                 .set_objects(Some(objects))
                 .quiet(true)
                 .build()
-                .map_err(|e| StoreError::Failed {
-                    op: "delete",
-                    target: self.url(&batch[0]),
-                    message: e.to_string(),
-                })?;
+                .map_err(unbuildable)?;
             let out = self
                 .client
                 .delete_objects()

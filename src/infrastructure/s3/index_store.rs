@@ -453,7 +453,7 @@ impl<'a> IndexStore<'a> {
         // it now is as safe as a new name, and it costs no upload.
         let mut fresh = Vec::new();
         for body in std::mem::take(&mut built.bodies) {
-            let hash = body.name.split_once('-').map_or("", |(_, h)| h).to_string();
+            let hash = body.hash.clone();
             match pending.uploaded.get(&hash) {
                 Some(earlier) => {
                     for slot in built.root.shards.iter_mut().filter(|n| **n == body.name) {

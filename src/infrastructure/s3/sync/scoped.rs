@@ -16,8 +16,8 @@
 
 use super::index_write::{index_entry, index_files};
 use super::{CacheSync, SyncError};
-use crate::domain::index_shards::{group_of, IndexRoot, SHARDED_FORMAT};
-use crate::domain::lock_scope::is_own_audit_file;
+use crate::domain::index_shards::{IndexRoot, SHARDED_FORMAT};
+use crate::domain::lock_scope::groups_holding;
 use crate::domain::sync_index::{path_conflict, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
@@ -68,16 +68,7 @@ impl Base {
 fn groups_of(changes: &[(String, Option<SyncedFile>)]) -> Option<Vec<String>> {
     let mut groups = std::collections::BTreeSet::new();
     for (rel, _) in changes {
-        let group = group_of(rel);
-        if group == rel.as_str() && !is_own_audit_file(rel) {
-            return None;
-        }
-        groups.insert(group.to_string());
-        let mut above = rel.as_str();
-        while let Some((up, _)) = above.rsplit_once('/') {
-            groups.insert(up.to_string());
-            above = up;
-        }
+        groups.extend(groups_holding(rel)?);
     }
     Some(groups.into_iter().collect())
 }
