@@ -401,3 +401,77 @@ fn an_item_writer_elsewhere_runs_while_a_scoped_exec_holds_its_paths_on_s3() {
     );
     assert_eq!(w.ok(fresh.path(), &["data", "get", "item"]), b"");
 }
+
+#[test]
+fn an_item_writer_on_the_same_machine_runs_while_a_scoped_exec_holds_its_paths() {
+    use std::os::unix::process::CommandExt;
+    let (w, homes) = world("scoped-same-cache", 1);
+    let marks = tempfile::tempdir().unwrap();
+    let m = marks.path().display();
+    let script = format!(
+        r#"touch '{m}/started'; while [ ! -f '{m}/go' ]; do sleep 0.05; done; mkdir -p "$SWAMP_DATASTORE_DIR/outputs/run" && echo done > "$SWAMP_DATASTORE_DIR/outputs/run/out""#
+    );
+    let mut holder = w
+        .on(homes[0].path())
+        .args(["exec", "--scope", "outputs/run", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _group = GroupGuard(holder.id());
+    wait_until("the scoped exec runs", || {
+        marks.path().join("started").exists()
+    });
+    // Same cache: the scoped writers share it (each changes its own scope).
+    let other = put_within(&w, homes[0].path(), "10", "item");
+    assert!(other.status.success(), "{}", stderr(&other));
+    // A whole-datastore command on this machine still waits.
+    let whole = {
+        let mut cmd = w.on(homes[0].path());
+        cmd.args(["--json", "--lock-timeout", "1", "exec", "--", "true"]);
+        run(&mut cmd)
+    };
+    assert_json_error(&whole, 75, "lock_timeout");
+    std::fs::write(marks.path().join("go"), "").unwrap();
+    assert!(wait_child(&mut holder).success());
+    let fresh = tempfile::tempdir().unwrap();
+    assert_eq!(
+        w.sh(
+            fresh.path(),
+            r#"cat "$SWAMP_DATASTORE_DIR/outputs/run/out""#
+        ),
+        b"done\n"
+    );
+    assert_eq!(w.ok(fresh.path(), &["data", "get", "item"]), b"");
+}
+
+#[test]
+fn writers_of_distinct_items_on_one_machine_all_land_and_its_state_agrees_on_each() {
+    let (w, homes) = world("scoped-one-cache", 1);
+    let home = homes[0].path();
+    w.put_ok(home, "before", b"already there");
+    let children: Vec<Child> = (0..12)
+        .map(|i| spawn_put(&w, home, &format!("item-{i}"), &format!("c{i}")))
+        .collect();
+    all_succeed(children);
+    let fresh = tempfile::tempdir().unwrap();
+    for i in 0..12 {
+        let got = w.ok(fresh.path(), &["data", "get", &format!("item-{i}")]);
+        assert_eq!(got, format!("c{i}").as_bytes());
+    }
+    // Each writer merged its entries into the one state file: none lost
+    // (a lost entry would make the next push hash the file again).
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(w.cache(home).join(".swamp-sync-state.json")).unwrap(),
+    )
+    .unwrap();
+    let agreed = state["files"].as_object().expect("files");
+    for i in 0..12 {
+        let rel = format!("data/item-{i}/@versions/1.bin");
+        assert!(agreed.contains_key(&rel), "{rel} not agreed: {agreed:?}");
+    }
+    let synced = w.json(home, &["datastore", "sync"]);
+    assert_eq!(synced["pushed"]["uploaded"], 0, "{synced}");
+    assert_eq!(synced["pulled"]["downloaded"], 0, "{synced}");
+}

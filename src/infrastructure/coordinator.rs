@@ -237,7 +237,10 @@ impl LockGuard {
             held.lock.release(&state.lease).await
         });
         match tokio::time::timeout(RELEASE_TIMEOUT, futures::future::join_all(releases)).await {
-            Ok(outcomes) => outcomes.into_iter().collect(),
+            Ok(outcomes) => {
+                tracing::debug!("released");
+                outcomes.into_iter().collect()
+            }
             Err(_) => Err(LockError::Store {
                 location: locations.join(", "),
                 message: format!(

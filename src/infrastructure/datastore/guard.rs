@@ -31,11 +31,21 @@ use crate::infrastructure::coordinator::{
     run_guarded, stop_error, LeaseFence, LockGuard, StopController, StopSignal,
 };
 use crate::infrastructure::read_only_view::{ScratchDir, ViewError};
-use crate::infrastructure::s3::cache_lock::CacheLock;
+use crate::infrastructure::s3::cache_lock::{CacheLock, CacheLockMode};
+use crate::infrastructure::s3::sync::CacheSync;
 use crate::infrastructure::s3::sync::SyncError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Who takes the cache lock of a locked op.
+#[derive(Clone, Copy)]
+enum CacheUse {
+    /// The guard, exclusively, for the whole op.
+    Exclusive,
+    /// The op itself (a scoped writer, which shares it).
+    Caller,
+}
 
 /// Reads without the lock before a reader waits for it instead.
 const READ_ATTEMPTS: u32 = 3;
@@ -71,15 +81,38 @@ impl Datastore {
         Fut: Future<Output = Result<T, E>>,
     {
         let sync = self.cache_sync();
-        self.locked_by(vec![lock], |fence, signal| async move {
+        // A scoped writer takes the cache lock itself (shared, see below).
+        let cache = match scope {
+            Some(_) => CacheUse::Caller,
+            None => CacheUse::Exclusive,
+        };
+        self.locked_with(vec![lock], cache, |fence, signal| async move {
+            let (_cache, sync) = match (&scope, sync) {
+                (Some(_), Some(sync)) => {
+                    let (held, shared) = self.lock_cache_for_scope(&sync).await?;
+                    let timeout = self.settings.timing.timeout;
+                    tracing::debug!(shared, "cache lock held");
+                    (
+                        Some(held),
+                        Some(if shared {
+                            sync.sharing_cache(timeout)
+                        } else {
+                            sync
+                        }),
+                    )
+                }
+                (_, sync) => (None, sync),
+            };
             if let Some(sync) = &sync {
                 let pulled = match &scope {
                     Some(scope) => sync.pull_scope(&fence, scope).await?,
                     None => sync.pull(&fence).await?,
                 };
                 self.report_all(pulled.conflicts.into_iter().map(Notice::Conflict));
+                tracing::debug!("pulled");
             }
             let result = op(fence.clone(), signal).await;
+            tracing::debug!(ok = result.is_ok(), "command done");
             let Some(sync) = &sync else {
                 return result;
             };
@@ -90,6 +123,7 @@ impl Datastore {
                 Some(scope) => sync.push_scope(&fence, scope).await,
                 None => sync.push(&fence).await,
             };
+            tracing::debug!(ok = pushed.is_ok(), "pushed");
             match (result, pushed) {
                 (result, Ok(pushed)) => {
                     self.report_all(pushed.unsyncable.into_iter().map(Notice::Unsyncable));
@@ -197,8 +231,24 @@ impl Datastore {
         F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.locked_with(locks, CacheUse::Exclusive, op).await
+    }
+
+    /// `locked_by`, with the cache lock taken as `cache` says.
+    async fn locked_with<T, E, F, Fut>(
+        &self,
+        locks: Vec<Arc<dyn DistributedLock>>,
+        cache: CacheUse,
+        op: F,
+    ) -> Result<T, E>
+    where
+        E: From<LockError>,
+        F: FnOnce(Arc<LeaseFence>, StopSignal) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let stop = self.stop_controller()?;
         let guard = LockGuard::acquire_all(locks, self.settings.timing, &stop).await?;
+        tracing::debug!("datastore lock held");
         // A signal during the last attempt: do not start the command at all.
         if let Some(reason) = stop.signal().current() {
             if let Err(e) = guard.release().await {
@@ -210,7 +260,10 @@ impl Datastore {
         let reporter = self.reporter.clone();
         let signal = stop.signal();
         let op = async move {
-            let _cache = self.lock_cache().await?;
+            let _cache = match cache {
+                CacheUse::Exclusive => self.lock_cache().await?,
+                CacheUse::Caller => None,
+            };
             op(fence, signal).await
         };
         run_guarded(guard, stop.signal(), op, move |e| {
@@ -251,6 +304,21 @@ impl Datastore {
             )),
             Place::Filesystem(_) => Ok(None),
         }
+    }
+
+    /// This machine's cache lock for a scoped writer: shared with the
+    /// other scoped writers (each changes its own scope; `sync` then merges
+    /// the sync state with theirs), unless the cache holds another remote's
+    /// state, which only an exclusive holder may replace. `true`: shared.
+    async fn lock_cache_for_scope(&self, sync: &CacheSync) -> Result<(CacheLock, bool), LockError> {
+        let timeout = self.settings.timing.timeout;
+        let shared = CacheLock::acquire_as(self.root(), CacheLockMode::Shared, timeout).await?;
+        // Under the shared lock nobody can replace the state's remote.
+        if sync.cache_belongs_here() {
+            return Ok((shared, true));
+        }
+        drop(shared);
+        Ok((CacheLock::acquire(self.root(), timeout).await?, false))
     }
 
     fn report_all(&self, notices: impl IntoIterator<Item = Notice>) {

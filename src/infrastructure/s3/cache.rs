@@ -89,6 +89,19 @@ impl SyncState {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// The remote the state file belongs to, without reading its entries
+    /// into memory.
+    pub fn remote_of(cache: &Path) -> Option<String> {
+        #[derive(Deserialize)]
+        struct RemoteOnly {
+            remote: String,
+        }
+        let bytes = std::fs::read(cache.join(STATE_FILE)).ok()?;
+        serde_json::from_slice::<RemoteOnly>(&bytes)
+            .ok()
+            .map(|r| r.remote)
+    }
+
     /// Saves the state atomically.
     pub fn save(&self, cache: &Path) -> io::Result<()> {
         let bytes = serde_json::to_vec(self).map_err(io::Error::other)?;

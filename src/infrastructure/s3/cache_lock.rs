@@ -1,16 +1,30 @@
-//! The cache lock: one process at a time changes a machine's S3 cache.
+//! The cache lock: who may change a machine's S3 cache, and when.
 //!
 //! Model: the datastore lock keeps writers on different machines apart, but
 //! the processes of one machine share its cache, and a reader takes no
-//! datastore lock. So whoever changes the cache holds an exclusive `flock` on
-//! `{cache}/.swamp-cache.lock` meanwhile: a guarded command for its whole
-//! pull → op → push, a reader while it refreshes the cache and reads from it
-//! (a reader that finds it held for long reads into a private directory).
-//! The kernel drops the lock with its process (kill -9 included), so it never
-//! goes stale. Nobody waits for the datastore lock while holding it: a guarded
-//! command takes it after the datastore lock, and a reader lets it go before
-//! it falls back to the datastore lock, so the two can never wait on each
-//! other in a cycle.
+//! datastore lock. So whoever changes the cache holds a `flock` on
+//! `{cache}/.swamp-cache.lock` meanwhile:
+//!
+//! - exclusively: a whole-datastore command for its whole pull → op → push,
+//!   a reader while it refreshes the cache and reads from it (a reader that
+//!   finds it held for long reads into a private directory);
+//! - shared: a scoped writer for its whole command. Scoped writers hold
+//!   disjoint scoped locks, so each changes only its own scope's files, and
+//!   several run at once; what they all change — the sync state file — they
+//!   change only holding the state lock (`{cache}/.swamp-cache-state.lock`,
+//!   exclusive, for the milliseconds of a read-merge-write, never across a
+//!   request), merging their own changes into the state as it is on disk;
+//!   and they commit to the index one at a time (the commit lock,
+//!   `{cache}/.swamp-cache-commit.lock`, held across the commit's requests),
+//!   since concurrent commits from one machine would only refuse each other.
+//!
+//! The kernel drops a lock with its process (kill -9 included), so it never
+//! goes stale. Nobody waits for the datastore lock while holding the cache
+//! lock: a guarded command takes it after the datastore lock, and a reader
+//! lets it go before it falls back to the datastore lock, so the two can
+//! never wait on each other in a cycle. A whole-datastore command waits for
+//! no shared holder for long: its datastore lock drains every scoped lock
+//! first, and a scoped writer holds the shared lock only while it holds one.
 
 use crate::domain::lock::LockError;
 use nix::fcntl::{Flock, FlockArg};
@@ -21,6 +35,35 @@ use std::time::{Duration, Instant};
 /// The lock file in the cache root (outside every datastore directory, so
 /// it is never synced).
 pub(crate) const CACHE_LOCK_FILE: &str = ".swamp-cache.lock";
+/// The state lock file, beside it.
+pub(crate) const STATE_LOCK_FILE: &str = ".swamp-cache-state.lock";
+/// The commit lock file, beside them.
+pub(crate) const COMMIT_LOCK_FILE: &str = ".swamp-cache-commit.lock";
+
+/// How a cache lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheLockMode {
+    /// Alone: the whole cache may change.
+    Exclusive,
+    /// Beside other scoped writers: each changes its own scope only.
+    Shared,
+}
+
+impl CacheLockMode {
+    fn blocking(self) -> FlockArg {
+        match self {
+            CacheLockMode::Exclusive => FlockArg::LockExclusive,
+            CacheLockMode::Shared => FlockArg::LockShared,
+        }
+    }
+
+    fn nonblocking(self) -> FlockArg {
+        match self {
+            CacheLockMode::Exclusive => FlockArg::LockExclusiveNonblock,
+            CacheLockMode::Shared => FlockArg::LockSharedNonblock,
+        }
+    }
+}
 
 /// A held cache lock; dropping it releases it.
 pub(crate) struct CacheLock {
@@ -29,8 +72,8 @@ pub(crate) struct CacheLock {
 
 impl CacheLock {
     /// The lock file of `cache`, opened (created if need be).
-    fn open(cache: &Path) -> Result<(std::path::PathBuf, File), LockError> {
-        let path = cache.join(CACHE_LOCK_FILE);
+    fn open(cache: &Path, name: &str) -> Result<(std::path::PathBuf, File), LockError> {
+        let path = cache.join(name);
         let store_error = |e: std::io::Error| LockError::Backend {
             location: path.display().to_string(),
             source: Box::new(e),
@@ -53,12 +96,39 @@ impl CacheLock {
     /// waiter that gives up leaves the thread behind; if it gets the lock
     /// later, it lets go at once (nobody is there to take it).
     pub(crate) async fn acquire(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
-        let (path, file) = Self::open(cache)?;
+        Self::acquire_as(cache, CacheLockMode::Exclusive, timeout).await
+    }
+
+    /// Waits up to `timeout` until this process holds the lock of `cache`
+    /// in `mode`.
+    pub(crate) async fn acquire_as(
+        cache: &Path,
+        mode: CacheLockMode,
+        timeout: Duration,
+    ) -> Result<Self, LockError> {
+        Self::acquire_file(cache, CACHE_LOCK_FILE, mode, timeout).await
+    }
+
+    /// Waits up to `timeout` until this process alone may commit to the
+    /// index among this machine's scoped writers: they would only refuse
+    /// each other's conditional writes, so they queue here instead, and
+    /// the bucket sees one committer per machine.
+    pub(crate) async fn acquire_commit(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
+        Self::acquire_file(cache, COMMIT_LOCK_FILE, CacheLockMode::Exclusive, timeout).await
+    }
+
+    async fn acquire_file(
+        cache: &Path,
+        name: &str,
+        mode: CacheLockMode,
+        timeout: Duration,
+    ) -> Result<Self, LockError> {
+        let (path, file) = Self::open(cache, name)?;
         let store_error = |e: std::io::Error| LockError::Backend {
             location: path.display().to_string(),
             source: Box::new(e),
         };
-        let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        let file = match Flock::lock(file, mode.nonblocking()) {
             Ok(held) => return Ok(Self { _held: held }),
             Err((file, nix::errno::Errno::EWOULDBLOCK)) => file,
             Err((_, e)) => return Err(store_error(e.into())),
@@ -73,7 +143,7 @@ impl CacheLock {
             .spawn(move || {
                 let mut file = file;
                 let outcome = loop {
-                    match Flock::lock(file, FlockArg::LockExclusive) {
+                    match Flock::lock(file, mode.blocking()) {
                         Ok(held) => break Ok(held),
                         Err((again, nix::errno::Errno::EINTR)) => file = again,
                         Err((_, e)) => break Err(std::io::Error::from(e)),
@@ -96,6 +166,50 @@ impl CacheLock {
                 waited: started.elapsed(),
                 holder: "another swamp process on this machine (it updates the cache)".into(),
             }),
+        }
+    }
+}
+
+/// The state lock of a cache, held for one read-merge-write of its sync
+/// state (see the module doc); dropping it releases it.
+pub(crate) struct StateLock {
+    _held: Flock<File>,
+}
+
+impl StateLock {
+    /// Longest pause between two tries: holders keep it for milliseconds.
+    const MAX_PAUSE: Duration = Duration::from_millis(4);
+
+    /// Holds the state lock of `cache`, trying for up to `timeout`. It
+    /// blocks the calling thread: every holder lets go within milliseconds
+    /// (a holder stopped meanwhile makes the others give up at `timeout`).
+    pub(crate) fn acquire(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
+        let (path, mut file) = CacheLock::open(cache, STATE_LOCK_FILE)?;
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(250);
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(held) => return Ok(Self { _held: held }),
+                Err((again, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR)) => {
+                    file = again
+                }
+                Err((_, e)) => {
+                    return Err(LockError::Backend {
+                        location: path.display().to_string(),
+                        source: Box::new(std::io::Error::from(e)),
+                    })
+                }
+            }
+            if started.elapsed() >= timeout {
+                return Err(LockError::Timeout {
+                    location: path.display().to_string(),
+                    waited: started.elapsed(),
+                    holder: "another swamp process on this machine (it records what it synced)"
+                        .into(),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Self::MAX_PAUSE);
         }
     }
 }
@@ -140,5 +254,36 @@ mod tests {
         // No timed assertion here (the bench measures handoffs); shown for
         // whoever runs it with --nocapture.
         eprintln!("handed over in {:?}", released.elapsed());
+    }
+
+    #[tokio::test]
+    async fn shared_holders_run_together_and_exclude_an_exclusive_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let wait = Duration::from_millis(50);
+        let one = CacheLock::acquire_as(dir.path(), CacheLockMode::Shared, wait)
+            .await
+            .unwrap();
+        let two = CacheLock::acquire_as(dir.path(), CacheLockMode::Shared, wait)
+            .await
+            .expect("a second shared holder beside the first");
+        let alone = CacheLock::acquire(dir.path(), wait).await;
+        assert!(matches!(alone, Err(LockError::Timeout { .. })));
+        drop((one, two));
+        let alone = CacheLock::acquire(dir.path(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let beside = CacheLock::acquire_as(dir.path(), CacheLockMode::Shared, wait).await;
+        assert!(matches!(beside, Err(LockError::Timeout { .. })));
+        drop(alone);
+    }
+
+    #[test]
+    fn the_state_lock_is_exclusive_and_gives_up_at_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = StateLock::acquire(dir.path(), Duration::from_secs(5)).unwrap();
+        let busy = StateLock::acquire(dir.path(), Duration::from_millis(30));
+        assert!(matches!(busy, Err(LockError::Timeout { .. })));
+        drop(held);
+        StateLock::acquire(dir.path(), Duration::from_millis(500)).expect("free once dropped");
     }
 }

@@ -13,5 +13,6 @@ pub(crate) mod migrate;
 pub(crate) mod probe;
 pub(crate) mod probe_record;
 pub(crate) mod scoped_records;
+pub(crate) mod shared_state;
 pub mod store;
 pub(crate) mod sync;

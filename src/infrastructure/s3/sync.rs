@@ -23,6 +23,7 @@ use crate::domain::sync_index::{object_key, IndexError};
 use crate::infrastructure::s3::cache::SyncState;
 use crate::infrastructure::s3::index_store::{IndexIoError, IndexStore, LoadedIndex};
 use crate::infrastructure::s3::scoped_records::IndexSeen;
+use crate::infrastructure::s3::shared_state::{SharedState, SharedStateError};
 use crate::infrastructure::s3::store::{datastore_objects, ObjectStore, StoreError};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -138,6 +139,19 @@ pub enum SyncError {
     /// The lock was lost.
     #[error(transparent)]
     Lock(#[from] crate::domain::lock::LockError),
+    /// Another process of this machine syncs the cache with another remote.
+    #[error(transparent)]
+    CacheInUse(SharedStateError),
+}
+
+impl From<SharedStateError> for SyncError {
+    fn from(e: SharedStateError) -> Self {
+        match e {
+            SharedStateError::Lock(e) => SyncError::Lock(e),
+            SharedStateError::Io { path, source } => SyncError::Io { path, source },
+            other @ SharedStateError::OtherRemote { .. } => SyncError::CacheInUse(other),
+        }
+    }
 }
 
 impl From<IndexIoError> for SyncError {
@@ -201,6 +215,10 @@ pub struct CacheSync {
     /// The index a scoped pull read, with its ETag: the base of the scoped
     /// push's merging commit (`scoped.rs`).
     scoped_base: std::sync::Mutex<Option<LoadedIndex>>,
+    /// Set when other scoped writers of this machine use the cache at the
+    /// same time (`cache_lock.rs`, shared mode): the state is then loaded and
+    /// saved merging with theirs, and nothing outside the scope is touched.
+    shared: Option<SharedState>,
 }
 
 impl CacheSync {
@@ -222,7 +240,16 @@ impl CacheSync {
             owner: None,
             index_seen: None,
             scoped_base: std::sync::Mutex::new(None),
+            shared: None,
         }
+    }
+
+    /// Makes this a scoped writer's sync of a cache it shares with other
+    /// scoped writers of this machine; a save waits up to `timeout` for the
+    /// state lock.
+    pub(crate) fn sharing_cache(mut self, timeout: std::time::Duration) -> Self {
+        self.shared = Some(SharedState::new(self.cache(), timeout));
+        self
     }
 
     /// Lets a locked pull trust the index ETag the lock's listing saw.
@@ -260,17 +287,24 @@ impl CacheSync {
         IndexStore::new(self.store.as_ref(), &self.prefix).with_shard_cache(self.cache())
     }
 
-    fn save(&self, state: &SyncState) -> Result<(), SyncError> {
-        state.save(self.cache()).map_err(io_err(self.cache()))
+    /// Saves `state`; in a shared cache merged with what the others saved
+    /// meanwhile, which `state` then holds too.
+    fn save(&self, state: &mut SyncState) -> Result<(), SyncError> {
+        match &self.shared {
+            Some(shared) => Ok(shared.save(state)?),
+            None => state.save(self.cache()).map_err(io_err(self.cache())),
+        }
     }
 
     /// The current sync state: the one this process holds, else the file.
-    fn take_state(&self) -> SyncState {
-        self.state
-            .lock()
-            .ok()
-            .and_then(|mut held| held.take())
-            .unwrap_or_else(|| SyncState::load(self.cache(), &self.remote_name()))
+    fn take_state(&self) -> Result<SyncState, SyncError> {
+        if let Some(held) = self.state.lock().ok().and_then(|mut held| held.take()) {
+            return Ok(held);
+        }
+        match &self.shared {
+            Some(shared) => Ok(shared.load(&self.remote_name())?),
+            None => Ok(SyncState::load(self.cache(), &self.remote_name())),
+        }
     }
 
     /// Keeps `state` (already saved, or unchanged) for the next step.
@@ -325,6 +359,12 @@ impl CacheSync {
     /// (its `directories`, minus its `exclude` patterns).
     fn owns(&self, rel: &str) -> bool {
         SafeRelativePath::parse(rel).is_ok_and(|rel| self.resolver.is_datastore_path(&rel))
+    }
+
+    /// Whether the cache holds no other remote's state (so a scoped writer
+    /// may share it with this machine's other scoped writers).
+    pub(crate) fn cache_belongs_here(&self) -> bool {
+        SyncState::remote_of(self.cache()).is_none_or(|remote| remote == self.remote_name())
     }
 
     fn mark_current(&self) {

@@ -32,6 +32,7 @@ use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{digest_file_off_runtime, CheckKind};
 use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, SyncedFile};
 use crate::infrastructure::s3::index_store::{IndexIoError, IndexRead, IndexWrite};
+use crate::infrastructure::s3::shared_state::SharedStateError;
 use crate::infrastructure::s3::store::{PutMode, StoreError};
 use futures::stream::{self, StreamExt};
 use std::path::Path;
@@ -55,6 +56,18 @@ impl CacheSync {
     /// A cache last synced with another remote is cleared before use, unless
     /// it holds changes that never reached that remote.
     fn adopt_cache(&self) -> Result<(), SyncError> {
+        if self.shared.is_some() {
+            // A shared cache is another process's too: taking it over for
+            // another remote would delete files under its feet.
+            return match SyncState::remote_of(self.cache()) {
+                Some(other) if other != self.remote_name() => Err(SharedStateError::OtherRemote {
+                    cache: self.cache().to_path_buf(),
+                    other,
+                }
+                .into()),
+                _ => Ok(()),
+            };
+        }
         let Some(previous) = SyncState::load_raw(self.cache()) else {
             return Ok(());
         };
@@ -130,7 +143,7 @@ impl CacheSync {
     ) -> Result<SyncReport, SyncError> {
         std::fs::create_dir_all(self.cache()).map_err(io_err(self.cache()))?;
         self.adopt_cache()?;
-        let mut state = self.take_state();
+        let mut state = self.take_state()?;
         // Under the lock, the listing that acquired it may already show the
         // index unchanged: no GET.
         let listed = match heal {
@@ -172,7 +185,7 @@ impl CacheSync {
                     state.generation = 0;
                     state.files.clear();
                     state.foreign.clear();
-                    self.save(&state)?;
+                    self.save(&mut state)?;
                 }
                 self.mark_current();
                 self.keep_state(state);
@@ -224,10 +237,19 @@ impl CacheSync {
             let path = rel.under(self.cache());
             wanted.push((rel, path, entry.clone()));
         }
+        // In a shared cache, only paths of this writer's scope: the others'
+        // may be mid-change by their writers.
+        let ours = match (&self.shared, scope) {
+            (Some(_), Some(scope)) => {
+                Some(scope.needs(&mut state.files.keys().map(String::as_str)))
+            }
+            _ => None,
+        };
         let gone: Vec<String> = state
             .files
             .keys()
             .filter(|k| loaded.covers(k) && !remote.files.contains_key(*k))
+            .filter(|k| ours.as_ref().is_none_or(|ours| ours.contains(*k)))
             .cloned()
             .collect();
         fence.check()?;
@@ -298,13 +320,13 @@ impl CacheSync {
         }
         if let Some(first) = failures.into_iter().next() {
             // Keep the old index ETag so the next pull fetches the index again.
-            self.save(&state)?;
+            self.save(&mut state)?;
             return Err(first);
         }
         if needed.is_some() && !(loaded.is_complete() && Self::agrees_with(&state, remote)) {
             // Only part of this index is here: not current. A scoped writer
             // commits onto the index it read (`scoped.rs`).
-            self.save(&state)?;
+            self.save(&mut state)?;
             self.keep_state(state);
             if let Ok(mut base) = self.scoped_base.lock() {
                 *base = Some(loaded);
@@ -314,11 +336,11 @@ impl CacheSync {
         state.index_etag = Some(loaded.etag.clone());
         state.generation = generation;
         state.index_root = loaded.root.clone();
-        self.save(&state)?;
+        self.save(&mut state)?;
         if heal == Heal::Interrupted && scope.is_none() && loaded.root.is_none() {
             // A failed migration costs nothing: the next whole pull retries.
             match self.migrate_index(&mut state, fence).await {
-                Ok(()) => self.save(&state)?,
+                Ok(()) => self.save(&mut state)?,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not move the remote index to the sharded format; the next command tries again")
                 }

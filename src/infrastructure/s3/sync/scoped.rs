@@ -21,6 +21,7 @@ use crate::domain::lock_scope::groups_holding;
 use crate::domain::sync_index::{path_conflict, RemoteIndex, INDEX_KEY};
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
+use crate::infrastructure::s3::cache_lock::CacheLock;
 use crate::infrastructure::s3::index_store::{
     IndexIoError, IndexRead, IndexWrite, LoadedIndex, PendingShards,
 };
@@ -127,6 +128,11 @@ impl CacheSync {
             },
         };
         let mut pending = PendingShards::default();
+        // This machine's other scoped writers wait here rather than race us.
+        let _commit = match &self.shared {
+            Some(shared) => Some(CacheLock::acquire_commit(self.cache(), shared.timeout()).await?),
+            None => None,
+        };
         let outcome = async {
             for attempt in 1..=MERGE_ATTEMPTS {
                 // A retry whose base already holds every change: an earlier
@@ -346,5 +352,60 @@ mod tests {
         let report = a.push(&fence()).await.unwrap();
         assert_eq!(report.uploaded, 1);
         assert!(index(&store).files.contains_key("data/a/1"));
+    }
+
+    fn shared(store: &Arc<MemoryStore>, cache: &std::path::Path) -> CacheSync {
+        machine(store, cache).sharing_cache(Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn a_shared_scoped_pull_deletes_nothing_outside_its_scope() {
+        let store = Arc::new(MemoryStore::default());
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        write(da.path(), "outputs/kept", "agreed");
+        a.push(&fence()).await.unwrap();
+        // Another machine deletes it.
+        let b = machine(&store, db.path());
+        b.pull(&fence()).await.unwrap();
+        std::fs::remove_file(db.path().join("outputs/kept")).unwrap();
+        b.push(&fence()).await.unwrap();
+        // A scoped writer sharing this cache with others leaves it: another
+        // writer of this machine may be changing that path right now.
+        let a = shared(&store, da.path());
+        a.pull_scope(&fence(), &scope("data/a")).await.unwrap();
+        assert!(da.path().join("outputs/kept").is_file());
+        write(da.path(), "data/a/1", "mine");
+        a.push_scope(&fence(), &scope("data/a")).await.unwrap();
+        // A whole pull then mirrors the deletion.
+        let a = machine(&store, da.path());
+        a.pull(&fence()).await.unwrap();
+        assert!(!da.path().join("outputs/kept").exists());
+        assert!(da.path().join("data/a/1").is_file());
+    }
+
+    #[tokio::test]
+    async fn shared_writers_of_one_cache_keep_each_others_state() {
+        let (store, dir, _) = scoped_writer_over_one_agreed_file().await;
+        let (a, b) = (shared(&store, dir.path()), shared(&store, dir.path()));
+        a.pull_scope(&fence(), &scope("data/a")).await.unwrap();
+        b.pull_scope(&fence(), &scope("data/b")).await.unwrap();
+        write(dir.path(), "data/a/1", "from a");
+        write(dir.path(), "data/b/1", "from b");
+        // Both pulled before either pushed: each saves over the other's file.
+        b.push_scope(&fence(), &scope("data/b")).await.unwrap();
+        a.push_scope(&fence(), &scope("data/a")).await.unwrap();
+        let files = index(&store).files;
+        assert!(files.contains_key("data/a/1") && files.contains_key("data/b/1"));
+        // The state agrees on both (a whole pull would otherwise hash b's
+        // file again to find it agreed), and a whole push has nothing to send.
+        let state = SyncState::load_raw(dir.path()).unwrap();
+        assert_eq!(state.files["data/a/1"].sha256, files["data/a/1"].sha256);
+        assert_eq!(state.files["data/b/1"].sha256, files["data/b/1"].sha256);
+        let whole = machine(&store, dir.path());
+        whole.pull(&fence()).await.unwrap();
+        let report = whole.push(&fence()).await.unwrap();
+        assert_eq!(report.uploaded, 0, "{report:?}");
     }
 }
