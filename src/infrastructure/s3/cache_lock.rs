@@ -180,10 +180,11 @@ impl StateLock {
     /// Longest pause between two tries: holders keep it for milliseconds.
     const MAX_PAUSE: Duration = Duration::from_millis(4);
 
-    /// Holds the state lock of `cache`, trying for up to `timeout`. It
-    /// blocks the calling thread: every holder lets go within milliseconds
-    /// (a holder stopped meanwhile makes the others give up at `timeout`).
-    pub(crate) fn acquire(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
+    /// Holds the state lock of `cache`, trying for up to `timeout`: every
+    /// holder lets go within milliseconds (a holder stopped meanwhile makes
+    /// the others give up at `timeout`). The pauses are the runtime's, so
+    /// the lease's heartbeat runs meanwhile.
+    pub(crate) async fn acquire(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
         let (path, mut file) = CacheLock::open(cache, STATE_LOCK_FILE)?;
         let started = Instant::now();
         let mut pause = Duration::from_micros(250);
@@ -208,7 +209,7 @@ impl StateLock {
                         .into(),
                 });
             }
-            std::thread::sleep(pause);
+            tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Self::MAX_PAUSE);
         }
     }
@@ -277,13 +278,17 @@ mod tests {
         drop(alone);
     }
 
-    #[test]
-    fn the_state_lock_is_exclusive_and_gives_up_at_its_timeout() {
+    #[tokio::test]
+    async fn the_state_lock_is_exclusive_and_gives_up_at_its_timeout() {
         let dir = tempfile::tempdir().unwrap();
-        let held = StateLock::acquire(dir.path(), Duration::from_secs(5)).unwrap();
-        let busy = StateLock::acquire(dir.path(), Duration::from_millis(30));
+        let held = StateLock::acquire(dir.path(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let busy = StateLock::acquire(dir.path(), Duration::from_millis(30)).await;
         assert!(matches!(busy, Err(LockError::Timeout { .. })));
         drop(held);
-        StateLock::acquire(dir.path(), Duration::from_millis(500)).expect("free once dropped");
+        StateLock::acquire(dir.path(), Duration::from_millis(500))
+            .await
+            .expect("free once dropped");
     }
 }

@@ -97,8 +97,8 @@ impl SharedState {
     }
 
     /// Loads the state for `remote` (remembered as this writer's base).
-    pub(crate) fn load(&self, remote: &str) -> Result<SyncState, SharedStateError> {
-        let _held = StateLock::acquire(&self.cache, self.timeout)?;
+    pub(crate) async fn load(&self, remote: &str) -> Result<SyncState, SharedStateError> {
+        let _held = StateLock::acquire(&self.cache, self.timeout).await?;
         let file = Seen::open(&self.cache);
         let state = SyncState::load(&self.cache, remote);
         *self.base.lock().unwrap_or_else(|e| e.into_inner()) = Some(Base {
@@ -110,8 +110,8 @@ impl SharedState {
 
     /// Saves `state`, merged with what other writers saved since this one's
     /// base; `state` becomes what was saved.
-    pub(crate) fn save(&self, state: &mut SyncState) -> Result<(), SharedStateError> {
-        let _held = StateLock::acquire(&self.cache, self.timeout)?;
+    pub(crate) async fn save(&self, state: &mut SyncState) -> Result<(), SharedStateError> {
+        let _held = StateLock::acquire(&self.cache, self.timeout).await?;
         let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(base) = base
             .as_ref()
@@ -207,22 +207,22 @@ mod tests {
         state.save(dir).unwrap();
     }
 
-    #[test]
-    fn two_writers_saving_in_turn_keep_each_others_entries() {
+    #[tokio::test]
+    async fn two_writers_saving_in_turn_keep_each_others_entries() {
         let dir = tempfile::tempdir().unwrap();
         seeded(dir.path());
         let (a, b) = (
             SharedState::new(dir.path(), Duration::from_secs(5)),
             SharedState::new(dir.path(), Duration::from_secs(5)),
         );
-        let (mut sa, mut sb) = (a.load(REMOTE).unwrap(), b.load(REMOTE).unwrap());
+        let (mut sa, mut sb) = (a.load(REMOTE).await.unwrap(), b.load(REMOTE).await.unwrap());
         sa.files.insert("data/a/2".into(), file(4));
         sa.files.remove("data/a/1");
         sb.files.insert("data/b/1".into(), file(5));
         sb.index_etag = Some(ETag::new("\"e1\""));
         sb.generation = 2;
-        b.save(&mut sb).unwrap();
-        a.save(&mut sa).unwrap();
+        b.save(&mut sb).await.unwrap();
+        a.save(&mut sa).await.unwrap();
         let disk = SyncState::load(dir.path(), REMOTE);
         assert_eq!(disk, sa, "the writer's state is what it saved");
         let paths: Vec<&str> = disk.files.keys().map(String::as_str).collect();
@@ -235,37 +235,37 @@ mod tests {
         );
         // a saves again with nothing new from anyone: written as it is.
         sa.files.insert("data/a/3".into(), file(6));
-        a.save(&mut sa).unwrap();
+        a.save(&mut sa).await.unwrap();
         assert!(SyncState::load(dir.path(), REMOTE)
             .files
             .contains_key("data/b/1"));
     }
 
-    #[test]
-    fn an_etag_moved_by_another_writer_is_not_moved_back() {
+    #[tokio::test]
+    async fn an_etag_moved_by_another_writer_is_not_moved_back() {
         let dir = tempfile::tempdir().unwrap();
         seeded(dir.path());
         let (a, b) = (
             SharedState::new(dir.path(), Duration::from_secs(5)),
             SharedState::new(dir.path(), Duration::from_secs(5)),
         );
-        let (mut sa, mut sb) = (a.load(REMOTE).unwrap(), b.load(REMOTE).unwrap());
+        let (mut sa, mut sb) = (a.load(REMOTE).await.unwrap(), b.load(REMOTE).await.unwrap());
         sb.index_etag = Some(ETag::new("\"e1\""));
         sb.generation = 2;
-        b.save(&mut sb).unwrap();
+        b.save(&mut sb).await.unwrap();
         sa.index_etag = Some(ETag::new("\"e2\""));
         sa.generation = 3;
-        a.save(&mut sa).unwrap();
+        a.save(&mut sa).await.unwrap();
         let disk = SyncState::load(dir.path(), REMOTE);
         assert_eq!(disk.index_etag, Some(ETag::new("\"e1\"")));
     }
 
-    #[test]
-    fn a_cache_another_remote_took_meanwhile_is_refused() {
+    #[tokio::test]
+    async fn a_cache_another_remote_took_meanwhile_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         seeded(dir.path());
         let a = SharedState::new(dir.path(), Duration::from_secs(5));
-        let mut sa = a.load(REMOTE).unwrap();
+        let mut sa = a.load(REMOTE).await.unwrap();
         SyncState {
             remote: "s3://other/".into(),
             ..SyncState::default()
@@ -273,7 +273,7 @@ mod tests {
         .save(dir.path())
         .unwrap();
         sa.files.insert("data/a/2".into(), file(4));
-        let err = a.save(&mut sa).unwrap_err();
+        let err = a.save(&mut sa).await.unwrap_err();
         assert!(matches!(err, SharedStateError::OtherRemote { .. }), "{err}");
     }
 }

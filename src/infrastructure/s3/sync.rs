@@ -289,20 +289,20 @@ impl CacheSync {
 
     /// Saves `state`; in a shared cache merged with what the others saved
     /// meanwhile, which `state` then holds too.
-    fn save(&self, state: &mut SyncState) -> Result<(), SyncError> {
+    async fn save(&self, state: &mut SyncState) -> Result<(), SyncError> {
         match &self.shared {
-            Some(shared) => Ok(shared.save(state)?),
+            Some(shared) => Ok(shared.save(state).await?),
             None => state.save(self.cache()).map_err(io_err(self.cache())),
         }
     }
 
     /// The current sync state: the one this process holds, else the file.
-    fn take_state(&self) -> Result<SyncState, SyncError> {
+    async fn take_state(&self) -> Result<SyncState, SyncError> {
         if let Some(held) = self.state.lock().ok().and_then(|mut held| held.take()) {
             return Ok(held);
         }
         match &self.shared {
-            Some(shared) => Ok(shared.load(&self.remote_name())?),
+            Some(shared) => Ok(shared.load(&self.remote_name()).await?),
             None => Ok(SyncState::load(self.cache(), &self.remote_name())),
         }
     }

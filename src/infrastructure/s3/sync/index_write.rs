@@ -39,7 +39,7 @@ impl CacheSync {
             // Only possible beside another machine's paths (a local disk
             // cannot hold both): nothing this push sent counts as agreed.
             Self::undo(state, undo);
-            self.save(state)?;
+            self.save(state).await?;
             return Err(SyncError::PathConflict { file, nested });
         }
         let mode = match &state.index_etag {
@@ -62,7 +62,7 @@ impl CacheSync {
                 state.index_etag = Some(etag);
                 state.generation = generation;
                 state.index_root = Some(root);
-                self.save(state)?;
+                self.save(state).await?;
                 Ok(())
             }
             Err(IndexIoError::Store(StoreError::Precondition(target))) => {
@@ -70,7 +70,7 @@ impl CacheSync {
                 // The next pull reads the index from scratch.
                 state.index_etag = None;
                 state.index_root = None;
-                self.save(state)?;
+                self.save(state).await?;
                 Err(SyncError::IndexConflict(target))
             }
             Err(e) => Err(e.into()),

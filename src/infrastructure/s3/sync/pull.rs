@@ -143,7 +143,7 @@ impl CacheSync {
     ) -> Result<SyncReport, SyncError> {
         std::fs::create_dir_all(self.cache()).map_err(io_err(self.cache()))?;
         self.adopt_cache()?;
-        let mut state = self.take_state()?;
+        let mut state = self.take_state().await?;
         // Under the lock, the listing that acquired it may already show the
         // index unchanged: no GET.
         let listed = match heal {
@@ -185,7 +185,7 @@ impl CacheSync {
                     state.generation = 0;
                     state.files.clear();
                     state.foreign.clear();
-                    self.save(&mut state)?;
+                    self.save(&mut state).await?;
                 }
                 self.mark_current();
                 self.keep_state(state);
@@ -320,13 +320,13 @@ impl CacheSync {
         }
         if let Some(first) = failures.into_iter().next() {
             // Keep the old index ETag so the next pull fetches the index again.
-            self.save(&mut state)?;
+            self.save(&mut state).await?;
             return Err(first);
         }
         if needed.is_some() && !(loaded.is_complete() && Self::agrees_with(&state, remote)) {
             // Only part of this index is here: not current. A scoped writer
             // commits onto the index it read (`scoped.rs`).
-            self.save(&mut state)?;
+            self.save(&mut state).await?;
             self.keep_state(state);
             if let Ok(mut base) = self.scoped_base.lock() {
                 *base = Some(loaded);
@@ -336,11 +336,11 @@ impl CacheSync {
         state.index_etag = Some(loaded.etag.clone());
         state.generation = generation;
         state.index_root = loaded.root.clone();
-        self.save(&mut state)?;
+        self.save(&mut state).await?;
         if heal == Heal::Interrupted && scope.is_none() && loaded.root.is_none() {
             // A failed migration costs nothing: the next whole pull retries.
             match self.migrate_index(&mut state, fence).await {
-                Ok(()) => self.save(&mut state)?,
+                Ok(()) => self.save(&mut state).await?,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not move the remote index to the sharded format; the next command tries again")
                 }

@@ -49,7 +49,7 @@ impl CacheSync {
         fence: &LeaseFence,
         scope: Option<&LockScope>,
     ) -> Result<SyncReport, SyncError> {
-        let mut state = self.take_state()?;
+        let mut state = self.take_state().await?;
         let Plan {
             suspects,
             deleted,
@@ -145,7 +145,7 @@ impl CacheSync {
                 None => self.write_index(&mut state, undo, fence).await?,
             }
         } else if state_dirty {
-            self.save(&mut state)?;
+            self.save(&mut state).await?;
         }
         let deletions = self.delete_objects(deleted, fence).await;
         for (rel, outcome) in deletions {

@@ -74,7 +74,7 @@ impl CacheSync {
         std::fs::create_dir_all(self.cache()).map_err(super::io_err(self.cache()))?;
         let mut report = RepairReport::default();
         let index_key = self.key(INDEX_KEY);
-        let mut state = self.take_state()?;
+        let mut state = self.take_state().await?;
         let mut readable_root = None;
         let (readable, etag) = match self.store.get_bytes(&index_key, None).await {
             Ok(Fetched::Object(bytes, meta)) => {
@@ -258,7 +258,7 @@ impl CacheSync {
         // The next pull reads the new index and reconciles three ways.
         state.index_etag = None;
         state.index_root = None;
-        self.save(&mut state)?;
+        self.save(&mut state).await?;
         self.keep_state(state);
         Ok(report)
     }

@@ -215,12 +215,12 @@ impl CacheSync {
                     state.generation = generation;
                     state.index_root = Some(root);
                 }
-                self.save(state)
+                self.save(state).await
             }
             Err(e) => {
                 self.index_store().abandon(pending, fence).await;
                 Self::undo(state, undo);
-                self.save(state)?;
+                self.save(state).await?;
                 Err(e)
             }
         }
