@@ -4,6 +4,8 @@
 pub mod commands;
 pub mod context;
 pub mod error;
+mod examples;
+pub mod logging;
 pub mod output;
 pub mod settings;
 
@@ -19,7 +21,7 @@ use std::path::PathBuf;
 
 /// swamp: runtime data for automation repos, stored on a filesystem or in S3.
 #[derive(Debug, Parser)]
-#[command(name = "swamp", version, about)]
+#[command(name = "swamp", version, about, after_help = examples::TOP)]
 pub struct Cli {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
@@ -33,6 +35,12 @@ pub struct Cli {
     /// Seconds to wait for the datastore lock before giving up (exit 75).
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60.0)]
     pub lock_timeout: f64,
+    /// No normal output: only answers (data get/list/versions), warnings and errors.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail on stderr (-v: swamp's steps and the AWS SDK's warnings; -vv: debug).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -45,9 +53,10 @@ pub enum Command {
     #[command(subcommand)]
     Repo(RepoCommand),
     /// Read and write versioned data items.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples::DATA)]
     Data(DataCommand),
     /// Run a command inside the datastore lock (SWAMP_DATASTORE_DIR names the datastore).
+    #[command(after_help = examples::EXEC)]
     Exec {
         /// Run it on a private read-only copy instead: no lock on S3, nothing pushed.
         #[arg(long, conflicts_with = "scope")]
@@ -62,14 +71,21 @@ pub enum Command {
         command: Vec<String>,
     },
     /// Inspect and configure the datastore.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples::DATASTORE)]
     Datastore(DatastoreCommand),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(after_help = examples::COMPLETION)]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `swamp repo ...`
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
     /// Create .swamp.yaml and .swamp/ (safe to rerun: keeps the repoId and data).
+    #[command(after_help = examples::REPO_INIT)]
     Init,
 }
 
@@ -77,6 +93,7 @@ pub enum RepoCommand {
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
     /// Store a new version of a data item.
+    #[command(after_help = examples::DATA_PUT)]
     Put {
         /// Item name, e.g. app/config.
         name: String,
@@ -85,6 +102,7 @@ pub enum DataCommand {
         file: String,
     },
     /// Print a data item (the newest version by default).
+    #[command(after_help = examples::DATA_GET)]
     Get {
         /// Item name.
         name: String,
@@ -93,13 +111,16 @@ pub enum DataCommand {
         version: Option<u64>,
     },
     /// List data items with their newest version.
+    #[command(after_help = examples::DATA_LIST)]
     List,
     /// List every version of a data item.
+    #[command(after_help = examples::DATA_VERSIONS)]
     Versions {
         /// Item name.
         name: String,
     },
     /// Remove a data item with all its versions.
+    #[command(after_help = examples::DATA_RM)]
     Rm {
         /// Item name.
         name: String,
@@ -110,15 +131,17 @@ pub enum DataCommand {
 #[derive(Debug, Subcommand)]
 pub enum DatastoreCommand {
     /// Show the datastore in use, its health and its lock.
+    #[command(after_help = examples::STATUS)]
     Status,
     /// Move the datastore to another backend.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples::SETUP)]
     Setup(SetupCommand),
     /// Inspect or break the datastore lock.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples::LOCK)]
     Lock(LockCommand),
     /// Rebuild an S3 datastore's index from the bucket and re-upload what
     /// this cache holds of missing or damaged files (never deletes an object).
+    #[command(after_help = examples::REPAIR)]
     Repair {
         /// For files no copy here can restore, index what the bucket holds
         /// (its content, or no entry when the object is gone) instead of
@@ -127,6 +150,7 @@ pub enum DatastoreCommand {
         accept_bucket: bool,
     },
     /// Pull and push an S3 datastore's cache now (both by default).
+    #[command(after_help = examples::SYNC)]
     Sync {
         /// Only download remote changes.
         #[arg(long, conflicts_with = "push")]
@@ -144,8 +168,10 @@ pub enum DatastoreCommand {
 #[derive(Debug, Subcommand)]
 pub enum SetupCommand {
     /// Use a directory (e.g. a shared mount) as the datastore.
+    #[command(after_help = examples::SETUP_FILESYSTEM)]
     Filesystem(SetupFilesystemArgs),
     /// Use an S3 bucket (with a local cache) as the datastore.
+    #[command(after_help = examples::SETUP_S3)]
     S3(SetupS3Args),
 }
 
@@ -190,8 +216,10 @@ pub struct SetupFilesystemArgs {
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
     /// Show who holds the lock.
+    #[command(after_help = examples::LOCK_STATUS)]
     Status,
     /// Remove the lock whoever holds it (breakglass).
+    #[command(after_help = examples::LOCK_RELEASE)]
     Release {
         /// Required: releasing a live lock lets two commands write at once.
         #[arg(long)]
@@ -209,12 +237,14 @@ pub async fn run() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            let informational = matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            );
+            // A group without its subcommand (`swamp data`) prints its usage
+            // on stderr and fails: it did nothing.
+            let informational =
+                matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                eprint!("{}", e.render().ansi());
+                return 2;
+            }
             if !informational && std::env::args().any(|a| a == "--json") {
                 // One line: clap's message and the items it lists, without usage hints.
                 let text = e.to_string();
@@ -236,8 +266,16 @@ pub async fn run() -> i32 {
         }
     };
     let json = cli.json;
+    let verbosity = logging::Verbosity::from_flags(cli.quiet, cli.verbose);
+    logging::init(verbosity);
+    if let Command::Completion { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "swamp", &mut std::io::stdout());
+        return 0;
+    }
+    let quiet = verbosity == logging::Verbosity::Quiet;
     match dispatch(cli).await {
-        Ok((result, code)) => match emit(json, result.as_ref()) {
+        Ok((result, code)) => match emit(json, quiet, result.as_ref()) {
             Ok(()) => code,
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
             Err(e) => {
@@ -256,6 +294,7 @@ fn settings(cli: &Cli) -> Result<Settings, CliError> {
     Settings::resolve(
         GlobalFlags {
             json: cli.json,
+            quiet: cli.quiet,
             repo_dir: cli.repo_dir.as_deref(),
             datastore: cli.datastore.as_deref(),
             lock_timeout: cli.lock_timeout,
@@ -278,7 +317,9 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
     }
     let ctx = RepoContext::open(&settings).await?;
     match cli.command {
-        Command::Repo(RepoCommand::Init) => unreachable!("handled above"),
+        Command::Repo(RepoCommand::Init) | Command::Completion { .. } => {
+            unreachable!("handled above")
+        }
         Command::Data(cmd) => match cmd {
             DataCommand::Put { name, file } => {
                 let source = if file == "-" {

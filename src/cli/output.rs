@@ -12,16 +12,23 @@ pub trait Render {
     fn to_json(&self) -> Value;
     /// The human rendering.
     fn write_text(&self, out: &mut dyn Write) -> io::Result<()>;
+    /// Whether the text is what was asked for (`data get`'s content, a
+    /// listing), kept under `-q`, rather than a report of what was done.
+    fn is_answer(&self) -> bool {
+        false
+    }
 }
 
-/// Writes `result` to stdout in the chosen format.
-pub fn emit(json: bool, result: &dyn Render) -> io::Result<()> {
+/// Writes `result` to stdout in the chosen format; under `quiet`, text
+/// that only reports what was done is left out (JSON never is: it was
+/// asked for).
+pub fn emit(json: bool, quiet: bool, result: &dyn Render) -> io::Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &result.to_json())?;
         writeln!(out)?;
-    } else {
+    } else if !quiet || result.is_answer() {
         result.write_text(&mut out)?;
     }
     out.flush()

@@ -37,6 +37,8 @@ const MAX_LOCK_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
 pub struct Settings {
     /// Render JSON.
     pub json: bool,
+    /// `-q`: no normal output (no progress, no summaries).
+    pub quiet: bool,
     /// The repo directory, absolute.
     pub repo_dir: PathBuf,
     /// `SWAMP_DATASTORE` (empty counts as unset).
@@ -65,6 +67,8 @@ pub struct Settings {
 pub struct GlobalFlags<'a> {
     /// `--json`.
     pub json: bool,
+    /// `-q/--quiet`.
+    pub quiet: bool,
     /// `--repo-dir`.
     pub repo_dir: Option<&'a std::path::Path>,
     /// `--datastore`.
@@ -88,6 +92,7 @@ impl Settings {
         };
         Ok(Self {
             json: flags.json,
+            quiet: flags.quiet,
             repo_dir,
             datastore_env: env(DATASTORE_ENV).filter(|v| !v.is_empty()),
             datastore_flag: flags.datastore.map(str::to_string),
@@ -165,6 +170,7 @@ mod tests {
         Settings::resolve(
             GlobalFlags {
                 json: false,
+                quiet: false,
                 repo_dir: Some(std::path::Path::new("/repo")),
                 datastore: None,
                 lock_timeout: 60.0,

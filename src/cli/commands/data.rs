@@ -116,6 +116,10 @@ pub async fn get(
 }
 
 impl Render for GetResult {
+    fn is_answer(&self) -> bool {
+        true
+    }
+
     fn to_json(&self) -> Value {
         let mut doc = json!(self.meta);
         match std::str::from_utf8(&self.content) {
@@ -143,6 +147,10 @@ pub async fn list(ctx: &RepoContext) -> Result<ListResult, CliError> {
 }
 
 impl Render for ListResult {
+    fn is_answer(&self) -> bool {
+        true
+    }
+
     fn to_json(&self) -> Value {
         json!({ "items": self.0 })
     }
@@ -193,6 +201,10 @@ pub async fn versions(ctx: &RepoContext, name: &str) -> Result<VersionsResult, C
 }
 
 impl Render for VersionsResult {
+    fn is_answer(&self) -> bool {
+        true
+    }
+
     fn to_json(&self) -> Value {
         json!({ "name": self.name, "versions": self.versions })
     }

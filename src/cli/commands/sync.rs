@@ -18,8 +18,8 @@ pub struct SyncResult {
     pushed: SyncReport,
 }
 
-fn progress_bar(json: bool) -> ProgressBar {
-    if json || !io::stderr().is_terminal() {
+fn progress_bar(hidden: bool) -> ProgressBar {
+    if hidden || !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -45,7 +45,7 @@ pub async fn sync(
     if let Some(n) = concurrency {
         datastore = datastore.with_concurrency(n);
     }
-    let bar = progress_bar(json);
+    let bar = progress_bar(json || ctx.settings.quiet);
     let outcome = datastore.sync(direction, bar.clone()).await;
     bar.finish_and_clear();
     let transfer = outcome?;
