@@ -669,9 +669,12 @@ fn deleting_the_whole_cache_loses_nothing() {
     let after = snapshot(&cache);
     let strip = |m: &BTreeMap<String, Vec<u8>>| {
         m.iter()
-            // This machine's own notes: what it agreed and what it probed.
+            // This machine's own notes: what it agreed and what it probed,
+            // and its local lock files (made by whichever command used them).
             .filter(|(k, _)| {
-                !k.starts_with(".swamp-sync-state") && k.as_str() != ".swamp-store-probe.json"
+                !k.starts_with(".swamp-sync-state")
+                    && k.as_str() != ".swamp-store-probe.json"
+                    && !(k.starts_with(".swamp-cache") && k.ends_with(".lock"))
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<BTreeMap<_, _>>()

@@ -15,7 +15,7 @@ use crate::cli::output::{emit, emit_error, Render};
 use crate::cli::settings::{GlobalFlags, Settings};
 use crate::domain::bucket_name::validate_bucket_name;
 use crate::domain::config::{normalize_prefix, Backend, ConfigError, S3Config};
-use crate::infrastructure::datastore::{Direction, MigrateOptions};
+use crate::infrastructure::datastore::{resolve_region, Direction, MigrateOptions};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -184,7 +184,8 @@ pub struct SetupS3Args {
     /// Key prefix inside the bucket.
     #[arg(long, default_value = "")]
     pub prefix: String,
-    /// Region (default: from the AWS config chain, else us-east-1).
+    /// Region, recorded in .swamp.yaml (default: AWS_REGION or the profile's;
+    /// without --endpoint-url also the instance metadata service; else us-east-1).
     #[arg(long)]
     pub region: Option<String>,
     /// Endpoint URL of an S3-compatible store (path-style addressing).
@@ -362,11 +363,23 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             }
             DatastoreCommand::Setup(SetupCommand::S3(args)) => {
                 validate_bucket_name(&args.bucket).map_err(ConfigError::from)?;
+                let prefix = normalize_prefix(&args.prefix)
+                    .map_err(|e| CliError::Validation(format!("invalid --prefix: {e}")))?;
+                // Recorded in .swamp.yaml, so no later command looks it up.
+                let region = match args.region {
+                    Some(region) => region,
+                    None => {
+                        let endpoint = args
+                            .endpoint_url
+                            .as_ref()
+                            .or(settings.aws_endpoint.as_ref());
+                        resolve_region(endpoint.map(String::as_str)).await
+                    }
+                };
                 let target = Backend::S3(S3Config {
                     bucket: args.bucket,
-                    prefix: normalize_prefix(&args.prefix)
-                        .map_err(|e| CliError::Validation(format!("invalid --prefix: {e}")))?,
-                    region: args.region,
+                    prefix,
+                    region: Some(region),
                     endpoint: args.endpoint_url,
                 });
                 let options = MigrateOptions {

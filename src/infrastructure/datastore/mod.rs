@@ -20,7 +20,7 @@ mod view;
 
 pub use crate::infrastructure::read_only_view::ViewError;
 pub use crate::infrastructure::s3::client::{
-    S3Settings, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_PART_DOWNLOADS,
+    resolve_region, S3Settings, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_PART_DOWNLOADS,
 };
 pub use crate::infrastructure::s3::probe::ConditionalSupport;
 pub use crate::infrastructure::s3::store::StoreError;

@@ -20,7 +20,7 @@ mod errors;
 mod multipart;
 mod server_date;
 
-pub use connection::{S3Settings, DEFAULT_ATTEMPT_TIMEOUT};
+pub use connection::{resolve_region, S3Settings, DEFAULT_ATTEMPT_TIMEOUT};
 
 use crate::domain::part_checksums::PartChecksums;
 use crate::infrastructure::hashing::{sha256_base64, CheckKind, FileDigest};

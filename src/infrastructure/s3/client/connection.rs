@@ -1,12 +1,17 @@
 //! Building the SDK client for one `S3Config`: the standard credential
-//! chain and region (us-east-1 when none is found), path-style addressing
-//! when an endpoint is set, per-attempt timeouts, four attempts, and the
+//! chain; the configured region, else — with an endpoint (MinIO, SeaweedFS,
+//! R2...) — `AWS_REGION`/`AWS_DEFAULT_REGION` or the profile's, never the
+//! instance metadata service (on a laptop that is a timeout and six WARN
+//! blocks per command), else the SDK's whole chain; us-east-1 when none is
+//! found. Path-style addressing when an endpoint is set, per-attempt timeouts, four attempts, and the
 //! SDK's own checksums only where an operation requires them (see
 //! `client.rs`). The caller resolves the settings (`S3Settings`) once; the
 //! SDK's credential and region chain stays the SDK's.
 
 use super::{S3Store, DEFAULT_PART_DOWNLOADS};
 use crate::domain::config::S3Config;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::Region;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::Client;
 use std::time::Duration;
@@ -36,14 +41,50 @@ impl Default for S3Settings {
     }
 }
 
+/// The region when none is configured or found.
+const FALLBACK_REGION: &str = "us-east-1";
+
+/// Where a region comes from when the config names none: the environment
+/// and the profile only (no instance metadata service).
+fn local_region_chain() -> RegionProviderChain {
+    RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+    .or_else(Region::new(FALLBACK_REGION))
+}
+
+/// The region a new S3 datastore records when `setup` is given none: with
+/// an endpoint the local chain's, else the SDK's whole chain's (the
+/// instance metadata service included, once, at setup), else us-east-1.
+pub async fn resolve_region(endpoint: Option<&str>) -> String {
+    let found = match endpoint.filter(|e| !e.is_empty()) {
+        Some(_) => local_region_chain().region().await,
+        None => {
+            RegionProviderChain::default_provider()
+                .or_else(Region::new(FALLBACK_REGION))
+                .region()
+                .await
+        }
+    };
+    found.map_or_else(|| FALLBACK_REGION.to_string(), |r| r.to_string())
+}
+
 impl S3Store {
     /// Builds the client for `config` (no request is made).
     pub async fn connect(config: &S3Config, settings: &S3Settings) -> Self {
         let attempt_timeout = settings.attempt_timeout;
+        let endpoint = config
+            .endpoint
+            .clone()
+            .or_else(|| settings.fallback_endpoint.clone())
+            .filter(|e| !e.is_empty());
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
+        loader = match (&config.region, &endpoint) {
+            (Some(region), _) => loader.region(Region::new(region.clone())),
+            (None, Some(_)) => loader.region(local_region_chain()),
+            (None, None) => loader,
+        };
         let shared = loader.load().await;
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .timeout_config(
@@ -56,13 +97,8 @@ impl S3Store {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if shared.region().is_none() {
-            builder = builder.region(aws_config::Region::new("us-east-1"));
+            builder = builder.region(Region::new(FALLBACK_REGION));
         }
-        let endpoint = config
-            .endpoint
-            .clone()
-            .or_else(|| settings.fallback_endpoint.clone())
-            .filter(|e| !e.is_empty());
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint).force_path_style(true);
         }
