@@ -25,7 +25,8 @@ pub fn load_config(repo_dir: &Path) -> Result<RepoConfig, ConfigError> {
         }
         Err(e) => return Err(ConfigError::Io { path, source: e }),
     };
-    RepoConfig::parse(&path, &text)
+    // `$VAR` in a datastore path is the config's own syntax: read here.
+    RepoConfig::parse(&path, &text, &|name| std::env::var(name).ok())
 }
 
 /// Writes `document` as `.swamp.yaml` atomically (temp + rename).

@@ -39,6 +39,6 @@ pub(crate) mod test_config {
     /// `.swamp.yaml` of repo `/r` with identity keys and `extra`.
     pub(crate) fn config(extra: &str) -> RepoConfig {
         let text = format!("swampVersion: 0.1.0\nrepoId: {ID}\n{extra}");
-        RepoConfig::parse(Path::new("/r/.swamp.yaml"), &text).unwrap()
+        RepoConfig::parse(Path::new("/r/.swamp.yaml"), &text, &|_| None).unwrap()
     }
 }

@@ -2,19 +2,30 @@
 //! `repoId`) and an optional `datastore:` section (`type` with its location
 //! fields, `directories`, `exclude`).
 //!
+//! `.swamp.yaml` is committed and shared, so a filesystem `datastore.path`
+//! may be written so that it works on every teammate's machine: relative
+//! (to the repo, the directory holding the file), with `~` (the home) and
+//! `$VAR` / `${VAR}` (the environment, via `shellexpand`); an unset variable
+//! is an error naming it. A setup writes a path inside the repo relative to
+//! it, and the default (`{repo}/.swamp`) as no `type` at all.
+//!
 //! Parsing keeps the raw document next to the typed fields, so a rewrite
 //! (`datastore setup`) replaces only the `datastore:` section and keeps every
 //! other key, known or not, in its order (YAML comments are lost). Unknown
 //! keys only warn; wrong values of known keys fail.
 
 use super::error::ConfigError;
-use super::spec::{absolute_path, normalize_prefix, Backend, S3Config, SpecError};
+use super::spec::{normalize_prefix, Backend, S3Config, SpecError};
+use super::LOCAL_DIR;
 use crate::domain::bucket_name::validate_bucket_name;
 use crate::domain::path_resolver::DATASTORE_DIRS;
 use crate::domain::pattern_matcher::ExcludeMatcher;
 use serde_yaml::{Mapping, Value};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use uuid::Uuid;
+
+/// Looks up an environment variable (for `$VAR` in a datastore path).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The repo config file name.
 pub const CONFIG_FILE: &str = ".swamp.yaml";
@@ -56,15 +67,19 @@ const DATASTORE_KEYS: [&str; 8] = [
 ];
 
 impl RepoConfig {
-    /// Parses the text of `file`.
-    pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
-        let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
-            file: file.to_path_buf(),
-            location: e
-                .location()
-                .map(|l| format!("line {}: ", l.line()))
-                .unwrap_or_default(),
-            message: e.to_string(),
+    /// Parses the text of `file`; `vars` expands `$VAR` in a datastore path.
+    pub fn parse(file: &Path, text: &str, vars: EnvLookup) -> Result<Self, ConfigError> {
+        let value: Value = serde_yaml::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| {
+                // A duplicate key is reported where its mapping starts: point
+                // at the duplicate itself.
+                duplicate_key_line(text, &e.to_string(), l.line(), l.column()).unwrap_or(l.line())
+            });
+            ConfigError::Yaml {
+                file: file.to_path_buf(),
+                location: line.map(|l| format!("line {l}: ")).unwrap_or_default(),
+                message: e.to_string(),
+            }
         })?;
         let field_err = |field: &str, reason: &str| ConfigError::Field {
             file: file.to_path_buf(),
@@ -90,11 +105,20 @@ impl RepoConfig {
             .ok_or_else(|| field_err("repoId", "missing (run 'swamp repo init')"))?;
         let repo_id = Uuid::parse_str(&repo_id_text)
             .map_err(|_| field_err("repoId", &format!("'{repo_id_text}' is not a UUID")))?;
+        // Random (v4) only, as `repo init` writes: the nil UUID or a
+        // hand-made one could be shared by unrelated repos, whose caches
+        // (named by it) would then mix.
+        if repo_id.get_version() != Some(uuid::Version::Random) {
+            return Err(field_err(
+                "repoId",
+                &format!("'{repo_id_text}' is not a random (version 4) UUID; run 'swamp repo init' in a fresh clone to get one"),
+            ));
+        }
         let datastore = match document.get("datastore") {
             None | Some(Value::Null) => None,
             Some(Value::Mapping(section)) => {
                 warnings.extend(unknown_keys(section, &DATASTORE_KEYS, "datastore."));
-                Some(parse_section(file, section)?)
+                Some(parse_section(file, section, vars)?)
             }
             Some(_) => return Err(field_err("datastore", "expected a mapping")),
         };
@@ -111,6 +135,35 @@ impl RepoConfig {
     }
 }
 
+/// The line of the second `key:` in the mapping that starts at `line`,
+/// `column` (both 1-based), when `message` is serde_yaml's duplicate-key
+/// error.
+fn duplicate_key_line(text: &str, message: &str, line: usize, column: usize) -> Option<usize> {
+    let key = message
+        .split("duplicate entry with key \"")
+        .nth(1)?
+        .split('"')
+        .next()?;
+    let indent = column.saturating_sub(1);
+    let starts_entry = |l: &str| {
+        let (lead, rest) = l.split_at(l.len() - l.trim_start().len());
+        lead.len() == indent
+            && [
+                format!("{key}:"),
+                format!("\"{key}\":"),
+                format!("'{key}':"),
+            ]
+            .iter()
+            .any(|p| rest.starts_with(p.as_str()))
+    };
+    text.lines()
+        .enumerate()
+        .skip(line.saturating_sub(1))
+        .filter(|(_, l)| starts_entry(l))
+        .nth(1)
+        .map(|(i, _)| i + 1)
+}
+
 fn unknown_keys(map: &Mapping, known: &[&str], prefix: &str) -> Vec<String> {
     map.keys()
         .filter_map(|k| k.as_str())
@@ -119,7 +172,43 @@ fn unknown_keys(map: &Mapping, known: &[&str], prefix: &str) -> Vec<String> {
         .collect()
 }
 
-fn parse_section(file: &Path, section: &Mapping) -> Result<DatastoreSection, ConfigError> {
+/// The datastore directory `raw` names, `~` and `$VAR` expanded, relative
+/// to `repo_dir`, lexically cleaned.
+fn datastore_path(raw: &str, repo_dir: &Path, vars: EnvLookup) -> Result<PathBuf, String> {
+    if raw.trim().is_empty() {
+        return Err(SpecError::EmptyPath.to_string());
+    }
+    let expanded = shellexpand::full_with_context(
+        raw,
+        || vars("HOME"),
+        |name| match vars(name) {
+            Some(value) => Ok(Some(value)),
+            None => Err(format!("${name} is not set")),
+        },
+    )
+    .map_err(|e| format!("'{raw}': {}", e.cause))?;
+    if expanded.trim().is_empty() {
+        return Err(format!("'{raw}' expands to an empty path"));
+    }
+    let path = repo_dir.join(expanded.as_ref());
+    let mut clean = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                clean.pop();
+            }
+            Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    Ok(clean)
+}
+
+fn parse_section(
+    file: &Path,
+    section: &Mapping,
+    vars: EnvLookup,
+) -> Result<DatastoreSection, ConfigError> {
     let field_err = |field: &str, reason: String| ConfigError::Field {
         file: file.to_path_buf(),
         field: format!("datastore.{field}"),
@@ -154,8 +243,9 @@ fn parse_section(file: &Path, section: &Mapping) -> Result<DatastoreSection, Con
         Some("filesystem") => {
             let raw = text("path")?
                 .ok_or_else(|| field_err("path", "required for type 'filesystem'".into()))?;
+            let repo_dir = file.parent().unwrap_or(Path::new("/"));
             Some(Backend::Filesystem {
-                path: absolute_path(&raw).map_err(|e| spec_err("path", e))?,
+                path: datastore_path(&raw, repo_dir, vars).map_err(|e| field_err("path", e))?,
             })
         }
         Some("s3") => {
@@ -194,14 +284,26 @@ fn parse_section(file: &Path, section: &Mapping) -> Result<DatastoreSection, Con
     })
 }
 
-/// Builds the YAML `datastore:` mapping for `backend`, keeping `directories`
-/// and `exclude` from `previous`.
-pub fn datastore_yaml(backend: &Backend, previous: Option<&Value>) -> Value {
+/// Builds the YAML `datastore:` mapping for `backend` in the repo
+/// `repo_dir`, keeping `directories` and `exclude` from `previous`; `None`
+/// when nothing is left to say (the default datastore, nothing kept).
+pub fn datastore_yaml(
+    backend: &Backend,
+    previous: Option<&Value>,
+    repo_dir: &Path,
+) -> Option<Value> {
     let mut map = Mapping::new();
     match backend {
+        // The default: what a fresh clone uses without being told.
+        Backend::Filesystem { path } if *path == repo_dir.join(LOCAL_DIR) => {}
         Backend::Filesystem { path } => {
             map.insert("type".into(), "filesystem".into());
-            map.insert("path".into(), path.display().to_string().into());
+            // Inside the repo: relative, so it holds on every clone.
+            let written = match path.strip_prefix(repo_dir) {
+                Ok(inside) if !inside.as_os_str().is_empty() => inside.to_path_buf(),
+                _ => path.clone(),
+            };
+            map.insert("path".into(), written.display().to_string().into());
         }
         Backend::S3(s3) => {
             map.insert("type".into(), "s3".into());
@@ -224,7 +326,7 @@ pub fn datastore_yaml(backend: &Backend, previous: Option<&Value>) -> Value {
             }
         }
     }
-    Value::Mapping(map)
+    (!map.is_empty()).then_some(Value::Mapping(map))
 }
 
 #[cfg(test)]
@@ -233,10 +335,18 @@ mod tests {
 
     use crate::domain::config::test_config::{config, ID};
 
+    fn no_vars(_: &str) -> Option<String> {
+        None
+    }
+
     #[test]
     fn malformed_yaml_names_file_and_line() {
-        let err =
-            RepoConfig::parse(Path::new("/r/.swamp.yaml"), "repoId: x\n  bad: [\n").unwrap_err();
+        let err = RepoConfig::parse(
+            Path::new("/r/.swamp.yaml"),
+            "repoId: x\n  bad: [\n",
+            &no_vars,
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("/r/.swamp.yaml") && msg.contains("line"),
@@ -249,16 +359,92 @@ mod tests {
         let cfg = config("extra: 1\ndatastore:\n  type: filesystem\n  path: /x\n  colour: red\n");
         assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
         let text = format!("repoId: {ID}\ndatastore:\n  type: ftp\n");
-        let err = RepoConfig::parse(Path::new("/r/.swamp.yaml"), &text).unwrap_err();
+        let err = RepoConfig::parse(Path::new("/r/.swamp.yaml"), &text, &no_vars).unwrap_err();
         assert!(err.to_string().contains("unknown datastore type 'ftp'"));
     }
 
     #[test]
     fn invalid_repo_id_and_directories_fail() {
-        let err = RepoConfig::parse(Path::new("/f"), "repoId: nope\n").unwrap_err();
+        let err = RepoConfig::parse(Path::new("/f"), "repoId: nope\n", &no_vars).unwrap_err();
         assert!(err.to_string().contains("not a UUID"));
         let text = format!("repoId: {ID}\ndatastore:\n  directories: [data, nope]\n");
-        let err = RepoConfig::parse(Path::new("/f"), &text).unwrap_err();
+        let err = RepoConfig::parse(Path::new("/f"), &text, &no_vars).unwrap_err();
         assert!(err.to_string().contains("unknown directory 'nope'"));
+    }
+
+    #[test]
+    fn datastore_paths_expand_home_and_variables_and_resolve_against_the_repo() {
+        let vars = |name: &str| match name {
+            "HOME" => Some("/home/ana".to_string()),
+            "SHARED" => Some("/mnt/team".to_string()),
+            _ => None,
+        };
+        let repo = Path::new("/src/infra");
+        let cases = [
+            ("/abs/ds", Ok("/abs/ds")),
+            ("shared/ds", Ok("/src/infra/shared/ds")),
+            ("./.swamp", Ok("/src/infra/.swamp")),
+            ("../sibling/ds", Ok("/src/sibling/ds")),
+            ("~/swamp", Ok("/home/ana/swamp")),
+            ("$SHARED/ds", Ok("/mnt/team/ds")),
+            ("${SHARED}/x/../ds", Ok("/mnt/team/ds")),
+            ("$NOPE/ds", Err("$NOPE is not set")),
+            ("  ", Err("empty")),
+        ];
+        for (raw, want) in cases {
+            let got = datastore_path(raw, repo, &vars);
+            match want {
+                Ok(path) => assert_eq!(got.as_deref(), Ok(Path::new(path)), "{raw}"),
+                Err(part) => assert!(
+                    got.as_ref().is_err_and(|e| e.contains(part)),
+                    "{raw}: {got:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn a_setup_writes_the_default_as_nothing_and_a_path_inside_the_repo_relative() {
+        let repo = Path::new("/src/infra");
+        let fs = |p: &str| Backend::Filesystem { path: p.into() };
+        assert_eq!(datastore_yaml(&fs("/src/infra/.swamp"), None, repo), None);
+        let kept: Value =
+            serde_yaml::from_str("type: s3\nbucket: b\nexclude: [\"logs/\"]\n").unwrap();
+        let back = datastore_yaml(&fs("/src/infra/.swamp"), Some(&kept), repo).unwrap();
+        assert_eq!(serde_yaml::to_string(&back).unwrap(), "exclude:\n- logs/\n");
+        let inside = datastore_yaml(&fs("/src/infra/shared/ds"), None, repo).unwrap();
+        assert_eq!(inside["path"], "shared/ds");
+        let outside = datastore_yaml(&fs("/mnt/team/ds"), None, repo).unwrap();
+        assert_eq!(outside["path"], "/mnt/team/ds");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_reported_at_its_own_line() {
+        let cases = [
+            (
+                format!("repoId: {ID}\nswampVersion: '1'\nrepoId: {ID}\n"),
+                "line 3: ",
+            ),
+            (
+                format!("repoId: {ID}\ndatastore:\n  type: filesystem\n  path: /x\n  type: s3\n"),
+                "line 5: ",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = RepoConfig::parse(Path::new("/r/.swamp.yaml"), &text, &no_vars).unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_random_uuids_are_repo_ids() {
+        for id in [
+            "00000000-0000-0000-0000-000000000000",
+            "6f1c3d1e-2b7a-1c1e-9b1a-1d2e3f4a5b6c",
+        ] {
+            let err = RepoConfig::parse(Path::new("/f"), &format!("repoId: {id}\n"), &no_vars)
+                .unwrap_err();
+            assert!(err.to_string().contains("version 4"), "{err}");
+        }
     }
 }

@@ -299,10 +299,10 @@ fn switch_config(
 ) -> Result<(), ConfigError> {
     let mut doc = config.document.clone();
     let previous = doc.get("datastore").cloned();
-    doc.insert(
-        "datastore".into(),
-        datastore_yaml(backend, previous.as_ref()),
-    );
+    match datastore_yaml(backend, previous.as_ref(), repo_dir) {
+        Some(section) => doc.insert("datastore".into(), section),
+        None => doc.remove("datastore"),
+    };
     save_document(repo_dir, &doc)
 }
 
