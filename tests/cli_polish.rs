@@ -146,3 +146,28 @@ fn verbose_shows_the_guards_steps_and_the_default_shows_none() {
         "no colour off a terminal: {text:?}"
     );
 }
+
+#[test]
+fn exec_json_keeps_the_childs_stdout_out_of_the_document() {
+    let repo = init_repo();
+    let out = run(swamp(repo.path()).args([
+        "--json",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo to-stdout; echo to-stderr >&2; exit 3",
+    ]));
+    assert_eq!(code_of(&out), 3);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["exitCode"], 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("to-stdout") && err.contains("to-stderr"),
+        "{err}"
+    );
+    // Without --json the child's stdout is swamp's stdout.
+    let out = run(swamp(repo.path()).args(["exec", "--", "echo", "plain"]));
+    assert_eq!(out.stdout, b"plain\n");
+}

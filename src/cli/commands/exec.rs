@@ -12,6 +12,10 @@
 //! applied (and pushed on S3); a change anywhere else fails the command
 //! with the paths named, and nothing is applied.
 //!
+//! With `--json`, stdout carries the one JSON document only: the child's
+//! stdout goes to swamp's stderr (with the child's stderr), so a caller
+//! parses stdout and still sees everything the child printed.
+//!
 //! The child runs in a process group of its own
 //! (`infrastructure::child_group`): if the lock is lost the whole group is
 //! killed at once (nothing may write without the lock); on SIGINT/SIGTERM/SIGHUP
@@ -65,6 +69,7 @@ pub async fn exec(ctx: &RepoContext, argv: &[String], mode: Mode) -> Result<Exec
         args,
         repo_dir: &ctx.repo_dir,
         read_only: matches!(mode, Mode::ReadOnly),
+        stdout_to_stderr: ctx.settings.json,
     };
     let paths = match mode {
         Mode::Guarded => {
@@ -157,6 +162,8 @@ struct Child<'a> {
     args: &'a [String],
     repo_dir: &'a Path,
     read_only: bool,
+    /// `--json`: keep stdout for the document.
+    stdout_to_stderr: bool,
 }
 
 impl Child<'_> {
@@ -171,6 +178,9 @@ impl Child<'_> {
             .env("SWAMP_REPO_DIR", self.repo_dir);
         if self.read_only {
             command.env("SWAMP_READ_ONLY", "1");
+        }
+        if self.stdout_to_stderr {
+            command.stdout(io::stderr());
         }
         let mut child = ChildGroup::spawn(command).map_err(|e| CliError::Spawn {
             program: program.clone(),
