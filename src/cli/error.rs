@@ -237,6 +237,26 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn every_json_error_code_is_listed_in_the_readme() {
+        let source = include_str!("error.rs");
+        let readme = include_str!("../../README.md");
+        let body = &source[..source.find("#[cfg(test)]").unwrap()];
+        let codes: std::collections::BTreeSet<&str> = body
+            .split("=> \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|code| code.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        assert!(codes.len() > 20, "{codes:?}");
+        for code in codes {
+            assert!(
+                readme.contains(&format!("`{code}`")),
+                "README lists no `{code}`"
+            );
+        }
+    }
+
+    #[test]
     fn lock_failures_map_to_tempfail() {
         let t = CliError::Lock(LockError::Timeout {
             location: "/x/.datastore.lock".into(),

@@ -66,16 +66,53 @@ where
         _ if matches!(err, SdkError::DispatchFailure(_)) => "endpoint unreachable: check the endpoint URL, network and that the server is running".to_string(),
         _ => String::new(),
     };
-    let first_line = detail.lines().next().unwrap_or("").to_string();
+    let what = concise(&err, status);
     StoreError::Failed {
         op,
         target,
         message: if hint.is_empty() {
-            first_line
+            what
         } else {
-            format!("{hint} ({first_line})")
+            format!("{hint} ({what})")
         },
     }
+}
+
+/// What the store or the connection said, in one line of plain text: the
+/// S3 error code and message with the HTTP status, or the chain of causes
+/// by their `Display` — never the SDK's `Debug` dump (headers, bodies,
+/// extensions), which is what `DisplayErrorContext` ends with.
+fn concise<E>(err: &SdkError<E, HttpResponse>, status: Option<u16>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let said = match (err.code(), err.message()) {
+        (Some(code), Some(message)) => Some(format!("{code}: {message}")),
+        (Some(text), None) | (None, Some(text)) => Some(text.to_string()),
+        (None, None) => None,
+    };
+    let text = match said {
+        Some(said) => match status {
+            Some(status) => format!("{said}, HTTP {status}"),
+            None => said,
+        },
+        None => {
+            let mut parts: Vec<String> = Vec::new();
+            let mut cause: Option<&dyn std::error::Error> = Some(err);
+            while let Some(e) = cause {
+                let text = e.to_string();
+                if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+                    parts.push(text);
+                }
+                cause = e.source();
+            }
+            if let (Some(status), true) = (status, parts.len() <= 1) {
+                parts.push(format!("HTTP {status}"));
+            }
+            parts.join(": ")
+        }
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -169,8 +206,6 @@ mod tests {
             (Other("failed to load credentials"), Failed(NO_CREDENTIALS)),
         ];
         for (make, want) in cases {
-            let detail = DisplayErrorContext(&make.error()).to_string();
-            let first_line = detail.lines().next().unwrap_or("").to_string();
             match (
                 &want,
                 store_error("get", "s3://b/k".into(), "b", make.error()),
@@ -187,12 +222,20 @@ mod tests {
                     },
                 ) => {
                     assert_eq!((op, target.as_str()), ("get", "s3://b/k"), "{make:?}");
-                    let expected = if hint.is_empty() {
-                        first_line
-                    } else {
-                        format!("{hint} ({first_line})")
+                    assert!(message.starts_with(hint), "{make:?}: {message}");
+                    // What the store said, in plain words: no Debug dump.
+                    let said = match make {
+                        Reply(status, Some(code)) => {
+                            format!("{code}: the server said no, HTTP {status}")
+                        }
+                        Reply(status, None) => format!("the server said no, HTTP {status}"),
+                        Timeout => "took too long".into(),
+                        Io(text) | Other(text) => text.into(),
                     };
-                    assert_eq!(message, expected, "{make:?}");
+                    assert!(message.contains(&said), "{make:?}: {message}");
+                    for dump in ["{", "ErrorMetadata", "Extensions", "DispatchFailure("] {
+                        assert!(!message.contains(dump), "{make:?}: {message}");
+                    }
                 }
                 (want, got) => panic!("{make:?}: wanted {want:?}, got {got:?}"),
             }
