@@ -200,26 +200,6 @@ fn the_command_dies_with_a_swamp_killed_with_9() {
     wait_until("the command died with swamp", || is_dead(child));
 }
 
-/// A private tmux server (its own socket), killed when the test ends.
-struct Tmux(String);
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new("tmux")
-            .arg("-L")
-            .arg(&self.0)
-            .args(args)
-            .output()
-            .expect("tmux (apt-get install tmux)")
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
 /// In the foreground of a real terminal, `exec`'s command stays in swamp's
 /// process group, so it can read the terminal (a group of its own would be a
 /// background job and stop on its first read).

@@ -6,11 +6,15 @@ use crate::cli::settings::Settings;
 use crate::domain::config::{resolve_datastore, RepoConfig};
 use crate::infrastructure::coordinator::LockTiming;
 use crate::infrastructure::datastore::{
-    Datastore, DatastoreSettings, Notice, Reporter, S3Settings,
+    Datastore, DatastoreSettings, LockWait, Notice, Reporter, S3Settings,
 };
 use crate::infrastructure::repo_files::load_config;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// An opened repo with its datastore.
 pub struct RepoContext {
@@ -55,7 +59,7 @@ impl RepoContext {
                     fallback_endpoint: settings.aws_endpoint.clone(),
                 },
             },
-            Arc::new(Stderr { sync_reports: true }),
+            Arc::new(Stderr::new(true, settings.json || settings.quiet)),
         )
         .await?;
         Ok(Self {
@@ -72,11 +76,38 @@ impl RepoContext {
     }
 }
 
-/// Notices as `warning:` lines on stderr; a second signal exits at once.
+/// Notices as `warning:` lines on stderr; a second signal exits at once;
+/// a busy lock as one `waiting for the lock held by ...` line, then (on a
+/// terminal) a spinner with the time waited, cleared when the wait is over.
 pub struct Stderr {
     /// Whether conflict copies and unsynced files get a line (a command
     /// that renders its sync report in JSON leaves them to the report).
     pub sync_reports: bool,
+    /// `--json` or `-q`: no waiting line, no spinner.
+    pub silent_wait: bool,
+    /// The wait being shown, if any (its spinner, when on a terminal).
+    waiting: Mutex<Option<Option<ProgressBar>>>,
+}
+
+impl Stderr {
+    /// A reporter; `silent_wait` for `--json` and `-q`.
+    pub fn new(sync_reports: bool, silent_wait: bool) -> Self {
+        Self {
+            sync_reports,
+            silent_wait,
+            waiting: Mutex::new(None),
+        }
+    }
+}
+
+/// `12 s`, `3 min 4 s`, `2 h 5 min`.
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
 }
 
 impl Reporter for Stderr {
@@ -86,8 +117,61 @@ impl Reporter for Stderr {
         }
     }
 
+    fn lock_wait(&self, wait: &LockWait) {
+        if self.silent_wait {
+            return;
+        }
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        match wait {
+            LockWait::Busy {
+                holder, held_for, ..
+            } => {
+                if waiting.is_some() {
+                    return;
+                }
+                let held = held_for
+                    .map(|d| format!(" for {}", human_duration(d)))
+                    .unwrap_or_default();
+                eprintln!("waiting for the lock held by {holder}{held}…");
+                let spinner = std::io::stderr().is_terminal().then(|| {
+                    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} waiting {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar
+                });
+                *waiting = Some(spinner);
+            }
+            LockWait::Over => {
+                if let Some(Some(spinner)) = waiting.take() {
+                    spinner.finish_and_clear();
+                }
+            }
+        }
+    }
+
     fn second_signal(&self, signal: i32) {
         eprintln!("swamp: second signal, exiting now");
         std::process::exit(128 + signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        let cases = [
+            (0, "0 s"),
+            (12, "12 s"),
+            (64, "1 min 4 s"),
+            (7500, "2 h 5 min"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(Duration::from_secs(secs)), want);
+        }
     }
 }

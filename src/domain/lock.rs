@@ -176,6 +176,28 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 
 impl LockObservation {
     /// One line naming the holder (or the corruption), for messages.
+    /// Who holds the lock, for a waiting line: `user@host (pid N)` and its
+    /// scope, without the time.
+    pub fn holder_brief(&self) -> String {
+        match &self.info {
+            Some(info) => {
+                let scope = match &info.scope {
+                    Some(paths) => format!(" on {}", paths.join(", ")),
+                    None => String::new(),
+                };
+                format!("{} (pid {}){scope}", info.holder, info.pid)
+            }
+            None => self.describe(),
+        }
+    }
+
+    /// How long the holder has held the lock, by its own clock (`None` when
+    /// unknown or in the future).
+    pub fn held_for(&self) -> Option<Duration> {
+        let info = self.info.as_ref()?;
+        (chrono::Utc::now() - info.acquired_at).to_std().ok()
+    }
+
     pub fn describe(&self) -> String {
         match (&self.info, &self.corrupt) {
             (Some(info), _) => info.describe(),

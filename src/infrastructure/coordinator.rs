@@ -169,10 +169,22 @@ impl LockGuard {
     /// Acquires every lock, in the order of their locations (so two commands
     /// that need the same two locks can never each hold one and wait for the
     /// other), within one deadline; on failure releases those it holds.
+    #[cfg(test)]
     pub async fn acquire_all(
+        locks: Vec<Arc<dyn DistributedLock>>,
+        timing: LockTiming,
+        stop: &StopController,
+    ) -> Result<Self, LockError> {
+        Self::acquire_all_reporting(locks, timing, stop, &|_| {}).await
+    }
+
+    /// `acquire_all`, telling `on_wait` while a lock stays busy (from
+    /// `WAIT_NOTICE` on, at every retry) and once the wait is over.
+    pub async fn acquire_all_reporting(
         mut locks: Vec<Arc<dyn DistributedLock>>,
         timing: LockTiming,
         stop: &StopController,
+        on_wait: &(dyn Fn(&LockWait) + Sync),
     ) -> Result<Self, LockError> {
         locks.sort_by_key(|l| l.location());
         locks.dedup_by_key(|l| l.location());
@@ -186,7 +198,9 @@ impl LockGuard {
             let remaining = timing
                 .timeout
                 .saturating_sub(lease_clock::now().saturating_sub(started));
-            let (lease, at) = match wait_for(&lock, timing.ttl, remaining, stop).await {
+            let waited = wait_for(&lock, timing.ttl, remaining, stop, on_wait).await;
+            on_wait(&LockWait::Over);
+            let (lease, at) = match waited {
                 Ok(won) => won,
                 Err(e) => {
                     lock.abandon().await;
@@ -252,6 +266,26 @@ impl LockGuard {
     }
 }
 
+/// How long a busy lock is waited for before the waiter says so.
+pub const WAIT_NOTICE: Duration = Duration::from_secs(1);
+
+/// What a waiter reports while a lock it wants is busy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockWait {
+    /// Still busy after `waited`: `holder` (`alice@ci-7 (pid 4242) on
+    /// data/app`) holds it, since `held_for` ago by the holder's clock.
+    Busy {
+        /// Who holds it, with pid and scope.
+        holder: String,
+        /// How long it has held it.
+        held_for: Option<Duration>,
+        /// How long this process has waited.
+        waited: Duration,
+    },
+    /// The wait is over (the lock is ours, or waiting gave up).
+    Over,
+}
+
 /// Waits for one lock until `timeout`; returns the lease and when the
 /// winning attempt started (by `lease_clock`).
 async fn wait_for(
@@ -259,6 +293,7 @@ async fn wait_for(
     ttl: Duration,
     timeout: Duration,
     stop: &StopController,
+    on_wait: &(dyn Fn(&LockWait) + Sync),
 ) -> Result<(Lease, Duration), LockError> {
     let started = lease_clock::now();
     let mut backoff = Duration::from_millis(25);
@@ -277,6 +312,13 @@ async fn wait_for(
                     });
                 }
                 tracing::debug!(holder = %obs.describe(), "lock busy, waiting");
+                if waited >= WAIT_NOTICE {
+                    on_wait(&LockWait::Busy {
+                        holder: obs.holder_brief(),
+                        held_for: obs.held_for(),
+                        waited,
+                    });
+                }
                 let jitter = rand::random::<f64>() + 0.5;
                 let pause = backoff.mul_f64(jitter).min(timeout - waited);
                 backoff = (backoff * 3 / 2).min(Duration::from_millis(500));

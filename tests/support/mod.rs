@@ -339,3 +339,55 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         })
         .collect()
 }
+
+/// A private tmux server (its own socket), killed when the test ends: a
+/// real terminal for tests of what a terminal shows.
+pub struct Tmux(pub String);
+
+impl Tmux {
+    /// A server of its own for this test.
+    pub fn new(name: &str) -> Self {
+        Tmux(format!("swamp-test-{name}-{}", std::process::id()))
+    }
+
+    /// Runs a tmux command against this server.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .expect("tmux (apt-get install tmux)")
+    }
+
+    /// Starts `line` (a shell command line) in a detached 120x30 session.
+    pub fn start(&self, line: &str) {
+        let out = self.run(&[
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            "sh",
+            "-c",
+            line,
+        ]);
+        assert!(out.status.success(), "tmux: {}", stderr(&out));
+    }
+
+    /// The screen as it stands (with escape sequences when `escapes`).
+    pub fn screen(&self, escapes: bool) -> String {
+        let mut args = vec!["capture-pane", "-p"];
+        if escapes {
+            args.push("-e");
+        }
+        String::from_utf8_lossy(&self.run(&args).stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}

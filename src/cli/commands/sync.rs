@@ -38,10 +38,10 @@ pub async fn sync(
     concurrency: Option<usize>,
 ) -> Result<SyncResult, CliError> {
     let json = ctx.settings.json;
-    let mut datastore = ctx.datastore.reporting_to(Arc::new(Stderr {
-        // The JSON report lists conflicts and unsynced files itself.
-        sync_reports: !json,
-    }));
+    // The JSON report lists conflicts and unsynced files itself.
+    let mut datastore = ctx
+        .datastore
+        .reporting_to(Arc::new(Stderr::new(!json, json || ctx.settings.quiet)));
     if let Some(n) = concurrency {
         datastore = datastore.with_concurrency(n);
     }

@@ -28,7 +28,7 @@ use crate::domain::lock_scope::LockScope;
 use crate::domain::path_resolver::DatastorePathResolver;
 use crate::infrastructure::audit::AuditFile;
 use crate::infrastructure::coordinator::{
-    run_guarded, stop_error, LeaseFence, LockGuard, StopController, StopSignal,
+    run_guarded, stop_error, LeaseFence, LockGuard, LockWait, StopController, StopSignal,
 };
 use crate::infrastructure::read_only_view::{ScratchDir, ViewError};
 use crate::infrastructure::s3::cache_lock::{CacheLock, CacheLockMode};
@@ -247,7 +247,10 @@ impl Datastore {
         Fut: Future<Output = Result<T, E>>,
     {
         let stop = self.stop_controller()?;
-        let guard = LockGuard::acquire_all(locks, self.settings.timing, &stop).await?;
+        let reporter = self.reporter.clone();
+        let on_wait = move |wait: &LockWait| reporter.lock_wait(wait);
+        let guard =
+            LockGuard::acquire_all_reporting(locks, self.settings.timing, &stop, &on_wait).await?;
         tracing::debug!("datastore lock held");
         // A signal during the last attempt: do not start the command at all.
         if let Some(reason) = stop.signal().current() {

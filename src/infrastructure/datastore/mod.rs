@@ -29,7 +29,7 @@ pub use crate::infrastructure::s3::sync::{
 };
 pub use health::{Health, HealthReport};
 pub use migrate::{MigrateOptions, SetupError};
-pub use report::{Notice, Reporter};
+pub use report::{LockWait, Notice, Reporter};
 pub use transfer::{Direction, Transfer};
 
 use crate::domain::config::{Backend, ConfigError, ResolvedDatastore, S3Config, LOCAL_DIR};

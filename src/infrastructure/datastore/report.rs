@@ -4,6 +4,7 @@
 //! about a command that otherwise goes on (or already failed).
 
 use crate::domain::lock::LockError;
+pub use crate::infrastructure::coordinator::LockWait;
 use crate::infrastructure::s3::sync::{ConflictCopy, SyncError, Unsyncable};
 use std::fmt;
 
@@ -60,6 +61,9 @@ impl fmt::Display for Notice {
 pub trait Reporter: Send + Sync {
     /// Tells the user `notice`.
     fn notice(&self, notice: Notice);
+
+    /// A lock this command needs is busy (or the wait for it is over).
+    fn lock_wait(&self, _wait: &LockWait) {}
 
     /// A second SIGINT/SIGTERM/SIGHUP arrived while a command wound down;
     /// the command's process group has already been stopped.
