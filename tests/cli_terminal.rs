@@ -171,3 +171,73 @@ fn colour_on_a_terminal_unless_no_color() {
         );
     }
 }
+
+/// `cmd` as a shell command line: its environment changes, then its argv.
+fn shell_line(cmd: &std::process::Command) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line = String::from("env");
+    // env's options (-u) before its assignments.
+    for (key, value) in cmd.get_envs() {
+        if value.is_none() {
+            line += &format!(" -u {}", key.to_string_lossy());
+        }
+    }
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            line += &format!(
+                " {}={}",
+                key.to_string_lossy(),
+                quote(&value.to_string_lossy())
+            );
+        }
+    }
+    line += &format!(" {}", quote(&cmd.get_program().to_string_lossy()));
+    for arg in cmd.get_args() {
+        line += &format!(" {}", quote(&arg.to_string_lossy()));
+    }
+    line
+}
+
+#[test]
+fn the_guards_own_pull_shows_a_bar_on_a_terminal_once_it_takes_a_while() {
+    use support::s3::*;
+    let w = World::create(S3Server::start(), "terminal-bar");
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    w.setup(a.path());
+    w.sh(
+        a.path(),
+        r#"mkdir -p "$SWAMP_DATASTORE_DIR/files" && for i in $(seq 1 600); do echo "$i" > "$SWAMP_DATASTORE_DIR/files/f$i"; done"#,
+    );
+    for (home, quiet) in [(b.path(), false), (c.path(), true)] {
+        let tmux = Tmux::new(if quiet { "bar-quiet" } else { "bar" });
+        let done = home.join("done");
+        let mut cmd = w.on(home);
+        // One transfer at a time: the pull takes well over a second.
+        cmd.env("SWAMP_SYNC_CONCURRENCY", "1")
+            .env_remove("SWAMP_LOG");
+        if quiet {
+            cmd.arg("-q");
+        }
+        cmd.args(["exec", "--", "true"]);
+        tmux.start(&format!(
+            "{}; echo exit:$? > {}; sleep 600",
+            shell_line(&cmd),
+            done.display()
+        ));
+        let mut saw_bar = false;
+        wait_until("the command finished", || {
+            let screen = tmux.screen(false);
+            saw_bar |= screen.contains("pull [") && screen.contains("/600 files");
+            done.exists()
+        });
+        assert_eq!(std::fs::read_to_string(&done).unwrap(), "exit:0\n");
+        assert_eq!(saw_bar, !quiet, "a bar while pulling, none under -q");
+        let screen = tmux.screen(false);
+        assert!(!screen.contains("pull ["), "the bar is cleared: {screen}");
+        assert!(w.cache(home).join("files/f600").is_file());
+    }
+}

@@ -6,7 +6,7 @@ use crate::cli::settings::Settings;
 use crate::domain::config::{resolve_datastore, RepoConfig};
 use crate::infrastructure::coordinator::LockTiming;
 use crate::infrastructure::datastore::{
-    Datastore, DatastoreSettings, LockWait, Notice, Reporter, S3Settings,
+    Datastore, DatastoreSettings, LockWait, Notice, Reporter, S3Settings, TransferBars,
 };
 use crate::infrastructure::repo_files::load_config;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -83,7 +83,7 @@ pub struct Stderr {
     /// Whether conflict copies and unsynced files get a line (a command
     /// that renders its sync report in JSON leaves them to the report).
     pub sync_reports: bool,
-    /// `--json` or `-q`: no waiting line, no spinner.
+    /// `--json` or `-q`: no waiting line, no spinner, no progress bars.
     pub silent_wait: bool,
     /// The wait being shown, if any (its spinner, when on a terminal).
     waiting: Mutex<Option<Option<ProgressBar>>>,
@@ -98,6 +98,33 @@ impl Stderr {
             waiting: Mutex::new(None),
         }
     }
+}
+
+/// How long a transfer runs before its bar is drawn: a quick one never
+/// flickers a bar across the screen.
+const BAR_DELAY: Duration = Duration::from_secs(1);
+
+/// A transfer phase's bar, drawn on stderr once the phase has run for
+/// `BAR_DELAY` (a thread of its own waits; a phase over by then was never
+/// drawn).
+fn delayed_bar(what: &'static str, total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>5} [{bar:30}] {pos}/{len} files {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what);
+    let shown = bar.clone();
+    let _ = std::thread::Builder::new()
+        .name("swamp-progress".into())
+        .spawn(move || {
+            std::thread::sleep(BAR_DELAY);
+            if !shown.is_finished() {
+                shown.set_draw_target(ProgressDrawTarget::stderr());
+            }
+        });
+    bar
 }
 
 /// `12 s`, `3 min 4 s`, `2 h 5 min`.
@@ -150,6 +177,13 @@ impl Reporter for Stderr {
                 }
             }
         }
+    }
+
+    fn transfer_bars(&self) -> Option<TransferBars> {
+        if self.silent_wait || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        Some(Arc::new(delayed_bar))
     }
 
     fn second_signal(&self, signal: i32) {

@@ -29,7 +29,7 @@ pub use crate::infrastructure::s3::sync::{
 };
 pub use health::{Health, HealthReport};
 pub use migrate::{MigrateOptions, SetupError};
-pub use report::{LockWait, Notice, Reporter};
+pub use report::{LockWait, Notice, Reporter, TransferBars};
 pub use transfer::{Direction, Transfer};
 
 use crate::domain::config::{Backend, ConfigError, ResolvedDatastore, S3Config, LOCAL_DIR};
@@ -317,7 +317,8 @@ impl Datastore {
                 index_seen,
             } => Some(
                 self.sync_into(config, store, &self.resolver)
-                    .seeing_index(index_seen.clone()),
+                    .seeing_index(index_seen.clone())
+                    .with_transfer_bars(self.reporter.transfer_bars()),
             ),
             Place::Filesystem(_) => None,
         }

@@ -5,6 +5,7 @@
 
 use crate::domain::lock::LockError;
 pub use crate::infrastructure::coordinator::LockWait;
+pub use crate::infrastructure::s3::sync::TransferBars;
 use crate::infrastructure::s3::sync::{ConflictCopy, SyncError, Unsyncable};
 use std::fmt;
 
@@ -64,6 +65,11 @@ pub trait Reporter: Send + Sync {
 
     /// A lock this command needs is busy (or the wait for it is over).
     fn lock_wait(&self, _wait: &LockWait) {}
+
+    /// What draws the guard's own transfers (`None`: nothing does).
+    fn transfer_bars(&self) -> Option<TransferBars> {
+        None
+    }
 
     /// A second SIGINT/SIGTERM/SIGHUP arrived while a command wound down;
     /// the command's process group has already been stopped.

@@ -46,6 +46,10 @@ pub use repair::RepairReport;
 use scan::compare_with_state;
 pub use scan::Unsyncable;
 
+/// Makes the bar of one transfer phase (`"pull"` or `"push"`, its file
+/// count); the caller decides whether and when it is drawn.
+pub type TransferBars = Arc<dyn Fn(&'static str, u64) -> ProgressBar + Send + Sync>;
+
 /// Default number of concurrent transfers.
 pub const DEFAULT_CONCURRENCY: usize = 32;
 
@@ -201,6 +205,10 @@ pub struct CacheSync {
     resolver: DatastorePathResolver,
     concurrency: usize,
     progress: Option<ProgressBar>,
+    /// Makes a bar per transfer phase (the guard's own pull and push).
+    bars: Option<TransferBars>,
+    /// The bar of the phase under way, finished when the phase ends.
+    phase: std::sync::Mutex<Option<ProgressBar>>,
     /// Set once a pull in this process brought the cache up to the remote index.
     current: std::sync::atomic::AtomicBool,
     /// The sync state as last loaded or saved, so one command reads the file
@@ -235,6 +243,8 @@ impl CacheSync {
             resolver,
             concurrency: concurrency.max(1),
             progress: None,
+            bars: None,
+            phase: std::sync::Mutex::new(None),
             current: std::sync::atomic::AtomicBool::new(false),
             state: std::sync::Mutex::new(None),
             owner: None,
@@ -267,6 +277,13 @@ impl CacheSync {
     /// Shows transfers on `bar`.
     pub fn with_progress(mut self, bar: ProgressBar) -> Self {
         self.progress = Some(bar);
+        self
+    }
+
+    /// Shows each transfer phase on a bar `bars` makes (unless a fixed
+    /// bar is set).
+    pub(crate) fn with_transfer_bars(mut self, bars: Option<TransferBars>) -> Self {
+        self.bars = bars;
         self
     }
 
@@ -314,16 +331,26 @@ impl CacheSync {
         }
     }
 
-    fn start_progress(&self, what: &str, total: u64) {
+    /// Starts a transfer phase of `total` files; its bar (if any) is
+    /// finished when the returned guard drops.
+    fn start_progress(&self, what: &'static str, total: u64) -> PhaseBar<'_> {
         if let Some(bar) = &self.progress {
             bar.set_length(total);
             bar.set_position(0);
             bar.set_message(what.to_string());
+        } else if let (Some(make), true) = (&self.bars, total > 0) {
+            let bar = make(what, total);
+            if let Ok(mut phase) = self.phase.lock() {
+                *phase = Some(bar);
+            }
         }
+        PhaseBar(self)
     }
 
     fn tick(&self) {
         if let Some(bar) = &self.progress {
+            bar.inc(1);
+        } else if let Some(bar) = self.phase.lock().ok().as_ref().and_then(|p| p.as_ref()) {
             bar.inc(1);
         }
     }
@@ -370,6 +397,17 @@ impl CacheSync {
     fn mark_current(&self) {
         self.current
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The running transfer phase: finishes its bar when dropped.
+struct PhaseBar<'a>(&'a CacheSync);
+
+impl Drop for PhaseBar<'_> {
+    fn drop(&mut self) {
+        if let Some(bar) = self.0.phase.lock().ok().and_then(|mut p| p.take()) {
+            bar.finish_and_clear();
+        }
     }
 }
 

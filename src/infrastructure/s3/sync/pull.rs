@@ -292,7 +292,7 @@ impl CacheSync {
             self.clear_the_way(rel, path, state.files.get(rel.as_str()), &mut report)
                 .await?;
         }
-        self.start_progress("pull", wanted.len() as u64);
+        let _bar = self.start_progress("pull", wanted.len() as u64);
         let results: Vec<_> = stream::iter(wanted)
             .map(|(rel, path, entry)| async move {
                 let outcome = self.download(&rel, &path, &entry, generation, heal).await;

@@ -67,7 +67,7 @@ impl CacheSync {
             Some(_) => SendGate::current(self.scoped_generation(&state) + 1),
             None => SendGate::new(state.index_etag.clone(), state.generation + 1),
         };
-        self.start_progress("push", (suspects.len() + deleted.len()) as u64);
+        let _bar = self.start_progress("push", (suspects.len() + deleted.len()) as u64);
         let pushed: Vec<Pushed> = stream::iter(suspects)
             .map(|suspect| self.push_one(suspect, fence, &gate))
             .buffer_unordered(self.concurrency)
