@@ -129,6 +129,7 @@ fn status_json_shape() {
         "directories",
         "exclude",
         "lock",
+        "scoped",
     ];
     expected.sort_unstable();
     let mut sorted = keys.clone();
@@ -191,7 +192,8 @@ fn status_of_missing_datastore_is_unhealthy_and_creates_nothing() {
         .args(["--json", "datastore", "status"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
+    // Unhealthy: the report, and exit 1.
+    assert_eq!(code_of(&out), 1, "{}", stderr(&out));
     let doc = json_of(&out);
     assert_eq!(doc["health"]["healthy"], false);
     assert!(doc["health"]["message"]
@@ -214,7 +216,7 @@ fn status_of_file_datastore_is_unhealthy() {
         .args(["--json", "datastore", "status"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stdout_of(&out));
+    assert_eq!(code_of(&out), 1, "{}", stdout_of(&out));
     let doc = json_of(&out);
     assert_eq!(doc["health"]["healthy"], false);
     assert!(doc["health"]["message"]

@@ -313,7 +313,12 @@ fn datastore_status_json_on_s3() {
         .output()
         .unwrap();
     w.moto.resume();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "unhealthy exits 1: {}",
+        stderr(&out)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["health"]["healthy"], false, "{v}");
 }
@@ -674,6 +679,7 @@ fn deleting_the_whole_cache_loses_nothing() {
             .filter(|(k, _)| {
                 !k.starts_with(".swamp-sync-state")
                     && k.as_str() != ".swamp-store-probe.json"
+                    && k.as_str() != ".swamp-sync-times.json"
                     && !(k.starts_with(".swamp-cache") && k.ends_with(".lock"))
             })
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -1029,4 +1035,66 @@ fn setup_from_a_machine_with_narrower_settings_refuses_and_changes_nothing() {
     assert_eq!(w.config(), before);
     assert_eq!(w.keys(), keys);
     assert!(!path.join("data").exists(), "nothing copied");
+}
+
+#[test]
+fn status_reports_the_cache_its_last_syncs_unpushed_changes_and_every_lock() {
+    let w = World::new();
+    let home = tempfile::tempdir().unwrap();
+    let fresh = w.json(home.path(), &["datastore", "status"]);
+    assert_eq!(fresh["lastPull"], Value::Null, "{fresh}");
+    w.setup(home.path());
+    w.put_ok(home.path(), "item", b"v1");
+    w.sh(
+        home.path(),
+        r#"mkdir -p "$SWAMP_DATASTORE_DIR/outputs" && echo a > "$SWAMP_DATASTORE_DIR/outputs/a""#,
+    );
+    let v = w.json(home.path(), &["datastore", "status"]);
+    assert!(
+        v["lastPull"].is_string() && v["lastPush"].is_string(),
+        "{v}"
+    );
+    assert!(v["cache"]["files"].as_u64().unwrap() >= 3, "{v}");
+    assert!(v["cache"]["bytes"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["cache"]["path"], v["cachePath"]);
+    assert_eq!(
+        v["pending"],
+        serde_json::json!({"changed": 0, "deleted": 0, "unsyncable": 0})
+    );
+    // Changed behind swamp's back: one new file, one agreed file gone.
+    let cache = w.cache(home.path());
+    std::fs::write(cache.join("outputs/new"), "n").unwrap();
+    std::fs::remove_file(cache.join("outputs/a")).unwrap();
+    let mut record = lock_record("bob@ci-3", 600_000, "0123456789abcdef0123456789abcdef");
+    record["scope"] = serde_json::json!(["data/busy/@versions"]);
+    w.plant(
+        &format!("{PREFIX}/.locks/bob.lock"),
+        &serde_json::to_vec(&record).unwrap(),
+    );
+    let v = w.json(home.path(), &["datastore", "status"]);
+    assert_eq!(v["pending"]["changed"], 1, "{v}");
+    assert_eq!(v["pending"]["deleted"], 1, "{v}");
+    let scoped = v["scoped"].as_array().expect("scoped");
+    assert_eq!(scoped.len(), 1, "{v}");
+    assert_eq!(scoped[0]["info"]["holder"], "bob@ci-3", "{v}");
+    let text = stdout_of(&w.run_on(home.path(), &["datastore", "status"]));
+    for line in [
+        "Last pull:",
+        "Last push:",
+        "Unpushed:    1 changed, 1 deleted",
+        "Scoped lock: held by bob@ci-3 (pid 4242) on data/busy/@versions",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    // Without bob's lock the next push takes them, and nothing is left unpushed.
+    w.ok(
+        home.path(),
+        &["datastore", "lock", "release", "--force", "--scope", "data/busy"],
+    );
+    w.ok(home.path(), &["datastore", "sync"]);
+    let v = w.json(home.path(), &["datastore", "status"]);
+    assert_eq!(
+        v["pending"],
+        serde_json::json!({"changed": 0, "deleted": 0, "unsyncable": 0})
+    );
 }

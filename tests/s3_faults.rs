@@ -487,7 +487,12 @@ fn an_unreachable_endpoint_or_missing_credentials_fail_fast_and_clearly() {
         .env("SWAMP_S3_TIMEOUT_SECS", "2")
         .args(["--json", "datastore", "status"]);
     let out = run(&mut cmd);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "unhealthy exits 1: {}",
+        stderr(&out)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["health"]["healthy"], false, "{v}");
     assert!(

@@ -261,7 +261,9 @@ fn status_runs_the_probe_and_calls_a_careless_store_unhealthy() {
     assert_eq!(healthy["conditionalWrites"]["create"], true, "{healthy}");
     p.proxy
         .add(Rule::new(Match::any(), Fault::StripConditionalHeaders));
-    let doc = p.w.json(p.home.path(), &["datastore", "status"]);
+    let out = run(p.cmd().args(["--json", "datastore", "status"]));
+    assert_eq!(code_of(&out), 1, "unhealthy exits 1: {}", stderr(&out));
+    let doc = json_of(&out);
     assert_eq!(doc["health"]["healthy"], false, "{doc}");
     assert_eq!(doc["conditionalWrites"]["create"], false, "{doc}");
     assert_eq!(doc["conditionalWrites"]["update"], false, "{doc}");

@@ -350,7 +350,12 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             Ok((Box::new(result), code))
         }
         Command::Datastore(cmd) => match cmd {
-            DatastoreCommand::Status => ok(status::status(&ctx).await?),
+            DatastoreCommand::Status => {
+                // Unhealthy: the report, then exit 1.
+                let result = status::status(&ctx).await?;
+                let code = result.exit_code();
+                Ok((Box::new(result), code))
+            }
             DatastoreCommand::Setup(SetupCommand::Filesystem(args)) => {
                 let target = Backend::Filesystem {
                     path: setup::absolute(&args.path)?,

@@ -30,7 +30,7 @@ pub async fn status(ctx: &RepoContext) -> Result<LockStatus, CliError> {
 }
 
 /// JSON of scoped records: location, scope and the observation.
-fn scoped_json(records: &[(String, LockObservation)]) -> Value {
+pub fn scoped_json(records: &[(String, LockObservation)]) -> Value {
     records
         .iter()
         .map(|(location, obs)| {

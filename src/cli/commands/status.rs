@@ -1,15 +1,21 @@
 //! `swamp datastore status`: which datastore is in use and why, whether it is
 //! healthy (with latency; for S3 also whether the store honours the
 //! conditional writes the lock relies on), its directories and excludes, and
-//! who holds its lock. It never takes the lock.
+//! who holds its lock and every scoped lock; on S3 also the cache (path,
+//! files, bytes), its last successful pull and push, what the next push
+//! would look at, and its conflict copies. It never takes the lock, and it
+//! exits 1 when the datastore is unhealthy.
 
-use crate::cli::commands::lock::{observation_json, observation_text};
+use crate::cli::commands::lock::{observation_json, observation_text, scoped_json};
 use crate::cli::context::RepoContext;
 use crate::cli::error::CliError;
+use crate::cli::output::human_bytes;
 use crate::cli::output::Render;
 use crate::domain::config::{Backend, ConfigSource};
 use crate::domain::lock::LockObservation;
-use crate::infrastructure::datastore::{ConditionalSupport, Health, HealthReport, CONFLICTS_DIR};
+use crate::infrastructure::datastore::{
+    ConditionalSupport, Health, HealthReport, Pending, SyncTimes, CONFLICTS_DIR,
+};
 use serde_json::{json, Value};
 use std::io::{self, Write};
 
@@ -25,6 +31,22 @@ pub struct StatusResult {
     lock: Option<LockObservation>,
     conditional_writes: Option<ConditionalSupport>,
     conflicts: Vec<String>,
+    scoped: Vec<(String, LockObservation)>,
+    /// S3: files and bytes in the cache.
+    cache_size: Option<(u64, u64)>,
+    sync_times: Option<SyncTimes>,
+    pending: Option<Pending>,
+}
+
+impl StatusResult {
+    /// 0 when healthy, else 1 (the report still renders).
+    pub fn exit_code(&self) -> i32 {
+        if self.health.healthy {
+            0
+        } else {
+            1
+        }
+    }
 }
 
 /// Reports the datastore in use.
@@ -35,10 +57,21 @@ pub async fn status(ctx: &RepoContext) -> Result<StatusResult, CliError> {
         conditional_writes,
     } = datastore.health().await;
     // An unreachable store has no readable lock; the health line says why.
-    let lock = if health.healthy {
-        datastore.lock_status().await?.1
+    let (lock, scoped) = if health.healthy {
+        (
+            datastore.lock_status().await?.1,
+            datastore.scoped_locks().await?,
+        )
     } else {
-        None
+        (None, Vec::new())
+    };
+    let pending = match datastore.pending_push() {
+        Some(Ok(pending)) => Some(pending),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "could not scan the cache for unpushed changes");
+            None
+        }
+        None => None,
     };
     let resolved = datastore.resolved();
     Ok(StatusResult {
@@ -52,6 +85,10 @@ pub async fn status(ctx: &RepoContext) -> Result<StatusResult, CliError> {
         lock,
         conditional_writes,
         conflicts: datastore.conflicts(),
+        scoped,
+        cache_size: datastore.cache_size(),
+        sync_times: datastore.sync_times(),
+        pending,
     })
 }
 
@@ -66,6 +103,7 @@ impl Render for StatusResult {
             "directories": self.directories,
             "exclude": self.exclude,
             "lock": observation_json(&self.lock),
+            "scoped": scoped_json(&self.scoped),
         });
         match &self.backend {
             Backend::Filesystem { path } => doc["path"] = json!(path),
@@ -74,6 +112,12 @@ impl Render for StatusResult {
                 doc["cachePath"] = json!(self.local_root);
                 doc["conditionalWrites"] = json!(self.conditional_writes);
                 doc["conflicts"] = json!(self.conflicts);
+                let (files, bytes) = self.cache_size.unwrap_or_default();
+                doc["cache"] = json!({ "path": self.local_root, "files": files, "bytes": bytes });
+                let times = self.sync_times.clone().unwrap_or_default();
+                doc["lastPull"] = json!(times.last_pull);
+                doc["lastPush"] = json!(times.last_push);
+                doc["pending"] = json!(self.pending);
             }
         }
         doc
@@ -84,7 +128,34 @@ impl Render for StatusResult {
         writeln!(out, "Type:        {}", self.backend.type_name())?;
         writeln!(out, "Source:      {}", self.source)?;
         if let Backend::S3(_) = &self.backend {
-            writeln!(out, "Cache:       {}", self.local_root.display())?;
+            let (files, bytes) = self.cache_size.unwrap_or_default();
+            writeln!(
+                out,
+                "Cache:       {} ({files} files, {})",
+                self.local_root.display(),
+                human_bytes(bytes)
+            )?;
+            let times = self.sync_times.clone().unwrap_or_default();
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or("never".to_string(), |t| {
+                    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+                })
+            };
+            writeln!(out, "Last pull:   {}", when(times.last_pull))?;
+            writeln!(out, "Last push:   {}", when(times.last_push))?;
+            if let Some(p) = &self.pending {
+                writeln!(
+                    out,
+                    "Unpushed:    {} changed, {} deleted{}",
+                    p.changed,
+                    p.deleted,
+                    if p.unsyncable > 0 {
+                        format!(", {} that cannot sync", p.unsyncable)
+                    } else {
+                        String::new()
+                    }
+                )?;
+            }
         }
         writeln!(
             out,
@@ -122,6 +193,14 @@ impl Render for StatusResult {
         if !self.exclude.is_empty() {
             writeln!(out, "Exclude:     {}", self.exclude.join(", "))?;
         }
-        writeln!(out, "Lock:        {}", observation_text(&self.lock))
+        writeln!(out, "Lock:        {}", observation_text(&self.lock))?;
+        for (location, obs) in &self.scoped {
+            writeln!(
+                out,
+                "Scoped lock: {} ({location})",
+                observation_text(&Some(obs.clone()))
+            )?;
+        }
+        Ok(())
     }
 }

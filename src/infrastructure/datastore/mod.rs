@@ -25,8 +25,9 @@ pub use crate::infrastructure::s3::client::{
 pub use crate::infrastructure::s3::probe::ConditionalSupport;
 pub use crate::infrastructure::s3::store::StoreError;
 pub use crate::infrastructure::s3::sync::{
-    RepairReport, SyncError, SyncReport, CONFLICTS_DIR, DEFAULT_CONCURRENCY,
+    Pending, RepairReport, SyncError, SyncReport, CONFLICTS_DIR, DEFAULT_CONCURRENCY,
 };
+pub use crate::infrastructure::s3::sync_times::SyncTimes;
 pub use health::{Health, HealthReport};
 pub use migrate::{MigrateOptions, SetupError};
 pub use report::{LockWait, Notice, Reporter, TransferBars};
@@ -298,6 +299,36 @@ impl Datastore {
     ) -> Result<(String, Option<LockObservation>), crate::domain::lock::LockError> {
         let lock = self.lock();
         Ok((lock.location(), lock.inspect().await?))
+    }
+
+    /// What the next push of this cache would look at (S3 only).
+    pub fn pending_push(&self) -> Option<Result<Pending, SyncError>> {
+        self.cache_sync().map(|sync| sync.pending())
+    }
+
+    /// When this cache last pulled and pushed successfully (S3 only).
+    pub fn sync_times(&self) -> Option<SyncTimes> {
+        match self.place {
+            Place::S3 { .. } => Some(SyncTimes::load(self.root())),
+            Place::Filesystem(_) => None,
+        }
+    }
+
+    /// The files and bytes under the cache (S3 only), swamp's own included.
+    pub fn cache_size(&self) -> Option<(u64, u64)> {
+        let Place::S3 { .. } = self.place else {
+            return None;
+        };
+        let (mut files, mut bytes) = (0, 0);
+        for entry in walkdir::WalkDir::new(self.root()).into_iter().flatten() {
+            if let Ok(meta) = entry.metadata() {
+                if meta.is_file() {
+                    files += 1;
+                    bytes += meta.len();
+                }
+            }
+        }
+        Some((files, bytes))
     }
 
     /// Local versions pulls kept as conflict copies (S3 only; remove each once resolved).

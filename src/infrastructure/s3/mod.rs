@@ -16,3 +16,4 @@ pub(crate) mod scoped_records;
 pub(crate) mod shared_state;
 pub mod store;
 pub(crate) mod sync;
+pub(crate) mod sync_times;

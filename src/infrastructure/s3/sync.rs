@@ -198,6 +198,18 @@ pub struct SyncReport {
     pub unsyncable: Vec<Unsyncable>,
 }
 
+/// Local changes a push would look at (`CacheSync::pending`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    /// Files new or changed by size or mtime (a push hashes them first).
+    pub changed: usize,
+    /// Agreed files no longer in the cache.
+    pub deleted: usize,
+    /// Entries that cannot sync (links, odd names).
+    pub unsyncable: usize,
+}
+
 /// Syncs one cache directory with one bucket prefix.
 pub struct CacheSync {
     store: Arc<dyn ObjectStore>,
@@ -386,6 +398,21 @@ impl CacheSync {
     /// (its `directories`, minus its `exclude` patterns).
     fn owns(&self, rel: &str) -> bool {
         SafeRelativePath::parse(rel).is_ok_and(|rel| self.resolver.is_datastore_path(&rel))
+    }
+
+    /// What a push would look at now, without hashing: files added or
+    /// changed (by size or mtime) since they were last agreed, and agreed
+    /// files gone from the cache. Reads only; takes no lock.
+    pub fn pending(&self) -> Result<Pending, SyncError> {
+        let state = SyncState::load(self.cache(), &self.remote_name());
+        let scan = self.scan()?;
+        let (changed, mut deleted) = compare_with_state(&scan.files, &state.files);
+        deleted.retain(|rel| self.owns(rel) && !scan.blocks(rel));
+        Ok(Pending {
+            changed: changed.len(),
+            deleted: deleted.len(),
+            unsyncable: scan.unsyncable.len(),
+        })
     }
 
     /// Whether the cache holds no other remote's state (so a scoped writer

@@ -34,6 +34,7 @@ use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, Syn
 use crate::infrastructure::s3::index_store::{IndexIoError, IndexRead, IndexWrite};
 use crate::infrastructure::s3::shared_state::SharedStateError;
 use crate::infrastructure::s3::store::{PutMode, StoreError};
+use crate::infrastructure::s3::sync_times::{SyncTimes, Synced};
 use futures::stream::{self, StreamExt};
 use std::path::Path;
 
@@ -135,7 +136,21 @@ impl CacheSync {
         self.pull_with(fence, Heal::Interrupted, Some(scope)).await
     }
 
+    /// `pull_inner`, noting its success for `datastore status`.
     async fn pull_with(
+        &self,
+        fence: &LeaseFence,
+        heal: Heal,
+        scope: Option<&dyn ReadScope>,
+    ) -> Result<SyncReport, SyncError> {
+        let pulled = self.pull_inner(fence, heal, scope).await;
+        if pulled.is_ok() {
+            SyncTimes::record(self.cache(), Synced::Pull);
+        }
+        pulled
+    }
+
+    async fn pull_inner(
         &self,
         fence: &LeaseFence,
         heal: Heal,

@@ -15,6 +15,7 @@ use crate::domain::lock_scope::LockScope;
 use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::s3::cache::{SyncState, SyncedFile};
 use crate::infrastructure::s3::store::StoreError;
+use crate::infrastructure::s3::sync_times::{SyncTimes, Synced};
 use futures::stream::{self, StreamExt};
 
 /// What a push has to do, from one stat walk against the agreed state.
@@ -44,7 +45,20 @@ impl CacheSync {
         self.push_with(fence, Some(scope)).await
     }
 
+    /// `push_inner`, noting its success for `datastore status`.
     async fn push_with(
+        &self,
+        fence: &LeaseFence,
+        scope: Option<&LockScope>,
+    ) -> Result<SyncReport, SyncError> {
+        let pushed = self.push_inner(fence, scope).await;
+        if pushed.is_ok() {
+            SyncTimes::record(self.cache(), Synced::Push);
+        }
+        pushed
+    }
+
+    async fn push_inner(
         &self,
         fence: &LeaseFence,
         scope: Option<&LockScope>,
