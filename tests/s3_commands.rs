@@ -1089,7 +1089,14 @@ fn status_reports_the_cache_its_last_syncs_unpushed_changes_and_every_lock() {
     // Without bob's lock the next push takes them, and nothing is left unpushed.
     w.ok(
         home.path(),
-        &["datastore", "lock", "release", "--force", "--scope", "data/busy"],
+        &[
+            "datastore",
+            "lock",
+            "release",
+            "--force",
+            "--scope",
+            "data/busy",
+        ],
     );
     w.ok(home.path(), &["datastore", "sync"]);
     let v = w.json(home.path(), &["datastore", "status"]);

@@ -12,6 +12,7 @@
 
 use super::{CacheSync, SyncError};
 use crate::domain::lock_scope::LockScope;
+use crate::domain::path_resolver::DATASTORE_DIRS;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sync_index::object_key;
 use crate::infrastructure::atomic_file::is_temp_name;
@@ -104,7 +105,47 @@ impl CacheSync {
     /// Walks this machine's datastore directories in the cache.
     pub(super) fn scan(&self) -> Result<CacheScan, SyncError> {
         let tops = self.resolver.directories().iter().cloned();
-        self.scan_tops(tops.map(|dir| (dir, true)).collect())
+        let mut scan = self.scan_tops(tops.map(|dir| (dir, true)).collect())?;
+        scan.unsyncable.extend(self.outside_the_datastore());
+        Ok(scan)
+    }
+
+    /// Entries at the top of the cache that are neither a datastore
+    /// directory nor swamp's own (`.swamp-*`): a file a command left there
+    /// would otherwise never sync, and nobody would be told.
+    fn outside_the_datastore(&self) -> Vec<Unsyncable> {
+        let Ok(entries) = std::fs::read_dir(self.cache()) else {
+            return Vec::new();
+        };
+        let mut outside: Vec<Unsyncable> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let ours = name.starts_with(".swamp") || is_temp_name(&name);
+                let datastore = DATASTORE_DIRS.contains(&name.as_str());
+                // The repo's local directory, when it lies in the cache (tests).
+                let local = self
+                    .resolver
+                    .roots_for("")
+                    .iter()
+                    .any(|r| *r == entry.path());
+                (!ours && !datastore && !local).then(|| Unsyncable {
+                    path: name
+                        .chars()
+                        .map(|c| match c.is_control() {
+                            true => c.escape_default().to_string(),
+                            false => c.to_string(),
+                        })
+                        .collect(),
+                    reason: format!(
+                        "outside every datastore directory ({}): move it into one of them",
+                        DATASTORE_DIRS.join(", ")
+                    ),
+                })
+            })
+            .collect();
+        outside.sort_by(|a, b| a.path.cmp(&b.path));
+        outside
     }
 
     /// Walks only what `scope` holds (a scoped writer's push). A link on the
@@ -335,13 +376,35 @@ mod tests {
         write(dir.path(), "outputs/sub/f", "agreed");
         a.push(&fence()).await.unwrap();
         let sub = dir.path().join("outputs/sub");
-        std::fs::rename(&sub, dir.path().join("elsewhere")).unwrap();
-        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &sub).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::rename(&sub, outside.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("elsewhere"), &sub).unwrap();
         let report = a.push(&fence()).await.unwrap();
         assert_eq!(report.deleted_remote, 0);
         assert_eq!(report.unsyncable.len(), 1, "{:?}", report.unsyncable);
         assert!(index(&store).files.contains_key("outputs/sub/f"));
         assert_eq!(store.object("p/outputs/sub/f").unwrap(), b"agreed");
+    }
+
+    /// A file left at the top of the cache, outside every datastore
+    /// directory, is named on every push; swamp's own files are not.
+    #[tokio::test]
+    async fn a_file_outside_every_datastore_directory_is_reported() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/kept", "synced");
+        write(dir.path(), "report.txt", "left at the top");
+        let report = a.push(&fence()).await.unwrap();
+        let named: Vec<&str> = report.unsyncable.iter().map(|u| u.path.as_str()).collect();
+        assert_eq!(named, ["report.txt"], "{:?}", report.unsyncable);
+        assert!(report.unsyncable[0]
+            .reason
+            .contains("outside every datastore directory"));
+        assert!(index(&store).files.contains_key("outputs/kept"));
+        // The state file and the other .swamp-* files are swamp's own.
+        assert!(dir.path().join(".swamp-sync-state.json").exists());
     }
 
     /// Temp names fit beside any name and only swamp's own shapes count as
