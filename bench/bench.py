@@ -143,7 +143,11 @@ S3S_CASES = [c.strip() for c in os.environ.get("BENCH_S3S_CASES", "small,big").s
 # team cases measure there what parallel writers gain.
 WEED_CASES = [c.strip() for c in os.environ.get("BENCH_WEED_CASES", "small,team").split(",") if c.strip()]
 
-PEERS = ("aws", "rclone")
+PEERS = ("aws", "rclone", "rclone-tuned", "s5cmd")
+# The peers of case 1/2 (2 000 files); cases 3-5 run aws and default rclone.
+SMALL_PEERS = ("aws", "rclone", "rclone-tuned", "s5cmd")
+# What a careful rclone user runs (issue 16).
+RCLONE_TUNED = ["--transfers", "32", "--checkers", "32", "--fast-list"]
 
 
 def log(msg: str) -> None:
@@ -654,11 +658,38 @@ class Tools:
     def aws_pull(self, prefix: str, local: Path) -> Measure:
         return self.aws_sync(f"s3://{BUCKET}/{prefix}", str(local))
 
-    def rclone_push(self, local: Path, prefix: str) -> Measure:
-        return measure(["rclone", "sync", str(local), f"m:{BUCKET}/{prefix}"], self.rclone_env, self.server)
+    def rclone_push(self, local: Path, prefix: str, tuned: bool = False) -> Measure:
+        flags = RCLONE_TUNED if tuned else []
+        return measure(["rclone", "sync", *flags, str(local), f"m:{BUCKET}/{prefix}"], self.rclone_env, self.server)
 
-    def rclone_pull(self, prefix: str, local: Path) -> Measure:
-        return measure(["rclone", "sync", f"m:{BUCKET}/{prefix}", str(local)], self.rclone_env, self.server)
+    def rclone_pull(self, prefix: str, local: Path, tuned: bool = False) -> Measure:
+        flags = RCLONE_TUNED if tuned else []
+        return measure(["rclone", "sync", *flags, f"m:{BUCKET}/{prefix}", str(local)], self.rclone_env, self.server)
+
+    def s5cmd_sync(self, src: str, dst: str) -> Measure:
+        env = dict(self.base, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y", AWS_REGION="us-east-1")
+        return measure(["s5cmd", "--endpoint-url", self.server.url, "sync", src, dst], env, self.server)
+
+    def s5cmd_push(self, local: Path, prefix: str) -> Measure:
+        return self.s5cmd_sync(f"{local}/", f"s3://{BUCKET}/{prefix}/")
+
+    def s5cmd_pull(self, prefix: str, local: Path) -> Measure:
+        return self.s5cmd_sync(f"s3://{BUCKET}/{prefix}/*", f"{local}/")
+
+    def peer_push(self, tool: str, local: Path, prefix: str) -> Measure:
+        """A peer's push of `local` into `prefix` (a sync: also its no-op)."""
+        if tool == "aws":
+            return self.aws_push(local, prefix)
+        if tool == "s5cmd":
+            return self.s5cmd_push(local, prefix)
+        return self.rclone_push(local, prefix, tuned=tool == "rclone-tuned")
+
+    def peer_pull(self, tool: str, prefix: str, local: Path) -> Measure:
+        if tool == "aws":
+            return self.aws_pull(prefix, local)
+        if tool == "s5cmd":
+            return self.s5cmd_pull(prefix, local)
+        return self.rclone_pull(prefix, local, tuned=tool == "rclone-tuned")
 
     def raw_small(self, count: int, prefix: str) -> dict:
         before = self.server.settled_count()
@@ -841,8 +872,8 @@ class Bench:
         log(f"  raw SDK: put {result['put_seconds']:.3f} s, get {result['get_seconds']:.3f} s")
         return result
 
-    def order(self, run: int) -> list[str]:
-        tools = ["swamp", "aws", "rclone"]
+    def order(self, run: int, tools: tuple[str, ...] = ("swamp", "aws", "rclone")) -> list[str]:
+        tools = list(tools)
         k = run % len(tools)
         return tools[k:] + tools[:k]
 
@@ -873,7 +904,7 @@ class Bench:
         swamp_home0 = None
         for run in range(RUNS):
             log(f"[{self.server.name}] case 1 push/pull, run {run + 1}/{RUNS}")
-            for tool in self.order(run):
+            for tool in self.order(run, ("swamp", *SMALL_PEERS)):
                 prefix = f"c1-{tool}-{run}"
                 if tool == "swamp":
                     home = self.t.new_home()
@@ -881,10 +912,8 @@ class Bench:
                     m = self.t.swamp(home, prefix, "datastore", "sync", "--push")
                     if run == 0:
                         swamp_home0 = home
-                elif tool == "aws":
-                    m = self.t.aws_push(ds, prefix)
                 else:
-                    m = self.t.rclone_push(ds, prefix)
+                    m = self.t.peer_push(tool, ds, prefix)
                 self.res.row(c_push, "push_small", tool).add(m)
             raw = self.raw(lambda: self.t.raw_small(n, f"c6-raw-{run}"))
             r_put = self.res.row(f"6. raw loop: {n:,} concurrent PUTs ({CONCURRENCY} in flight)", "raw_put_small", "raw SDK")
@@ -896,27 +925,21 @@ class Bench:
             if raw and raw["requests"] is not None:
                 r_put.raw_requests.append(raw["requests"] // 2)
                 r_get.raw_requests.append(raw["requests"] - raw["requests"] // 2)
-            for tool in self.order(run):
+            for tool in self.order(run, ("swamp", *SMALL_PEERS)):
                 if tool == "swamp":
                     home = self.t.new_home()
                     m = self.t.swamp(home, "c1-swamp-0", "datastore", "sync", "--pull")
                     shutil.rmtree(home)
-                elif tool == "aws":
-                    dest = self.scratch("pull")
-                    m = self.t.aws_pull("c1-aws-0", dest)
                 else:
-                    dest = self.scratch("pull")
-                    m = self.t.rclone_pull("c1-rclone-0", dest)
+                    m = self.t.peer_pull(tool, f"c1-{tool}-0", self.scratch("pull"))
                 self.res.row(c_pull, "pull_small", tool).add(m)
         log(f"[{self.server.name}] case 2 no-op {n}")
         for run in range(RUNS):
-            for tool in self.order(run):
+            for tool in self.order(run, ("swamp", *SMALL_PEERS)):
                 if tool == "swamp":
                     m = self.t.swamp(swamp_home0, "c1-swamp-0", "data", "list")
-                elif tool == "aws":
-                    m = self.t.aws_push(ds, "c1-aws-0")
                 else:
-                    m = self.t.rclone_push(ds, "c1-rclone-0")
+                    m = self.t.peer_push(tool, ds, f"c1-{tool}-0")
                 self.res.row(c_noop, "noop_small", tool).add(m)
         self.writer_noop(swamp_home0, "c1-swamp-0", n, "wnoop_small")
 
@@ -1403,8 +1426,8 @@ class Bench:
 def table(res: Results) -> list[str]:
     raw_for = {"push_small": "raw_put_small", "pull_small": "raw_get_small", "push_big": "raw_put_big", "pull_big": "raw_get_big"}
     lines = [
-        "| case | tool | runs | median | min | max | S3 requests | peak RSS MiB | CPU s | aws ÷ swamp | rclone ÷ swamp | raw ÷ swamp |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | tool | runs | median | min | max | S3 requests | peak RSS MiB | CPU s | aws ÷ swamp | rclone ÷ swamp | tuned rclone ÷ swamp | s5cmd ÷ swamp | raw ÷ swamp |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res.rows:
         t = r.times()
@@ -1427,7 +1450,7 @@ def table(res: Results) -> list[str]:
             raw = res.get(rk, "raw SDK") if rk else None
             cells.append(fmt_ratio(raw.median() if raw else None, r.median()))
         else:
-            cells += ["", "", ""]
+            cells += [""] * (len(PEERS) + 1)
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -1503,6 +1526,8 @@ def targets(res: Results) -> list[Target]:
 
     speedup("noop_mid", "aws", 20, f"no-op, {MID_N:,} files")
     speedup("noop_mid", "rclone", 10, f"no-op, {MID_N:,} files")
+    for peer in SMALL_PEERS:
+        speedup("noop_small", peer, 20, f"no-op, {SMALL_N:,} files (the peer's no-op sync)")
     requests("noop_mid", 4, f"no-op, {MID_N:,} files")
     requests("one_mid", 6, f"one changed among {MID_N:,}")
     # Requests at the floor (issue 15, part 5): a reader of an unchanged
@@ -1537,6 +1562,9 @@ def targets(res: Results) -> list[Target]:
     for key, what in (("push_small", f"push {SMALL_N:,} × 4 KiB"), ("pull_small", f"pull {SMALL_N:,} × 4 KiB")):
         speedup(key, "rclone", 2, what)
         speedup(key, "aws", 5, what)
+        # Issue 16: the fastest peers, on the same server.
+        speedup(key, "s5cmd", 1.5, what)
+        speedup(key, "rclone-tuned", 1.5, what)
         rate(key, "raw_put_small" if key.startswith("push") else "raw_get_small", 0.70, what)
     label = f"{BIG_MB / 1024:g} GiB" if BIG_MB >= 1024 else f"{BIG_MB} MiB"
     within("push_big", "raw_put_big", 1.3, f"push one {label} file")
@@ -1657,7 +1685,8 @@ def machine_facts() -> list[str]:
         f"- load average at the end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}; other jobs on the machine skew the numbers",
         f"- git commit at the start of the run: {commit}{' (with uncommitted changes in src/ or Cargo files)' if dirty else ''}",
         f"- swamp: {cmd([str(SWAMP), '--version'])} (release build); aws: {cmd(['aws', '--version'], base_env())}; "
-        f"rclone: {cmd(['rclone', 'version']).splitlines()[0] if shutil.which('rclone') else '?'}; moto {moto_v}; Python {platform.python_version()}",
+        f"rclone: {cmd(['rclone', 'version']).splitlines()[0] if shutil.which('rclone') else '?'}; "
+        f"s5cmd: {cmd(['s5cmd', 'version']) if shutil.which('s5cmd') else '?'}; moto {moto_v}; Python {platform.python_version()}",
         f"- settings: BENCH_RUNS={RUNS}, files {SMALL_N:,} / {MID_N:,} / {HUGE_N:,} / team {TEAM_N:,} × 4 KiB, big file {BIG_MB} MiB, "
         f"case 7 runs {FS_RUNS}, cases {','.join(CASES)}, raw-loop concurrency {CONCURRENCY} (swamp's default){', BENCH_QUICK=1 (smoke sizes)' if QUICK else ''}",
     ]
@@ -1707,7 +1736,8 @@ def report(benches: list[Bench], elapsed: float, failures: list[str]) -> str:
         "  GET of the index, nothing to push, release); one changed = one file rewritten (same size) in the cache,",
         "  then `swamp datastore sync`; its bytes uploaded = the index object's size (HeadObject) + the file.",
         "- aws: `aws s3 sync SRC DST --endpoint-url URL --only-show-errors`; rclone: `rclone sync SRC m:bench/PREFIX`",
-        "  with default flags. Each tool pushes into its own prefix (rclone sync would delete swamp's index, and a",
+        "  with default flags; in cases 1-2 also tuned rclone (`--transfers 32 --checkers 32 --fast-list`) and",
+        "  s5cmd (`s5cmd --endpoint-url URL sync SRC/ s3://bench/PREFIX/`, default 256 workers). Each tool pushes into its own prefix (rclone sync would delete swamp's index, and a",
         "  peer's no-op only means something against objects it uploaded itself).",
         "- Pulls read the prefix the tool pushed in run 1, into an empty directory / empty cache.",
         "- Tool order rotates between runs. The raw loop (`examples/raw_s3.rs`) is aws-sdk-s3 + tokio with",
