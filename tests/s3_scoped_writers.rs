@@ -360,10 +360,12 @@ fn a_scoped_exec_on_s3_pushes_its_paths_only_and_refuses_changes_elsewhere() {
     assert!(!cache.join("outputs/stray.txt").exists());
 }
 
-#[test]
-fn an_item_writer_elsewhere_runs_while_a_scoped_exec_holds_its_paths_on_s3() {
+/// A `data put` of another item runs to the end while a scoped exec holds
+/// `outputs/run` — on another machine, or on the exec's own (the two share
+/// its cache) — and a whole-datastore command waits.
+fn an_item_writer_runs_beside_a_scoped_exec(bucket: &'static str, same_machine: bool) {
     use std::os::unix::process::CommandExt;
-    let (w, homes) = world("scoped-exec-parallel", 2);
+    let (w, homes) = world(bucket, 2);
     let marks = tempfile::tempdir().unwrap();
     let m = marks.path().display();
     let script = format!(
@@ -381,10 +383,11 @@ fn an_item_writer_elsewhere_runs_while_a_scoped_exec_holds_its_paths_on_s3() {
     wait_until("the scoped exec runs", || {
         marks.path().join("started").exists()
     });
-    let other = put_within(&w, homes[1].path(), "5", "item");
-    assert!(other.status.success(), "{}", stderr(&other));
+    let other = if same_machine { &homes[0] } else { &homes[1] };
+    let put = put_within(&w, other.path(), "10", "item");
+    assert!(put.status.success(), "{}", stderr(&put));
     let whole = {
-        let mut cmd = w.on(homes[1].path());
+        let mut cmd = w.on(other.path());
         cmd.args(["--json", "--lock-timeout", "1", "exec", "--", "true"]);
         run(&mut cmd)
     };
@@ -403,47 +406,14 @@ fn an_item_writer_elsewhere_runs_while_a_scoped_exec_holds_its_paths_on_s3() {
 }
 
 #[test]
+fn an_item_writer_elsewhere_runs_while_a_scoped_exec_holds_its_paths_on_s3() {
+    an_item_writer_runs_beside_a_scoped_exec("scoped-exec-parallel", false);
+}
+
+#[test]
 fn an_item_writer_on_the_same_machine_runs_while_a_scoped_exec_holds_its_paths() {
-    use std::os::unix::process::CommandExt;
-    let (w, homes) = world("scoped-same-cache", 1);
-    let marks = tempfile::tempdir().unwrap();
-    let m = marks.path().display();
-    let script = format!(
-        r#"touch '{m}/started'; while [ ! -f '{m}/go' ]; do sleep 0.05; done; mkdir -p "$SWAMP_DATASTORE_DIR/outputs/run" && echo done > "$SWAMP_DATASTORE_DIR/outputs/run/out""#
-    );
-    let mut holder = w
-        .on(homes[0].path())
-        .args(["exec", "--scope", "outputs/run", "--", "sh", "-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let _group = GroupGuard(holder.id());
-    wait_until("the scoped exec runs", || {
-        marks.path().join("started").exists()
-    });
-    // Same cache: the scoped writers share it (each changes its own scope).
-    let other = put_within(&w, homes[0].path(), "10", "item");
-    assert!(other.status.success(), "{}", stderr(&other));
-    // A whole-datastore command on this machine still waits.
-    let whole = {
-        let mut cmd = w.on(homes[0].path());
-        cmd.args(["--json", "--lock-timeout", "1", "exec", "--", "true"]);
-        run(&mut cmd)
-    };
-    assert_json_error(&whole, 75, "lock_timeout");
-    std::fs::write(marks.path().join("go"), "").unwrap();
-    assert!(wait_child(&mut holder).success());
-    let fresh = tempfile::tempdir().unwrap();
-    assert_eq!(
-        w.sh(
-            fresh.path(),
-            r#"cat "$SWAMP_DATASTORE_DIR/outputs/run/out""#
-        ),
-        b"done\n"
-    );
-    assert_eq!(w.ok(fresh.path(), &["data", "get", "item"]), b"");
+    // Without the shared cache lock the put waited for the exec to end.
+    an_item_writer_runs_beside_a_scoped_exec("scoped-same-cache", true);
 }
 
 #[test]

@@ -148,11 +148,22 @@ impl SharedState {
 }
 
 /// Applies to `disk` what changed from `base` to `ours`.
+///
+/// File entries: each writer changes only its own scope's, so they merge
+/// entry by entry. Foreign entries (other machines' settings) are nobody's
+/// scope: each writer mirrors them from the index it read, so they go with
+/// the index ETag — ours are taken only with our ETag move, or when neither
+/// the ETag nor the foreign entries moved on disk; otherwise the disk's stay
+/// (they match the disk's ETag, while ours may be from an older index, and
+/// an older entry under a newer ETag would never be fetched again).
 fn apply_changes(disk: &mut SyncState, base: &SyncState, ours: &SyncState) {
     apply_map(&mut disk.files, &base.files, &ours.files);
-    apply_map(&mut disk.foreign, &base.foreign, &ours.foreign);
     let moved = (&ours.index_etag, ours.generation) != (&base.index_etag, base.generation);
     let untouched = (&disk.index_etag, disk.generation) == (&base.index_etag, base.generation);
+    let foreign_untouched = disk.foreign == base.foreign;
+    if untouched && (moved || foreign_untouched) {
+        apply_map(&mut disk.foreign, &base.foreign, &ours.foreign);
+    }
     if moved && untouched {
         disk.index_etag.clone_from(&ours.index_etag);
         disk.generation = ours.generation;
@@ -207,15 +218,21 @@ mod tests {
         state.save(dir).unwrap();
     }
 
+    /// Two writers of the seeded cache `dir`, each with the state it loaded.
+    async fn two_writers(dir: &Path) -> (SharedState, SyncState, SharedState, SyncState) {
+        seeded(dir);
+        let (a, b) = (
+            SharedState::new(dir, Duration::from_secs(5)),
+            SharedState::new(dir, Duration::from_secs(5)),
+        );
+        let (sa, sb) = (a.load(REMOTE).await.unwrap(), b.load(REMOTE).await.unwrap());
+        (a, sa, b, sb)
+    }
+
     #[tokio::test]
     async fn two_writers_saving_in_turn_keep_each_others_entries() {
         let dir = tempfile::tempdir().unwrap();
-        seeded(dir.path());
-        let (a, b) = (
-            SharedState::new(dir.path(), Duration::from_secs(5)),
-            SharedState::new(dir.path(), Duration::from_secs(5)),
-        );
-        let (mut sa, mut sb) = (a.load(REMOTE).await.unwrap(), b.load(REMOTE).await.unwrap());
+        let (a, mut sa, b, mut sb) = two_writers(dir.path()).await;
         sa.files.insert("data/a/2".into(), file(4));
         sa.files.remove("data/a/1");
         sb.files.insert("data/b/1".into(), file(5));
@@ -244,12 +261,7 @@ mod tests {
     #[tokio::test]
     async fn an_etag_moved_by_another_writer_is_not_moved_back() {
         let dir = tempfile::tempdir().unwrap();
-        seeded(dir.path());
-        let (a, b) = (
-            SharedState::new(dir.path(), Duration::from_secs(5)),
-            SharedState::new(dir.path(), Duration::from_secs(5)),
-        );
-        let (mut sa, mut sb) = (a.load(REMOTE).await.unwrap(), b.load(REMOTE).await.unwrap());
+        let (a, mut sa, b, mut sb) = two_writers(dir.path()).await;
         sb.index_etag = Some(ETag::new("\"e1\""));
         sb.generation = 2;
         b.save(&mut sb).await.unwrap();
@@ -275,5 +287,28 @@ mod tests {
         sa.files.insert("data/a/2".into(), file(4));
         let err = a.save(&mut sa).await.unwrap_err();
         assert!(matches!(err, SharedStateError::OtherRemote { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn foreign_entries_go_with_the_index_etag_they_were_read_with() {
+        use crate::domain::sync_index::IndexEntry;
+        let entry = |tag: u8| IndexEntry {
+            size: u64::from(tag),
+            sha256: crate::domain::sha256::Sha256::from_bytes([tag; 32]),
+            parts: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (a, mut sa, b, mut sb) = two_writers(dir.path()).await;
+        // b read an older index (foreign X = v1) than a (X = v2, agreed: its
+        // ETag moved); b saves last, with no ETag move of its own.
+        sb.foreign.insert("logs/x".into(), entry(1));
+        sa.foreign.insert("logs/x".into(), entry(2));
+        sa.index_etag = Some(ETag::new("\"e2\""));
+        sa.generation = 3;
+        a.save(&mut sa).await.unwrap();
+        b.save(&mut sb).await.unwrap();
+        let disk = SyncState::load(dir.path(), REMOTE);
+        assert_eq!(disk.index_etag, Some(ETag::new("\"e2\"")));
+        assert_eq!(disk.foreign["logs/x"], entry(2), "not rolled back under e2");
     }
 }

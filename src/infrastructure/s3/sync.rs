@@ -405,7 +405,7 @@ impl CacheSync {
     /// files gone from the cache. Reads only; takes no lock.
     pub fn pending(&self) -> Result<Pending, SyncError> {
         let state = SyncState::load(self.cache(), &self.remote_name());
-        let scan = self.scan()?;
+        let scan = self.scan_readonly()?;
         let (changed, mut deleted) = compare_with_state(&scan.files, &state.files);
         deleted.retain(|rel| self.owns(rel) && !scan.blocks(rel));
         Ok(Pending {

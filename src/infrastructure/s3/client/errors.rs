@@ -89,6 +89,11 @@ where
     let said = match (err.code(), err.message()) {
         (Some(code), Some(message)) => Some(format!("{code}: {message}")),
         (Some(text), None) | (None, Some(text)) => Some(text.to_string()),
+        // A reply without a body (a HEAD): its metadata's Display is a
+        // Debug dump, so say only that the store explained nothing.
+        (None, None) if matches!(err, SdkError::ServiceError(_)) => {
+            Some("no details from the store".to_string())
+        }
         (None, None) => None,
     };
     let text = match said {
@@ -127,6 +132,8 @@ mod tests {
     enum Make {
         /// A reply with this HTTP status and, if given, this S3 error code.
         Reply(u16, Option<&'static str>),
+        /// A reply with this status and no body at all (a HEAD's).
+        Bare(u16),
         /// No reply within the attempt timeout.
         Timeout,
         /// The connection failed with this text.
@@ -145,6 +152,13 @@ mod tests {
                     }
                     let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
                     SdkError::service_error(GetObjectError::generic(meta.build()), raw)
+                }
+                Make::Bare(status) => {
+                    let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+                    let meta = ErrorMetadata::builder()
+                        .custom("s3_extended_request_id", "abc==")
+                        .build();
+                    SdkError::service_error(GetObjectError::generic(meta), raw)
                 }
                 Make::Timeout => SdkError::timeout_error("took too long"),
                 Make::Io(text) => SdkError::dispatch_failure(ConnectorError::io(text.into())),
@@ -188,6 +202,8 @@ mod tests {
             (Reply(404, Some("NoSuchBucket")), Failed(NO_BUCKET)),
             (Reply(403, None), Failed(ACCESS)),
             (Reply(403, Some("AccessDenied")), Failed(ACCESS)),
+            (Bare(403), Failed(ACCESS)),
+            (Bare(301), Failed(REGION)),
             (Reply(400, Some("InvalidAccessKeyId")), Failed(REJECTED)),
             (Reply(400, Some("SignatureDoesNotMatch")), Failed(REJECTED)),
             // What AWS sends for them.
@@ -229,6 +245,7 @@ mod tests {
                             format!("{code}: the server said no, HTTP {status}")
                         }
                         Reply(status, None) => format!("the server said no, HTTP {status}"),
+                        Bare(status) => format!("no details from the store, HTTP {status}"),
                         Timeout => "took too long".into(),
                         Io(text) | Other(text) => text.into(),
                     };

@@ -295,10 +295,14 @@ impl CacheSync {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err(&path)(e)),
                 }
-                crate::infrastructure::data_store::prune_empty_parents(
-                    &path,
-                    &[self.cache().to_path_buf()],
-                );
+                // In a shared cache a parent may be another writer's
+                // fresh directory: leave empty ones (they do not sync).
+                if self.shared.is_none() {
+                    crate::infrastructure::data_store::prune_empty_parents(
+                        &path,
+                        &[self.cache().to_path_buf()],
+                    );
+                }
             }
             state.files.remove(&rel_text);
         }

@@ -104,8 +104,18 @@ fn refusal(file_type: std::fs::FileType) -> Option<&'static str> {
 impl CacheSync {
     /// Walks this machine's datastore directories in the cache.
     pub(super) fn scan(&self) -> Result<CacheScan, SyncError> {
+        self.scan_all(true)
+    }
+
+    /// `scan`, leaving temp files alone: for a caller without the lock
+    /// (`datastore status`), while a command may be writing them.
+    pub(super) fn scan_readonly(&self) -> Result<CacheScan, SyncError> {
+        self.scan_all(false)
+    }
+
+    fn scan_all(&self, clean_temps: bool) -> Result<CacheScan, SyncError> {
         let tops = self.resolver.directories().iter().cloned();
-        let mut scan = self.scan_tops(tops.map(|dir| (dir, true)).collect())?;
+        let mut scan = self.scan_tops(tops.map(|dir| (dir, true)).collect(), clean_temps)?;
         scan.unsyncable.extend(self.outside_the_datastore());
         Ok(scan)
     }
@@ -171,7 +181,7 @@ impl CacheSync {
                 }
             }
         }
-        let mut scan = self.scan_tops(tops)?;
+        let mut scan = self.scan_tops(tops, true)?;
         scan.unsyncable.extend(linked.unsyncable);
         scan.blocked.extend(linked.blocked);
         Ok(scan)
@@ -179,7 +189,13 @@ impl CacheSync {
 
     /// Walks each of `tops` (datastore paths; `true`: a datastore directory,
     /// which must be a directory where it exists).
-    fn scan_tops(&self, tops: Vec<(String, bool)>) -> Result<CacheScan, SyncError> {
+    /// `clean_temps`: remove the temp files a killed swamp left (only a
+    /// holder of the lock may).
+    fn scan_tops(
+        &self,
+        tops: Vec<(String, bool)>,
+        clean_temps: bool,
+    ) -> Result<CacheScan, SyncError> {
         // Collected in walk order, then sorted once: cheaper than inserting
         // 100 000 keys one by one in the directories' hash order.
         let mut files = Vec::new();
@@ -211,6 +227,12 @@ impl CacheSync {
                     source: e.into(),
                 })?;
                 let name = entry.file_name().to_string_lossy();
+                if is_temp_name(&name) && !clean_temps {
+                    if entry.file_type().is_dir() {
+                        walk.skip_current_dir();
+                    }
+                    continue;
+                }
                 if is_temp_name(&name) {
                     // Left by a killed swamp: under the lock, nothing uses it.
                     let removed = if entry.file_type().is_dir() {
@@ -384,6 +406,26 @@ mod tests {
         assert_eq!(report.unsyncable.len(), 1, "{:?}", report.unsyncable);
         assert!(index(&store).files.contains_key("outputs/sub/f"));
         assert_eq!(store.object("p/outputs/sub/f").unwrap(), b"agreed");
+    }
+
+    /// `datastore status` runs without the lock: its scan leaves a temp
+    /// file alone (a command may be writing it); a push, under the lock,
+    /// removes what a killed swamp left.
+    #[tokio::test]
+    async fn only_a_locked_scan_removes_temp_files() {
+        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let a = machine(&store, dir.path());
+        a.pull(&fence()).await.unwrap();
+        write(dir.path(), "outputs/kept", "synced");
+        let temp =
+            crate::infrastructure::atomic_file::temp_path_for(&dir.path().join("outputs/new"));
+        std::fs::write(&temp, "being written").unwrap();
+        let pending = a.pending().unwrap();
+        assert_eq!(pending.changed, 1, "{pending:?}");
+        assert!(temp.exists(), "status left the temp file alone");
+        a.push(&fence()).await.unwrap();
+        assert!(!temp.exists(), "the push removed it");
     }
 
     /// A file left at the top of the cache, outside every datastore
