@@ -31,7 +31,9 @@ fn status_json(cmd: &mut assert_cmd::Command) -> serde_json::Value {
         .args(["--json", "datastore", "status"])
         .output()
         .unwrap();
-    assert_eq!(code_of(&out), 0, "{}", stderr(&out));
+    // Which datastore was chosen is the point here, not its health (a
+    // datastore that does not exist yet is unhealthy: exit 1).
+    assert!(matches!(code_of(&out), 0 | 1), "{}", stderr(&out));
     json_of(&out)
 }
 
