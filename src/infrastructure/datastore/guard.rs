@@ -89,17 +89,8 @@ impl Datastore {
         self.locked_with(vec![lock], cache, |fence, signal| async move {
             let (_cache, sync) = match (&scope, sync) {
                 (Some(_), Some(sync)) => {
-                    let (held, shared) = self.lock_cache_for_scope(&sync).await?;
-                    let timeout = self.settings.timing.timeout;
-                    tracing::debug!(shared, "cache lock held");
-                    (
-                        Some(held),
-                        Some(if shared {
-                            sync.sharing_cache(timeout)
-                        } else {
-                            sync
-                        }),
-                    )
+                    let (held, sync) = self.lock_cache_for_scope(sync).await?;
+                    (Some(held), Some(sync))
                 }
                 (_, sync) => (None, sync),
             };
@@ -312,16 +303,27 @@ impl Datastore {
     /// This machine's cache lock for a scoped writer: shared with the
     /// other scoped writers (each changes its own scope; `sync` then merges
     /// the sync state with theirs), unless the cache holds another remote's
-    /// state, which only an exclusive holder may replace. `true`: shared.
-    async fn lock_cache_for_scope(&self, sync: &CacheSync) -> Result<(CacheLock, bool), LockError> {
+    /// state, which only an exclusive holder may replace.
+    async fn lock_cache_for_scope(
+        &self,
+        sync: CacheSync,
+    ) -> Result<(CacheLock, CacheSync), SyncError> {
         let timeout = self.settings.timing.timeout;
-        let shared = CacheLock::acquire_as(self.root(), CacheLockMode::Shared, timeout).await?;
+        let shared = CacheLock::acquire_as(self.root(), CacheLockMode::Shared, timeout)
+            .await
+            .map_err(SyncError::Lock)?;
         // Under the shared lock nobody can replace the state's remote.
-        if sync.cache_belongs_here() {
-            return Ok((shared, true));
+        let sync = sync.sharing_cache(timeout);
+        if sync.load_shared_state().await? {
+            tracing::debug!(shared = true, "cache lock held");
+            return Ok((shared, sync));
         }
         drop(shared);
-        Ok((CacheLock::acquire(self.root(), timeout).await?, false))
+        let exclusive = CacheLock::acquire(self.root(), timeout)
+            .await
+            .map_err(SyncError::Lock)?;
+        tracing::debug!(shared = false, "cache lock held");
+        Ok((exclusive, sync.not_sharing()))
     }
 
     fn report_all(&self, notices: impl IntoIterator<Item = Notice>) {

@@ -66,20 +66,29 @@ impl SyncState {
     /// Loads the state of `cache` for `remote`; a missing, corrupt or foreign
     /// state starts afresh (which costs hashing, never data).
     pub fn load(cache: &Path, remote: &str) -> Self {
-        let fresh = || SyncState {
-            remote: remote.to_string(),
-            ..Default::default()
-        };
+        Self::load_unless_other(cache, remote).unwrap_or_else(|_| Self::fresh(remote))
+    }
+
+    /// Loads the state of `cache` for `remote` (a missing or corrupt one
+    /// starts afresh), or names the other remote the file belongs to.
+    pub fn load_unless_other(cache: &Path, remote: &str) -> Result<Self, String> {
         match std::fs::read(cache.join(STATE_FILE)) {
             Ok(bytes) => match serde_json::from_slice::<SyncState>(&bytes) {
-                Ok(state) if state.remote == remote => state,
-                Ok(_) => fresh(),
+                Ok(state) if state.remote == remote => Ok(state),
+                Ok(state) => Err(state.remote),
                 Err(e) => {
                     tracing::warn!(error = %e, "sync state unreadable; rebuilding it");
-                    fresh()
+                    Ok(Self::fresh(remote))
                 }
             },
-            Err(_) => fresh(),
+            Err(_) => Ok(Self::fresh(remote)),
+        }
+    }
+
+    fn fresh(remote: &str) -> Self {
+        SyncState {
+            remote: remote.to_string(),
+            ..Default::default()
         }
     }
 
@@ -87,19 +96,6 @@ impl SyncState {
     pub fn load_raw(cache: &Path) -> Option<Self> {
         let bytes = std::fs::read(cache.join(STATE_FILE)).ok()?;
         serde_json::from_slice(&bytes).ok()
-    }
-
-    /// The remote the state file belongs to, without reading its entries
-    /// into memory.
-    pub fn remote_of(cache: &Path) -> Option<String> {
-        #[derive(Deserialize)]
-        struct RemoteOnly {
-            remote: String,
-        }
-        let bytes = std::fs::read(cache.join(STATE_FILE)).ok()?;
-        serde_json::from_slice::<RemoteOnly>(&bytes)
-            .ok()
-            .map(|r| r.remote)
     }
 
     /// Saves the state atomically.

@@ -96,11 +96,17 @@ impl SharedState {
         self.timeout
     }
 
-    /// Loads the state for `remote` (remembered as this writer's base).
+    /// Loads the state for `remote` (remembered as this writer's base);
+    /// a cache whose state belongs to another remote is refused.
     pub(crate) async fn load(&self, remote: &str) -> Result<SyncState, SharedStateError> {
         let _held = StateLock::acquire(&self.cache, self.timeout).await?;
         let file = Seen::open(&self.cache);
-        let state = SyncState::load(&self.cache, remote);
+        let state = SyncState::load_unless_other(&self.cache, remote).map_err(|other| {
+            SharedStateError::OtherRemote {
+                cache: self.cache.clone(),
+                other,
+            }
+        })?;
         *self.base.lock().unwrap_or_else(|e| e.into_inner()) = Some(Base {
             state: state.clone(),
             file,

@@ -415,10 +415,28 @@ impl CacheSync {
         })
     }
 
-    /// Whether the cache holds no other remote's state (so a scoped writer
-    /// may share it with this machine's other scoped writers).
-    pub(crate) fn cache_belongs_here(&self) -> bool {
-        SyncState::remote_of(self.cache()).is_none_or(|remote| remote == self.remote_name())
+    /// Loads the state of a shared cache (`sharing_cache`) for this command:
+    /// `false` when it belongs to another remote, which only an exclusive
+    /// holder of the cache lock may replace. One read of the state file
+    /// serves the check and the pull.
+    pub(crate) async fn load_shared_state(&self) -> Result<bool, SyncError> {
+        let Some(shared) = &self.shared else {
+            return Ok(false);
+        };
+        match shared.load(&self.remote_name()).await {
+            Ok(state) => {
+                self.keep_state(state);
+                Ok(true)
+            }
+            Err(SharedStateError::OtherRemote { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Makes this a sync that uses the cache alone again.
+    pub(crate) fn not_sharing(mut self) -> Self {
+        self.shared = None;
+        self
     }
 
     fn mark_current(&self) {

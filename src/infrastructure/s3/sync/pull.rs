@@ -32,7 +32,6 @@ use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{digest_file_off_runtime, CheckKind};
 use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, SyncedFile};
 use crate::infrastructure::s3::index_store::{IndexIoError, IndexRead, IndexWrite};
-use crate::infrastructure::s3::shared_state::SharedStateError;
 use crate::infrastructure::s3::store::{PutMode, StoreError};
 use crate::infrastructure::s3::sync_times::{SyncTimes, Synced};
 use futures::stream::{self, StreamExt};
@@ -58,16 +57,10 @@ impl CacheSync {
     /// it holds changes that never reached that remote.
     fn adopt_cache(&self) -> Result<(), SyncError> {
         if self.shared.is_some() {
-            // A shared cache is another process's too: taking it over for
-            // another remote would delete files under its feet.
-            return match SyncState::remote_of(self.cache()) {
-                Some(other) if other != self.remote_name() => Err(SharedStateError::OtherRemote {
-                    cache: self.cache().to_path_buf(),
-                    other,
-                }
-                .into()),
-                _ => Ok(()),
-            };
+            // A shared cache is another process's too, so it is never taken
+            // over: `load_shared_state` found it ours (and holds the state),
+            // and under the shared cache lock nobody can change that.
+            return Ok(());
         }
         let Some(previous) = SyncState::load_raw(self.cache()) else {
             return Ok(());
