@@ -140,13 +140,7 @@ impl CacheSync {
                     .iter()
                     .any(|r| *r == entry.path());
                 (!ours && !datastore && !local).then(|| Unsyncable {
-                    path: name
-                        .chars()
-                        .map(|c| match c.is_control() {
-                            true => c.escape_default().to_string(),
-                            false => c.to_string(),
-                        })
-                        .collect(),
+                    path: printable(&name),
                     reason: format!(
                         "outside every datastore directory ({}): move it into one of them",
                         DATASTORE_DIRS.join(", ")
@@ -248,17 +242,13 @@ impl CacheSync {
                     continue;
                 }
                 let shown = || {
-                    entry
-                        .path()
-                        .strip_prefix(cache)
-                        .unwrap_or(entry.path())
-                        .to_string_lossy()
-                        .chars()
-                        .map(|c| match c.is_control() {
-                            true => c.escape_default().to_string(),
-                            false => c.to_string(),
-                        })
-                        .collect::<String>()
+                    printable(
+                        &entry
+                            .path()
+                            .strip_prefix(cache)
+                            .unwrap_or(entry.path())
+                            .to_string_lossy(),
+                    )
                 };
                 let safe = match SafeRelativePath::of_entry(cache, entry.path()) {
                     Ok(safe) => safe,
@@ -310,14 +300,37 @@ impl CacheSync {
     }
 }
 
+/// `name` with its control characters escaped, so a report of it stays one
+/// line and cannot move the terminal's cursor.
+fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{fence, index, machine, write};
     use super::*;
+
     use crate::infrastructure::s3::memory_store::MemoryStore;
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     use std::sync::Arc;
+
+    #[test]
+    fn printable_names_escape_control_characters_only() {
+        for (name, shown) in [
+            ("plain é name", "plain é name"),
+            ("two\nlines", "two\\nlines"),
+            ("bell\u{7}\u{1b}[2J", "bell\\u{7}\\u{1b}[2J"),
+        ] {
+            assert_eq!(printable(name), shown, "{name:?}");
+        }
+    }
 
     /// Cache entries no machine could hold under their name, or that are
     /// not files: each reported on every push, none blocking the rest.
