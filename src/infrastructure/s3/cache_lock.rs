@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 /// The lock file in the cache root (outside every datastore directory, so
 /// it is never synced).
 pub(crate) const CACHE_LOCK_FILE: &str = ".swamp-cache.lock";
+/// Who a timeout on the cache lock names.
+const CACHE_HOLDER: &str = "another swamp process on this machine (it updates the cache)";
 /// The state lock file, beside it.
 pub(crate) const STATE_LOCK_FILE: &str = ".swamp-cache-state.lock";
 /// The commit lock file, beside them.
@@ -106,7 +108,7 @@ impl CacheLock {
         mode: CacheLockMode,
         timeout: Duration,
     ) -> Result<Self, LockError> {
-        Self::acquire_file(cache, CACHE_LOCK_FILE, mode, timeout).await
+        Self::acquire_file(cache, CACHE_LOCK_FILE, mode, timeout, CACHE_HOLDER).await
     }
 
     /// Waits up to `timeout` until this process alone may commit to the
@@ -114,14 +116,25 @@ impl CacheLock {
     /// each other's conditional writes, so they queue here instead, and
     /// the bucket sees one committer per machine.
     pub(crate) async fn acquire_commit(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
-        Self::acquire_file(cache, COMMIT_LOCK_FILE, CacheLockMode::Exclusive, timeout).await
+        let holder = "another swamp process on this machine (it commits to the index)";
+        Self::acquire_file(
+            cache,
+            COMMIT_LOCK_FILE,
+            CacheLockMode::Exclusive,
+            timeout,
+            holder,
+        )
+        .await
     }
 
+    /// Waits up to `timeout` for the lock file `name` of `cache`; a timeout
+    /// names `holder` as the one that kept it.
     async fn acquire_file(
         cache: &Path,
         name: &str,
         mode: CacheLockMode,
         timeout: Duration,
+        holder: &str,
     ) -> Result<Self, LockError> {
         let (path, file) = Self::open(cache, name)?;
         let store_error = |e: std::io::Error| LockError::Backend {
@@ -164,7 +177,7 @@ impl CacheLock {
             Err(_) => Err(LockError::Timeout {
                 location: path.display().to_string(),
                 waited: started.elapsed(),
-                holder: "another swamp process on this machine (it updates the cache)".into(),
+                holder: holder.into(),
             }),
         }
     }
@@ -173,45 +186,25 @@ impl CacheLock {
 /// The state lock of a cache, held for one read-merge-write of its sync
 /// state (see the module doc); dropping it releases it.
 pub(crate) struct StateLock {
-    _held: Flock<File>,
+    _held: CacheLock,
 }
 
 impl StateLock {
-    /// Longest pause between two tries: holders keep it for milliseconds.
-    const MAX_PAUSE: Duration = Duration::from_millis(4);
-
-    /// Holds the state lock of `cache`, trying for up to `timeout`: every
+    /// Holds the state lock of `cache`, waiting for up to `timeout`: every
     /// holder lets go within milliseconds (a holder stopped meanwhile makes
-    /// the others give up at `timeout`). The pauses are the runtime's, so
-    /// the lease's heartbeat runs meanwhile.
+    /// the others give up at `timeout`). The wait is the kernel's, as for
+    /// the cache lock, so the lease's heartbeat runs meanwhile.
     pub(crate) async fn acquire(cache: &Path, timeout: Duration) -> Result<Self, LockError> {
-        let (path, mut file) = CacheLock::open(cache, STATE_LOCK_FILE)?;
-        let started = Instant::now();
-        let mut pause = Duration::from_micros(250);
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(held) => return Ok(Self { _held: held }),
-                Err((again, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR)) => {
-                    file = again
-                }
-                Err((_, e)) => {
-                    return Err(LockError::Backend {
-                        location: path.display().to_string(),
-                        source: Box::new(std::io::Error::from(e)),
-                    })
-                }
-            }
-            if started.elapsed() >= timeout {
-                return Err(LockError::Timeout {
-                    location: path.display().to_string(),
-                    waited: started.elapsed(),
-                    holder: "another swamp process on this machine (it records what it synced)"
-                        .into(),
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Self::MAX_PAUSE);
-        }
+        let holder = "another swamp process on this machine (it records what it synced)";
+        let held = CacheLock::acquire_file(
+            cache,
+            STATE_LOCK_FILE,
+            CacheLockMode::Exclusive,
+            timeout,
+            holder,
+        )
+        .await?;
+        Ok(Self { _held: held })
     }
 }
 
