@@ -21,9 +21,7 @@ use support::*;
 fn plant_scoped(repo: &Path, paths: &[&str], ttl_ms: u64) -> PathBuf {
     let dir = local_dir(repo).join(".locks");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut record = lock_record("alice@laptop", ttl_ms, "feedfacefeedfacefeedfacefeedface");
-    record["scope"] = serde_json::json!(paths);
-    record["priority"] = serde_json::json!(u64::MAX);
+    let record = scoped_lock_record("alice@laptop", ttl_ms, paths);
     let path = dir.join("planted.lock");
     std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
     path

@@ -674,14 +674,7 @@ fn deleting_the_whole_cache_loses_nothing() {
     let after = snapshot(&cache);
     let strip = |m: &BTreeMap<String, Vec<u8>>| {
         m.iter()
-            // This machine's own notes: what it agreed and what it probed,
-            // and its local lock files (made by whichever command used them).
-            .filter(|(k, _)| {
-                !k.starts_with(".swamp-sync-state")
-                    && k.as_str() != ".swamp-store-probe.json"
-                    && k.as_str() != ".swamp-sync-times.json"
-                    && !(k.starts_with(".swamp-cache") && k.ends_with(".lock"))
-            })
+            .filter(|(k, _)| !is_machine_note(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<BTreeMap<_, _>>()
     };
@@ -1065,12 +1058,7 @@ fn status_reports_the_cache_its_last_syncs_unpushed_changes_and_every_lock() {
     let cache = w.cache(home.path());
     std::fs::write(cache.join("outputs/new"), "n").unwrap();
     std::fs::remove_file(cache.join("outputs/a")).unwrap();
-    let mut record = lock_record("bob@ci-3", 600_000, "0123456789abcdef0123456789abcdef");
-    record["scope"] = serde_json::json!(["data/busy/@versions"]);
-    w.plant(
-        &format!("{PREFIX}/.locks/bob.lock"),
-        &serde_json::to_vec(&record).unwrap(),
-    );
+    w.plant_scoped("bob@ci-3", "bob", &["data/busy/@versions"]);
     let v = w.json(home.path(), &["datastore", "status"]);
     assert_eq!(v["pending"]["changed"], 1, "{v}");
     assert_eq!(v["pending"]["deleted"], 1, "{v}");

@@ -55,8 +55,7 @@ fn walk(root: &Path, mut visit: impl FnMut(&std::fs::DirEntry)) {
 fn snapshot_all(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     walk(root, |entry| {
-        // The note of the last successful pull/push changes with every one.
-        if !entry.file_type().unwrap().is_dir() && entry.file_name() != ".swamp-sync-times.json" {
+        if !entry.file_type().unwrap().is_dir() && entry.file_name() != SYNC_TIMES_NOTE {
             let path = entry.path();
             let rel = path
                 .strip_prefix(root)

@@ -158,16 +158,6 @@ fn writers_of_distinct_items_from_three_caches_all_land_and_audit_apart() {
     }
 }
 
-/// Plants a live scoped record held by alice on `paths`.
-fn plant_scoped(w: &World, paths: &[&str]) -> String {
-    let mut record = lock_record("alice@laptop", 600_000, "feedfacefeedfacefeedfacefeedface");
-    record["scope"] = serde_json::json!(paths);
-    record["priority"] = serde_json::json!(u64::MAX);
-    let key = format!("{PREFIX}/.locks/planted.lock");
-    w.plant(&key, &serde_json::to_vec(&record).unwrap());
-    key
-}
-
 fn put_within(w: &World, home: &Path, seconds: &str, name: &str) -> std::process::Output {
     let mut cmd = w.on(home);
     cmd.args(["--json", "--lock-timeout", seconds, "data", "put", name])
@@ -180,7 +170,7 @@ fn a_live_scoped_record_blocks_its_item_and_the_whole_lock_but_nothing_else() {
     let (w, homes) = world("scoped-blocked", 1);
     let home = homes[0].path();
     w.put_ok(home, "busy", b"v1");
-    plant_scoped(&w, &["data/busy/@versions"]);
+    w.plant_scoped("alice@laptop", "planted", &["data/busy/@versions"]);
 
     // Another item: not blocked.
     let other = put_within(&w, home, "5", "free");

@@ -263,6 +263,15 @@ pub fn lock_record(holder: &str, ttl_ms: u64, token: &str) -> Value {
     })
 }
 
+/// A live scoped lock record held by `holder` (pid 4242) on `paths`, at the
+/// highest priority.
+pub fn scoped_lock_record(holder: &str, ttl_ms: u64, paths: &[&str]) -> Value {
+    let mut record = lock_record(holder, ttl_ms, "feedfacefeedfacefeedfacefeedface");
+    record["scope"] = serde_json::json!(paths);
+    record["priority"] = serde_json::json!(u64::MAX);
+    record
+}
+
 /// Writes a valid lock record held by `holder` (pid 4242) into `datastore`.
 pub fn plant_lock(datastore: &Path, holder: &str, ttl_ms: u64) -> PathBuf {
     std::fs::create_dir_all(datastore).unwrap();
@@ -338,6 +347,21 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
             (rel, bytes)
         })
         .collect()
+}
+
+/// The cache's note of the last successful pull and push, which every one
+/// rewrites.
+pub const SYNC_TIMES_NOTE: &str = ".swamp-sync-times.json";
+
+/// Whether `rel` (a path in an S3 cache) is one of this machine's own notes
+/// rather than datastore content: what it agreed with the bucket, what it
+/// probed, when it last synced, and its local lock files (made by whichever
+/// command used them).
+pub fn is_machine_note(rel: &str) -> bool {
+    rel.starts_with(".swamp-sync-state")
+        || rel == ".swamp-store-probe.json"
+        || rel == SYNC_TIMES_NOTE
+        || (rel.starts_with(".swamp-cache") && rel.ends_with(".lock"))
 }
 
 /// A private tmux server (its own socket), killed when the test ends: a

@@ -749,6 +749,15 @@ impl World {
         self.moto.put_object(self.bucket, key, body);
     }
 
+    /// Plants a live scoped lock record held by `holder` (pid 4242) on
+    /// `paths` as `.locks/{name}.lock`, at the highest priority; its key.
+    pub fn plant_scoped(&self, holder: &str, name: &str, paths: &[&str]) -> String {
+        let record = super::scoped_lock_record(holder, 600_000, paths);
+        let key = format!("{PREFIX}/.locks/{name}.lock");
+        self.plant(&key, &serde_json::to_vec(&record).unwrap());
+        key
+    }
+
     /// Every object of the bucket, key → content, read behind swamp's back
     /// (to show that a command changed nothing).
     pub fn objects(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
