@@ -176,6 +176,11 @@ impl Head {
     }
 }
 
+/// Objects up to this size are downloaded and verified whole on the
+/// runtime's thread: their writes take microseconds, less than a handoff to
+/// a blocking thread, which would dominate a pull of many small files.
+pub(crate) const SMALL_OBJECT: u64 = 256 * 1024;
+
 /// What a streamed download produced.
 #[derive(Debug, Clone)]
 pub struct Downloaded {

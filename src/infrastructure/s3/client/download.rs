@@ -12,13 +12,17 @@
 //! ranged GET in time proportional to the whole object (moto copies it for
 //! each range), which makes parts far slower there than one stream.
 //!
+//! A small body (up to `store::SMALL_OBJECT`) is received whole and written on the
+//! runtime's thread instead: for a pull of many small files the handoffs to
+//! blocking threads cost more than the writes.
+//!
 //! Writes are not fsynced here: the pull makes the whole cache durable with
 //! one `syncfs` before its state records the files. Each writer asks the
 //! kernel to start writing back every few MiB so that syncfs finds little left.
 
 use super::{recorded, S3Store};
 use crate::infrastructure::hashing::{CheckKind, Checked, ContentChecker};
-use crate::infrastructure::s3::store::{Downloaded, ObjectStore, StoreError};
+use crate::infrastructure::s3::store::{Downloaded, ObjectStore, StoreError, SMALL_OBJECT};
 use aws_sdk_s3::primitives::ByteStream;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::fs::File;
@@ -66,7 +70,13 @@ async fn get_whole(
         .await
         .map_err(|e| store.fail("download", key, e))?;
     let recorded = recorded(out.metadata());
-    let (checked, size) = write_body(store, key, dest, out.body, file, 0, check).await?;
+    let small = out
+        .content_length()
+        .is_some_and(|len| (0..=SMALL_OBJECT as i64).contains(&len));
+    let (checked, size) = match small {
+        true => write_small_body(store, key, dest, out.body, &file, check).await?,
+        false => write_body(store, key, dest, out.body, file, 0, check).await?,
+    };
     Ok(Downloaded {
         size,
         checked,
@@ -228,6 +238,34 @@ async fn write_body(
     let written = writer.await;
     received?;
     written.map_err(write_failed(dest))
+}
+
+/// Receives a small body whole, then hashes and writes it on this thread:
+/// a write of this size into the page cache takes microseconds, while
+/// handing it to a blocking thread costs context switches that dominate a
+/// pull of many small files.
+async fn write_small_body(
+    store: &S3Store,
+    key: &str,
+    dest: &Path,
+    body: ByteStream,
+    file: &File,
+    check: CheckKind,
+) -> Result<(Checked, u64), StoreError> {
+    use std::os::unix::fs::FileExt;
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| StoreError::Failed {
+            op: "download",
+            target: store.url(key),
+            message: e.to_string(),
+        })?
+        .into_bytes();
+    let mut checker = ContentChecker::new(check);
+    checker.update(&bytes);
+    file.write_all_at(&bytes, 0).map_err(write_failed(dest))?;
+    Ok((checker.finish(), bytes.len() as u64))
 }
 
 /// `Range` header value for `length` bytes (at least one) from `offset`.
