@@ -217,6 +217,14 @@ pub fn object_key(prefix: &str, rel: &str) -> String {
     }
 }
 
+/// The length of `object_key(prefix, rel)` in bytes, without building it.
+pub fn object_key_len(prefix: &str, rel: &str) -> usize {
+    match prefix.len() {
+        0 => rel.len(),
+        n => n + 1 + rel.len(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +356,9 @@ mod tests {
     fn keys_join_the_prefix() {
         assert_eq!(object_key("", "data/a"), "data/a");
         assert_eq!(object_key("p/q", "data/a"), "p/q/data/a");
+        for (prefix, rel) in [("", "data/a"), ("p/q", "data/a"), ("p", "é/ü")] {
+            assert_eq!(object_key_len(prefix, rel), object_key(prefix, rel).len());
+        }
     }
 
     mod properties {

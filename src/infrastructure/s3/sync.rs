@@ -330,10 +330,12 @@ impl CacheSync {
         if let Some(held) = self.state.lock().ok().and_then(|mut held| held.take()) {
             return Ok(held);
         }
-        match &self.shared {
-            Some(shared) => Ok(shared.load(&self.remote_name()).await?),
-            None => Ok(SyncState::load(self.cache(), &self.remote_name())),
-        }
+        let state = match &self.shared {
+            Some(shared) => shared.load(&self.remote_name()).await?,
+            None => SyncState::load(self.cache(), &self.remote_name()),
+        };
+        tracing::debug!(files = state.files.len(), "sync state loaded");
+        Ok(state)
     }
 
     /// Keeps `state` (already saved, or unchanged) for the next step.

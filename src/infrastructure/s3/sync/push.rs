@@ -69,6 +69,11 @@ impl CacheSync {
             deleted,
             unsyncable,
         } = self.plan(&state, scope)?;
+        tracing::debug!(
+            suspects = suspects.len(),
+            deleted = deleted.len(),
+            "push planned"
+        );
         if suspects.is_empty() && deleted.is_empty() {
             self.keep_state(state);
             return Ok(SyncReport {
