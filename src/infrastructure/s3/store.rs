@@ -179,7 +179,12 @@ impl Head {
 /// Objects up to this size are downloaded and verified whole on the
 /// runtime's thread: their writes take microseconds, less than a handoff to
 /// a blocking thread, which would dominate a pull of many small files.
-pub(crate) const SMALL_OBJECT: u64 = 256 * 1024;
+const SMALL_OBJECT: u64 = 256 * 1024;
+
+/// Whether an object of `size` bytes is small (`SMALL_OBJECT`).
+pub(crate) fn is_small(size: u64) -> bool {
+    size <= SMALL_OBJECT
+}
 
 /// What a streamed download produced.
 #[derive(Debug, Clone)]
@@ -190,6 +195,13 @@ pub struct Downloaded {
     pub checked: Checked,
     /// What the upload recorded.
     pub recorded: Recorded,
+}
+
+impl Downloaded {
+    /// Whether it was small: received whole, and checked where it arrived.
+    pub(crate) fn is_small(&self) -> bool {
+        is_small(self.size)
+    }
 }
 
 /// A listed object.

@@ -12,7 +12,7 @@
 //! ranged GET in time proportional to the whole object (moto copies it for
 //! each range), which makes parts far slower there than one stream.
 //!
-//! A small body (up to `store::SMALL_OBJECT`) is received whole and written on the
+//! A small body (`store::is_small`) is received whole and written on the
 //! runtime's thread instead: for a pull of many small files the handoffs to
 //! blocking threads cost more than the writes.
 //!
@@ -22,7 +22,7 @@
 
 use super::{recorded, S3Store};
 use crate::infrastructure::hashing::{CheckKind, Checked, ContentChecker};
-use crate::infrastructure::s3::store::{Downloaded, ObjectStore, StoreError, SMALL_OBJECT};
+use crate::infrastructure::s3::store::{is_small, Downloaded, ObjectStore, StoreError};
 use aws_sdk_s3::primitives::ByteStream;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::fs::File;
@@ -72,7 +72,8 @@ async fn get_whole(
     let recorded = recorded(out.metadata());
     let small = out
         .content_length()
-        .is_some_and(|len| (0..=SMALL_OBJECT as i64).contains(&len));
+        .and_then(|len| u64::try_from(len).ok())
+        .is_some_and(is_small);
     let (checked, size) = match small {
         true => write_small_body(store, key, dest, out.body, &file, check).await?,
         false => write_body(store, key, dest, out.body, file, 0, check).await?,
@@ -225,11 +226,7 @@ async fn write_body(
             }
             Ok(None) => break,
             Err(e) => {
-                received = Err(StoreError::Failed {
-                    op: "download",
-                    target: store.url(key),
-                    message: e.to_string(),
-                });
+                received = Err(body_failed(store, key, e));
                 break;
             }
         }
@@ -256,11 +253,7 @@ async fn write_small_body(
     let bytes = body
         .collect()
         .await
-        .map_err(|e| StoreError::Failed {
-            op: "download",
-            target: store.url(key),
-            message: e.to_string(),
-        })?
+        .map_err(|e| body_failed(store, key, e))?
         .into_bytes();
     let mut checker = ContentChecker::new(check);
     checker.update(&bytes);
@@ -276,6 +269,15 @@ fn byte_range(offset: u64, length: u64) -> String {
 /// The object size in a `Content-Range` value (`bytes 0-99/1234`).
 fn range_total(content_range: &str) -> Option<u64> {
     content_range.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// A body that broke off while it was received.
+fn body_failed(store: &S3Store, key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Failed {
+        op: "download",
+        target: store.url(key),
+        message: e.to_string(),
+    }
 }
 
 fn write_failed(dest: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {

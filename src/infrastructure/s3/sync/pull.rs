@@ -32,7 +32,7 @@ use crate::infrastructure::coordinator::LeaseFence;
 use crate::infrastructure::hashing::{digest_file_off_runtime, CheckKind};
 use crate::infrastructure::s3::cache::{mtime_ns, safe_cache_path, SyncState, SyncedFile};
 use crate::infrastructure::s3::index_store::{IndexIoError, IndexRead, IndexWrite};
-use crate::infrastructure::s3::store::{PutMode, StoreError, SMALL_OBJECT};
+use crate::infrastructure::s3::store::{PutMode, StoreError};
 use crate::infrastructure::s3::sync_times::{SyncTimes, Synced};
 use futures::stream::{self, StreamExt};
 use std::path::Path;
@@ -580,7 +580,7 @@ impl CacheSync {
                 return Err(e.into());
             }
         };
-        let verified = if got.size <= SMALL_OBJECT {
+        let verified = if got.is_small() {
             // A mismatch re-reads the file: for a small one, a matter of
             // microseconds, less than a handoff to a blocking thread.
             verify_download(&temp, entry, got.size, got.checked)
