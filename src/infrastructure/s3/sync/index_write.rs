@@ -115,16 +115,12 @@ pub(super) fn index_files(state: &SyncState) -> BTreeMap<String, IndexEntry> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{fence, index, machine, write};
+    use super::super::tests::{fence, index, machine, one_machine, write};
     use super::*;
-    use crate::infrastructure::s3::memory_store::MemoryStore;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn an_index_write_whose_reply_was_lost_is_adopted() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
+        let (store, dir, a) = one_machine();
         a.pull(&fence()).await.unwrap();
         write(dir.path(), "outputs/first", "1");
         *store.lost_put_replies.lock().unwrap() = 1;
@@ -140,9 +136,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_index_write_leaves_everything_it_sent_dirty() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
+        let (store, dir, a) = one_machine();
         a.pull(&fence()).await.unwrap();
         write(dir.path(), "outputs/kept", "agreed");
         a.push(&fence()).await.unwrap();

@@ -248,16 +248,12 @@ impl CacheSync {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{fence, index, machine, requests, write};
+    use super::super::tests::{fence, index, machine, one_machine, requests, write};
     use super::*;
-    use crate::infrastructure::s3::memory_store::MemoryStore;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn a_push_checks_the_index_once_however_many_files_it_sends() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
+        let (store, dir, a) = one_machine();
         a.pull(&fence()).await.unwrap();
         write(dir.path(), "outputs/first", "1");
         a.push(&fence()).await.unwrap();
@@ -281,9 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn touched_files_are_not_sent_and_their_new_mtimes_are_kept() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
+        let (store, dir, a) = one_machine();
         a.pull(&fence()).await.unwrap();
         write(dir.path(), "outputs/f", "same");
         a.push(&fence()).await.unwrap();

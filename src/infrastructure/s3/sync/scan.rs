@@ -429,7 +429,7 @@ fn printable(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{fence, index, machine, write};
+    use super::super::tests::{fence, index, machine, one_machine, write};
     use super::*;
 
     use crate::infrastructure::s3::memory_store::MemoryStore;
@@ -452,10 +452,8 @@ mod tests {
     /// not files: each reported on every push, none blocking the rest.
     #[tokio::test]
     async fn unsyncable_entries_are_reported_on_every_push_and_never_block_the_rest() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
+        let (store, dir, a) = one_machine();
         let cache = dir.path();
-        let a = machine(&store, cache);
         a.pull(&fence()).await.unwrap();
         write(cache, "outputs/ok", "fine");
         std::os::unix::fs::symlink("/etc/hostname", cache.join("outputs/link")).unwrap();
@@ -522,10 +520,8 @@ mod tests {
     /// linked subdirectory reported and not followed, reports by path.
     #[tokio::test]
     async fn the_split_walk_finds_every_file_once_and_cleans_every_temp() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
+        let (_, dir, a) = one_machine();
         let cache = dir.path();
-        let a = machine(&store, cache);
         let mut expected = vec!["outputs/top".to_string()];
         write(cache, "outputs/top", "t");
         for d in 0..12 {
@@ -555,9 +551,7 @@ mod tests {
     /// everyone.
     #[tokio::test]
     async fn an_agreed_file_replaced_by_a_symlink_is_not_a_deletion() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
+        let (store, dir, a) = one_machine();
         a.pull(&fence()).await.unwrap();
         write(dir.path(), "outputs/sub/f", "agreed");
         a.push(&fence()).await.unwrap();
@@ -577,9 +571,7 @@ mod tests {
     /// removes what a killed swamp left.
     #[tokio::test]
     async fn only_a_locked_scan_removes_temp_files() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
+        let (_, dir, a) = one_machine();
         a.pull(&fence()).await.unwrap();
         write(dir.path(), "outputs/kept", "synced");
         let temp =
@@ -596,9 +588,7 @@ mod tests {
     /// directory, is named on every push; swamp's own files are not.
     #[tokio::test]
     async fn a_file_outside_every_datastore_directory_is_reported() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
+        let (store, dir, a) = one_machine();
         a.pull(&fence()).await.unwrap();
         write(dir.path(), "outputs/kept", "synced");
         write(dir.path(), "report.txt", "left at the top");

@@ -261,7 +261,7 @@ impl CacheSync {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{fence, index, machine, write};
+    use super::super::tests::{fence, index, machine, one_machine, write};
     use super::*;
     use crate::domain::lock_scope::LockScope;
     use crate::infrastructure::s3::memory_store::MemoryStore;
@@ -275,9 +275,7 @@ mod tests {
     /// pushed it, which has pulled the scope `data/a`.
     async fn scoped_writer_over_one_agreed_file() -> (Arc<MemoryStore>, tempfile::TempDir, CacheSync)
     {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
+        let (store, dir, a) = one_machine();
         a.pull(&fence()).await.unwrap();
         write(dir.path(), "outputs/kept", "agreed");
         a.push(&fence()).await.unwrap();

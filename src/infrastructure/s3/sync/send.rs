@@ -208,16 +208,14 @@ impl CacheSync {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{fence, machine, requests, write};
+    use super::super::tests::{fence, machine, one_machine, requests, write};
     use super::*;
     use crate::infrastructure::s3::memory_store::MemoryStore;
     use std::sync::Arc;
 
     #[tokio::test]
     async fn a_file_that_cannot_be_read_fails_alone_and_sends_nothing() {
-        let store = Arc::new(MemoryStore::default());
-        let dir = tempfile::tempdir().unwrap();
-        let a = machine(&store, dir.path());
+        let (store, _dir, a) = one_machine();
         let gate = SendGate::new(None, 1);
         let gone = Suspect {
             rel: "outputs/vanished".into(),

@@ -10,4 +10,4 @@ mod push;
 mod round_trip;
 mod sharded;
 
-pub(super) use fixtures::{fence, index, machine, requests, write};
+pub(super) use fixtures::{fence, index, machine, one_machine, requests, write};

@@ -32,6 +32,16 @@ pub(in crate::infrastructure::s3::sync) fn machine(
     CacheSync::new(store.clone(), "p".into(), resolver, 4)
 }
 
+/// A new bucket and one machine's cache of it in a fresh temp dir (kept
+/// while the returned guard lives).
+pub(in crate::infrastructure::s3::sync) fn one_machine(
+) -> (Arc<MemoryStore>, tempfile::TempDir, CacheSync) {
+    let store = Arc::new(MemoryStore::default());
+    let dir = tempfile::tempdir().unwrap();
+    let sync = machine(&store, dir.path());
+    (store, dir, sync)
+}
+
 /// Writes `content` to the cache file `rel`, creating its directories.
 pub(in crate::infrastructure::s3::sync) fn write(cache: &Path, rel: &str, content: &str) {
     let path = cache.join(rel);

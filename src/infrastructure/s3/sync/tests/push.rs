@@ -2,7 +2,7 @@
 //! rewritten index, a lost lease, a cache behind the remote, an index write
 //! that is refused.
 
-use super::fixtures::{fence, index, machine, write};
+use super::fixtures::{fence, index, machine, one_machine, write};
 use crate::domain::lease_clock;
 use crate::domain::sync_index::RemoteIndex;
 use crate::infrastructure::coordinator::LeaseFence;
@@ -13,9 +13,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn a_failed_upload_is_not_indexed_and_is_retried() {
-    let store = Arc::new(MemoryStore::default());
-    let dir = tempfile::tempdir().unwrap();
-    let a = machine(&store, dir.path());
+    let (store, dir, a) = one_machine();
     write(dir.path(), "outputs/ok", "fine");
     write(dir.path(), "outputs/bad", "doomed");
     store
@@ -42,9 +40,7 @@ async fn a_failed_upload_is_not_indexed_and_is_retried() {
 
 #[tokio::test]
 async fn a_concurrently_rewritten_index_is_never_overwritten() {
-    let store = Arc::new(MemoryStore::default());
-    let dir = tempfile::tempdir().unwrap();
-    let a = machine(&store, dir.path());
+    let (store, dir, a) = one_machine();
     write(dir.path(), "outputs/f", "one");
     a.pull(&fence()).await.unwrap();
     a.push(&fence()).await.unwrap();
@@ -60,9 +56,7 @@ async fn a_concurrently_rewritten_index_is_never_overwritten() {
 
 #[tokio::test]
 async fn a_lost_lease_stops_the_push_before_any_request() {
-    let store = Arc::new(MemoryStore::default());
-    let dir = tempfile::tempdir().unwrap();
-    let a = machine(&store, dir.path());
+    let (store, dir, a) = one_machine();
     write(dir.path(), "outputs/f", "x");
     // Last renewed a whole TTL ago: past its fence (90 % of the TTL) already.
     let ttl = Duration::from_secs(30);

@@ -2,7 +2,7 @@
 //! only differs byte for byte, deletions, large files with their part CRCs,
 //! and what an unchanged datastore costs.
 
-use super::fixtures::{fence, index, machine, write};
+use super::fixtures::{fence, index, machine, one_machine, write};
 use crate::infrastructure::s3::memory_store::MemoryStore;
 use crate::infrastructure::s3::sync::SyncError;
 use std::sync::Arc;
@@ -47,9 +47,7 @@ async fn same_size_rewrites_and_deletions_reach_another_cache() {
 
 #[tokio::test]
 async fn an_unchanged_datastore_costs_one_request_to_pull_and_none_to_push() {
-    let store = Arc::new(MemoryStore::default());
-    let dir = tempfile::tempdir().unwrap();
-    let a = machine(&store, dir.path());
+    let (store, dir, a) = one_machine();
     for i in 0..50 {
         write(dir.path(), &format!("outputs/d/f{i}"), "content");
     }

@@ -1,7 +1,7 @@
 //! The sharded index seen through pull and push: what each step fetches
 //! and writes, the migration from a single-object index, and damage.
 
-use super::fixtures::{fence, index, machine, requests, write};
+use super::fixtures::{fence, index, machine, one_machine, requests, write};
 use crate::domain::data_read::DataRead;
 use crate::domain::index_shards::{shard_rel, slot_of, IndexRoot, SHARDS_DIR};
 use crate::domain::lock_scope::LockScope;
@@ -14,9 +14,7 @@ use std::sync::Arc;
 /// `items` data items of one version each (2 files) plus `outputs/kept`,
 /// pushed from the cache in `dir`: enough files for several shards.
 async fn datastore(items: usize) -> (Arc<MemoryStore>, tempfile::TempDir) {
-    let store = Arc::new(MemoryStore::default());
-    let dir = tempfile::tempdir().unwrap();
-    let seed = machine(&store, dir.path());
+    let (store, dir, seed) = one_machine();
     seed.pull(&fence()).await.unwrap();
     for i in 0..items {
         write(
