@@ -435,3 +435,86 @@ fn writers_of_distinct_items_on_one_machine_all_land_and_its_state_agrees_on_eac
     assert_eq!(synced["pushed"]["uploaded"], 0, "{synced}");
     assert_eq!(synced["pulled"]["downloaded"], 0, "{synced}");
 }
+
+/// Whether the process `pid` waits in the kernel for a file lock
+/// (`/proc/locks` lists each blocked request as `-> FLOCK ... PID ...`).
+fn waits_for_a_file_lock(pid: u32) -> bool {
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"->") && fields.get(5) == Some(&pid.to_string().as_str())
+    })
+}
+
+/// Two scoped writers of one machine's fresh cache for different remotes
+/// (one repo, its `.swamp.yaml` bucket and a `SWAMP_DATASTORE` override):
+/// the first claims the cache before its pull, so the second, arriving
+/// while that pull is held mid-download, waits for the cache to itself and
+/// then takes it over. Both succeed, and none of the first remote's files
+/// stays in the cache untracked, for a push to the second to upload.
+#[test]
+fn a_writer_for_another_remote_waits_for_a_fresh_caches_first_writer() {
+    use support::proxy::{Fault, Match, Rule};
+
+    let (w, proxy) = World::behind_proxy("remote-race-a");
+    let (seed, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    w.put_ok(seed.path(), "shared", b"v1 of a");
+    w.moto.create_bucket("remote-race-b");
+    let on_b = |cmd: &mut std::process::Command| {
+        cmd.env("SWAMP_DATASTORE", format!("s3:remote-race-b/{PREFIX}"))
+            .env("AWS_ENDPOINT_URL", w.moto.endpoint());
+    };
+
+    // A's pull of the item it writes is held at its first download.
+    let download = Match::get().key_contains("/data/shared/");
+    let earlier = proxy.count(&download);
+    proxy.add(Rule::new(download.clone(), Fault::HoldUntilReleased).times(1));
+    let a = spawn_put(&w, home.path(), "shared", "v2 of a");
+    proxy.wait_for_arrivals(&download, earlier + 1, S3_DEADLINE);
+
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), "b's").unwrap();
+    let mut b_cmd = w.on(home.path());
+    on_b(&mut b_cmd);
+    let mut b = b_cmd
+        .args(["--lock-timeout", "120", "data", "put", "other", "--file"])
+        .arg(input.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn b");
+    // B must not get ahead of A's pull: it queues for the cache lock.
+    // (Without the claim it pulled beside A, saved first and ended, and A
+    // then failed, leaving its downloads untracked.)
+    wait_until("b waits for the cache or ends", || {
+        waits_for_a_file_lock(b.id()) || b.try_wait().ok().flatten().is_some()
+    });
+    assert!(
+        b.try_wait().unwrap().is_none(),
+        "b ended while a's pull was held"
+    );
+    proxy.release_held();
+    let a_out = a.wait_with_output().unwrap();
+    assert!(a_out.status.success(), "a: {}", stderr(&a_out));
+    let b_status = wait_child(&mut b);
+    let mut b_err = String::new();
+    std::io::Read::read_to_string(&mut b.stderr.take().unwrap(), &mut b_err).unwrap();
+    assert!(b_status.success(), "b: {b_err}");
+
+    // A whole push to B finds nothing of A's in the cache to upload.
+    let mut sync = w.on(home.path());
+    on_b(&mut sync);
+    let out = run(sync.args(["--json", "datastore", "sync"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let b_keys = w.moto.keys("remote-race-b");
+    assert!(
+        !b_keys.iter().any(|k| k.contains("data/shared")),
+        "a's item reached b: {b_keys:?}"
+    );
+    assert!(
+        b_keys.iter().any(|k| k.contains("data/other/")),
+        "{b_keys:?}"
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    assert_eq!(w.ok(fresh.path(), &["data", "get", "shared"]), b"v2 of a");
+}

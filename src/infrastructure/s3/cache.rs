@@ -85,6 +85,11 @@ impl SyncState {
         }
     }
 
+    /// Whether it agrees on nothing yet (a fresh cache's state).
+    pub fn is_empty(&self) -> bool {
+        self.index_etag.is_none() && self.files.is_empty() && self.foreign.is_empty()
+    }
+
     fn fresh(remote: &str) -> Self {
         SyncState {
             remote: remote.to_string(),

@@ -96,17 +96,32 @@ impl SharedState {
         self.timeout
     }
 
-    /// Loads the state for `remote` (remembered as this writer's base);
-    /// a cache whose state belongs to another remote is refused.
+    /// Loads the state for `remote` (remembered as this writer's base),
+    /// claiming a fresh cache for it; a cache whose state belongs to another
+    /// remote is refused.
     pub(crate) async fn load(&self, remote: &str) -> Result<SyncState, SharedStateError> {
         let _held = StateLock::acquire(&self.cache, self.timeout).await?;
-        let file = Seen::open(&self.cache);
+        let mut file = Seen::open(&self.cache);
         let state = SyncState::load_unless_other(&self.cache, remote).map_err(|other| {
             SharedStateError::OtherRemote {
                 cache: self.cache.clone(),
                 other,
             }
         })?;
+        if state.is_empty() {
+            // Claimed before anything lands in the cache: a writer for
+            // another remote that comes next finds the cache taken and waits
+            // for the exclusive lock (then adopts the cache), instead of
+            // pulling its files in beside ours, where no state would track
+            // them once its save failed.
+            state
+                .save(&self.cache)
+                .map_err(|source| SharedStateError::Io {
+                    path: self.cache.join(STATE_FILE),
+                    source,
+                })?;
+            file = Seen::open(&self.cache);
+        }
         *self.base.lock().unwrap_or_else(|e| e.into_inner()) = Some(Base {
             state: state.clone(),
             file,
@@ -293,6 +308,26 @@ mod tests {
         sa.files.insert("data/a/2".into(), file(4));
         let err = a.save(&mut sa).await.unwrap_err();
         assert!(matches!(err, SharedStateError::OtherRemote { .. }), "{err}");
+    }
+
+    /// The first writer of a fresh cache claims it before its pull: the
+    /// next writer for another remote is refused at once (and so waits for
+    /// the exclusive lock) instead of pulling into the cache beside it.
+    #[tokio::test]
+    async fn a_fresh_cache_is_claimed_by_its_first_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SharedState::new(dir.path(), Duration::from_secs(5));
+        let mut sa = a.load(REMOTE).await.unwrap();
+        let b = SharedState::new(dir.path(), Duration::from_secs(5));
+        let err = b.load("s3://other/").await.unwrap_err();
+        assert!(
+            matches!(err, SharedStateError::OtherRemote { ref other, .. } if other == REMOTE),
+            "{err}"
+        );
+        // The claim is the first writer's base: its save needs no merge.
+        sa.files.insert("data/a/1".into(), file(1));
+        a.save(&mut sa).await.unwrap();
+        assert_eq!(SyncState::load(dir.path(), REMOTE), sa);
     }
 
     #[tokio::test]
