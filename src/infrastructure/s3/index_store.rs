@@ -105,6 +105,16 @@ impl LoadedIndex {
     }
 }
 
+/// What repair can still read of an index with a shard missing or damaged.
+pub(crate) struct SalvagedIndex {
+    /// The root's fields, and the files of every good shard.
+    pub(crate) index: RemoteIndex,
+    /// `log2` of the root's slots.
+    pub(crate) shard_bits: u8,
+    /// Per slot: whether its shard was lost (gone, or failed its checks).
+    pub(crate) lost: Vec<bool>,
+}
+
 /// What a read found.
 pub(crate) enum IndexRead {
     /// The root still has the ETag the caller gave.
@@ -274,6 +284,50 @@ impl<'a> IndexStore<'a> {
             Ok(loaded) => Ok(loaded),
             Err(missing) => Err(IndexError::MissingShard(missing).into()),
         }
+    }
+
+    /// What can still be read of the root-key object `bytes` when it is a
+    /// root (`None` for anything else): every shard it names is fetched from
+    /// the bucket, and one that is gone or fails its checks marks its slot
+    /// lost instead of failing the read (for repair).
+    pub(crate) async fn salvage(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Option<SalvagedIndex>, IndexIoError> {
+        let Ok(IndexDocument::Root(root)) = IndexDocument::parse(bytes) else {
+            return Ok(None);
+        };
+        let bits = root.shard_bits;
+        let named = root
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !h.is_empty());
+        let fetched: Vec<_> = stream::iter(named)
+            .map(|(slot, hash)| async move { (slot, self.fetch_shard(hash, slot, bits).await) })
+            .buffer_unordered(SHARD_CONCURRENCY)
+            .collect()
+            .await;
+        let mut lost = vec![false; root.shards.len()];
+        let mut files = BTreeMap::new();
+        for (slot, outcome) in fetched {
+            match outcome {
+                Ok(Some(entries)) => files.extend(entries),
+                Ok(None) | Err(IndexIoError::Index(_)) => lost[slot] = true,
+                Err(e) => return Err(e),
+            }
+        }
+        let index = RemoteIndex {
+            format: root.format,
+            repo_id: root.repo_id,
+            generation: root.generation,
+            files,
+        };
+        Ok(Some(SalvagedIndex {
+            index,
+            shard_bits: bits,
+            lost,
+        }))
     }
 
     /// The index `root` names, from the shards of `groups` (all when

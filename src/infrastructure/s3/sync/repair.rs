@@ -2,7 +2,10 @@
 //! really holds, and what this cache can put back.
 //!
 //! Model: the *expected* files are the index's entries when it is readable,
-//! else this cache's agreed state (its last view of the index). Every
+//! else this cache's agreed state (its last view of the index); when the
+//! root is readable but some of its shards are gone or damaged, the good
+//! shards' entries stand and this cache's state fills only the lost shards'
+//! slots (elsewhere it may be older than the index). Every
 //! expected file is checked against its object (HEAD: size and the SHA-256
 //! its uploader recorded; an object without one is downloaded and hashed).
 //! A file whose object is missing or holds other content is re-uploaded from
@@ -11,14 +14,16 @@
 //! may hold the content — relisting would make that machine overwrite or
 //! delete its good copy) and reported, unless `accept_bucket` says to index
 //! what the bucket holds instead (its content, or no entry when there is no
-//! object). Objects nothing expected are added when the index was
-//! missing or unreadable (they are all that is left of it) and reported as
-//! orphans, left alone, when it was readable (a push unlists a deletion
+//! object). Objects nothing expected are added where the index tells
+//! nothing — it was missing or unreadable, or they are in a lost shard's
+//! slot (they are all that is left of it) — and reported as orphans, left
+//! alone, where it was readable (a push unlists a deletion
 //! before deleting the object, so an orphan is usually one). Repair runs
 //! under the lock, never deletes an object, and writes the index
 //! conditionally like a push.
 
 use super::{CacheSync, SyncError};
+use crate::domain::index_shards::slot_of;
 use crate::domain::path_resolver::DATASTORE_DIRS;
 use crate::domain::relative_path::SafeRelativePath;
 use crate::domain::sha256::Sha256;
@@ -76,6 +81,8 @@ impl CacheSync {
         let index_key = self.key(INDEX_KEY);
         let mut state = self.take_state().await?;
         let mut readable_root = None;
+        // A root whose shards are not all good: its bits and lost slots.
+        let mut lost_slots: Option<(u8, Vec<bool>)> = None;
         let (readable, etag) = match self.store.get_bytes(&index_key, None).await {
             Ok(Fetched::Object(bytes, meta)) => {
                 // From the bucket alone: a good copy in this cache's shard
@@ -90,10 +97,24 @@ impl CacheSync {
                         readable_root = loaded.root;
                         (Some(loaded.index), Some(meta.etag))
                     }
-                    Err(IndexIoError::Index(e)) => {
-                        report.index_was = format!("unreadable ({e})");
-                        (None, Some(meta.etag))
-                    }
+                    Err(IndexIoError::Index(e)) => match bucket_only.salvage(&bytes).await? {
+                        Some(salvaged) => {
+                            if let Some(ours) = &self.owner {
+                                salvaged.index.check_owner(&self.remote_name(), ours)?;
+                            }
+                            let lost = salvaged.lost.iter().filter(|l| **l).count();
+                            report.index_was = format!(
+                                "damaged ({lost} of {} shards gone or corrupt)",
+                                salvaged.lost.len()
+                            );
+                            lost_slots = Some((salvaged.shard_bits, salvaged.lost));
+                            (Some(salvaged.index), Some(meta.etag))
+                        }
+                        None => {
+                            report.index_was = format!("unreadable ({e})");
+                            (None, Some(meta.etag))
+                        }
+                    },
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -104,10 +125,18 @@ impl CacheSync {
             Err(e) => return Err(e.into()),
         };
         let index_was_readable = readable.is_some();
+        // Where the index tells nothing: everywhere when it is missing or
+        // unreadable, else in the slots of the shards it lost.
+        let untold = |rel: &str| match &lost_slots {
+            _ if !index_was_readable => true,
+            Some((bits, lost)) => lost[slot_of(rel, *bits)],
+            None => false,
+        };
         // A readable index that repair would rewrite unchanged is left as it
         // is (its generation too, so an interrupted push still heals).
         let unchanged_if = readable
             .as_ref()
+            .filter(|_| lost_slots.is_none())
             .filter(|i| i.repo_id == self.owner || self.owner.is_none())
             .map(|i| i.files.clone());
         // One more than any generation seen: restored uploads are as new as
@@ -116,21 +145,28 @@ impl CacheSync {
             .as_ref()
             .map_or(state.generation, |i| i.generation.max(state.generation))
             + 1;
+        // What this cache last agreed on stands in where the index tells
+        // nothing; the good shards of a damaged index still stand elsewhere
+        // (this cache's view there may be older than theirs).
+        let agreed = state
+            .files
+            .iter()
+            .map(|(rel, f)| {
+                let entry = IndexEntry {
+                    size: f.size,
+                    sha256: f.sha256,
+                    parts: f.parts.clone(),
+                };
+                (rel.clone(), entry)
+            })
+            .chain(state.foreign.clone())
+            .filter(|(rel, _)| untold(rel));
         let expected: BTreeMap<String, IndexEntry> = match readable {
-            Some(index) => index.files,
-            None => state
-                .files
-                .iter()
-                .map(|(rel, f)| {
-                    let entry = IndexEntry {
-                        size: f.size,
-                        sha256: f.sha256,
-                        parts: f.parts.clone(),
-                    };
-                    (rel.clone(), entry)
-                })
-                .chain(state.foreign.clone())
-                .collect(),
+            Some(mut index) => {
+                index.files.extend(agreed);
+                index.files
+            }
+            None => agreed.collect(),
         };
         let listed: BTreeSet<String> = datastore_objects(self.store.as_ref(), &self.prefix)
             .await?
@@ -153,7 +189,7 @@ impl CacheSync {
         let wanted: Vec<String> = expected
             .keys()
             .filter(|rel| listed.contains(*rel))
-            .chain(unexpected.iter().filter(|_| !index_was_readable))
+            .chain(unexpected.iter().filter(|rel| untold(rel)))
             .cloned()
             .collect();
         let contents: BTreeMap<String, Result<ObjectContent, SyncError>> = stream::iter(wanted)
@@ -201,7 +237,7 @@ impl CacheSync {
             }
         }
         for rel in unexpected {
-            if !index_was_readable {
+            if untold(&rel) {
                 if let Some((size, sha256)) = contents_ok.get(&rel).cloned().flatten() {
                     report.added.push(rel.clone());
                     let parts = None;

@@ -270,6 +270,68 @@ async fn a_missing_or_damaged_shard_fails_with_one_line_and_repair_restores_it()
     assert_eq!(there, named);
 }
 
+/// Repair of a root that names one damaged shard keeps what the good
+/// shards list: a stale cache does not put its older copy back over what
+/// another machine pushed since, and only the lost slot falls back to this
+/// cache's state and the bucket's objects (a file only the lost shard
+/// listed is added from its object).
+#[tokio::test]
+async fn repair_keeps_the_good_shards_of_an_index_with_one_damaged_shard() {
+    let (store, stale) = datastore(300).await;
+    let newer = tempfile::tempdir().unwrap();
+    let b = machine(&store, newer.path());
+    b.pull(&fence()).await.unwrap();
+    let changed = "data/item0/@versions/1.bin";
+    write(newer.path(), changed, "newer, from b");
+    let bits = root(&store).shard_bits;
+    let victim_slot = (0..1usize << bits)
+        .find(|slot| *slot != slot_of(changed, bits))
+        .unwrap();
+    let added = (0..)
+        .map(|i| format!("outputs/new{i}"))
+        .find(|p| slot_of(p, bits) == victim_slot)
+        .unwrap();
+    write(newer.path(), &added, "only b has it");
+    b.push(&fence()).await.unwrap();
+    let r = root(&store);
+    assert_eq!(r.shard_bits, bits);
+    let key = format!("p/{}", shard_rel(&r.shards[victim_slot]));
+    let mut bad = store.object(&key).unwrap();
+    bad[3] ^= 1;
+    store.plant(&key, &bad);
+
+    let report = machine(&store, stale.path())
+        .repair(&fence(), false)
+        .await
+        .unwrap();
+    assert!(report.index_was.starts_with("damaged"), "{report:?}");
+    assert!(
+        report.index_was.contains("1 of 4 shards gone or corrupt"),
+        "{report:?}"
+    );
+    assert!(report.restored.is_empty(), "{report:?}");
+    assert_eq!(report.added, std::slice::from_ref(&added), "{report:?}");
+    assert!(
+        report.unresolved.is_empty() && report.orphans.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        store.object(&format!("p/{changed}")).unwrap(),
+        b"newer, from b"
+    );
+    let cold = tempfile::tempdir().unwrap();
+    machine(&store, cold.path()).pull(&fence()).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(cold.path().join(changed)).unwrap(),
+        "newer, from b"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cold.path().join(&added)).unwrap(),
+        "only b has it"
+    );
+    assert_eq!(index(&store).files.len(), 300 * 2 + 2);
+}
+
 #[tokio::test]
 async fn a_shard_replaced_while_reading_is_followed_to_the_new_root() {
     let (store, da) = datastore(300).await;
