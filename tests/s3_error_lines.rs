@@ -114,3 +114,49 @@ fn each_s3_failure_is_one_line_that_names_the_next_step() {
         assert_one_clean_line(case, &out);
     }
 }
+
+/// A bucket in another region: S3 answers `301 PermanentRedirect`, naming
+/// the bucket's region in `x-amz-bucket-region` (a HEAD gets the bare
+/// status). The local servers ignore the region, so a fault proxy in front
+/// of one answers as S3 would; the command ends in one line naming the
+/// region settings, and the region itself when S3 said it.
+#[test]
+fn a_bucket_in_another_region_is_one_line_that_names_the_region_settings() {
+    use support::proxy::{Fault, FaultProxy, Match, Rule};
+    let w = World::create(S3Server::start(), "region-lines");
+    let named: &[&str] = &[
+        "wrong region for this bucket, which is in eu-west-3",
+        "--region eu-west-3",
+        "AWS_REGION",
+    ];
+    let unnamed: &[&str] = &["wrong region for this bucket:", "--region", "AWS_REGION"];
+    for (fault, says) in [
+        (Fault::WrongRegion("eu-west-3"), named),
+        (Fault::Status(301, "PermanentRedirect"), unnamed),
+    ] {
+        let proxy = FaultProxy::start(w.moto.port);
+        proxy.add(Rule::new(Match::any(), fault.clone()));
+        let case = Case {
+            what: "wrong region",
+            args: &[],
+            set: |_, _, _| {},
+            exit: 1,
+            says,
+        };
+        for args in [
+            &["data", "list"][..],
+            &["data", "put", "x", "--file", "/dev/null"],
+        ] {
+            let fresh = tempfile::tempdir().unwrap();
+            let mut cmd = w.on(fresh.path());
+            cmd.env("SWAMP_DATASTORE", format!("s3:region-lines/{PREFIX}"))
+                .env("AWS_ENDPOINT_URL", proxy.endpoint());
+            let out = run(cmd.args(args));
+            assert_one_clean_line(&case, &out);
+        }
+        assert!(
+            proxy.count(&Match::any()) > 0,
+            "{fault:?}: the commands reached the proxy"
+        );
+    }
+}

@@ -61,6 +61,9 @@ pub enum Fault {
     LoseReply,
     /// Answer `status` with an S3 XML error of code `s3_code` without forwarding.
     Status(u16, &'static str),
+    /// Answer as S3 does for a bucket in another region: `301
+    /// PermanentRedirect` with `x-amz-bucket-region` naming it.
+    WrongRegion(&'static str),
     /// Forward, send the response head and half the body, then reset the
     /// connection (SO_LINGER 0; bytes the kernel had not yet sent are lost too).
     ResetMidBody,
@@ -881,6 +884,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
+        301 => "Moved Permanently",
         409 => "Conflict",
         412 => "Precondition Failed",
         500 => "Internal Server Error",
@@ -892,7 +896,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// An S3-style XML error response (no body for HEAD, as S3 does).
-fn error_response(status: u16, code: &str, method: &str, path: &str) -> Vec<u8> {
+fn error_response(status: u16, code: &str, method: &str, path: &str, headers: &str) -> Vec<u8> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
          <Message>injected by the test proxy</Message><Resource>{path}</Resource>\
@@ -905,7 +909,7 @@ fn error_response(status: u16, code: &str, method: &str, path: &str) -> Vec<u8> 
     };
     format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
-         x-amz-request-id: fault-proxy\r\n\r\n{body}",
+         x-amz-request-id: fault-proxy\r\n{headers}\r\n{body}",
         reason(status),
         body.len()
     )
@@ -1004,18 +1008,28 @@ fn answer(shared: &Shared, request: &Request, path: &str, fault: Option<Fault>) 
     let error = |status: u16, code: &str, after: After| Answer {
         upstream_status: None,
         status: Some(status),
-        bytes: error_response(status, code, &request.method, path),
+        bytes: error_response(status, code, &request.method, path, ""),
         after,
     };
+    let after_request = if request.wants_close() {
+        After::Close
+    } else {
+        After::Keep
+    };
     match fault {
-        Some(Fault::Status(status, code)) => {
-            let after = if request.wants_close() {
-                After::Close
-            } else {
-                After::Keep
-            };
-            error(status, code, after)
-        }
+        Some(Fault::Status(status, code)) => error(status, code, after_request),
+        Some(Fault::WrongRegion(region)) => Answer {
+            upstream_status: None,
+            status: Some(301),
+            bytes: error_response(
+                301,
+                "PermanentRedirect",
+                &request.method,
+                path,
+                &format!("x-amz-bucket-region: {region}\r\n"),
+            ),
+            after: after_request,
+        },
         Some(Fault::Stall(duration)) => {
             shared.stall(duration);
             Answer::silence(None)

@@ -33,6 +33,26 @@ pub(super) fn missing_bucket(bucket: &str) -> String {
     format!("bucket '{bucket}' does not exist: create it or fix the bucket name")
 }
 
+/// The hint for a bucket in another region, naming it when S3 said which.
+fn wrong_region(region: Option<&str>) -> String {
+    match region {
+        Some(region) => format!("wrong region for this bucket, which is in {region}: set --region {region} / datastore.region / AWS_REGION"),
+        None => "wrong region for this bucket: set --region / datastore.region / AWS_REGION".to_string(),
+    }
+}
+
+/// The bucket's region as S3 names it on a redirect (`x-amz-bucket-region`),
+/// if it looks like one (it is shown to the user).
+fn bucket_region<E>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
+    let region = err.raw_response()?.headers().get("x-amz-bucket-region")?;
+    let plausible = !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    plausible.then_some(region)
+}
+
 /// `err`, from operation `op` on `target` in `bucket`, as a `StoreError`.
 fn store_error<E>(
     op: &'static str,
@@ -60,7 +80,7 @@ where
         // AWS answers rejected credentials with 403 as well: match their codes first.
         (Some("InvalidAccessKeyId"), _) | (Some("SignatureDoesNotMatch"), _) => "the credentials were rejected: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE".to_string(),
         (Some("AccessDenied"), _) | (_, Some(403)) => "access denied: the credentials lack permission on this bucket/prefix".to_string(),
-        (Some("PermanentRedirect"), _) | (Some("AuthorizationHeaderMalformed"), _) | (_, Some(301)) => "wrong region for this bucket: set --region / datastore.region / AWS_REGION".to_string(),
+        (Some("PermanentRedirect"), _) | (Some("AuthorizationHeaderMalformed"), _) | (_, Some(301)) => wrong_region(bucket_region(&err)),
         _ if detail.contains("credentials") || detail.contains("Credentials") => "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use SSO/instance credentials".to_string(),
         _ if matches!(err, SdkError::TimeoutError(_)) => "the request timed out: the endpoint is slow or unreachable".to_string(),
         _ if matches!(err, SdkError::DispatchFailure(_)) => "endpoint unreachable: check the endpoint URL, network and that the server is running".to_string(),
