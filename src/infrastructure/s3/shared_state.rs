@@ -114,13 +114,7 @@ impl SharedState {
             // for the exclusive lock (then adopts the cache), instead of
             // pulling its files in beside ours, where no state would track
             // them once its save failed.
-            state
-                .save(&self.cache)
-                .map_err(|source| SharedStateError::Io {
-                    path: self.cache.join(STATE_FILE),
-                    source,
-                })?;
-            file = Seen::open(&self.cache);
+            file = self.write(&state)?;
         }
         *self.base.lock().unwrap_or_else(|e| e.into_inner()) = Some(Base {
             state: state.clone(),
@@ -154,17 +148,23 @@ impl SharedState {
             apply_changes(&mut disk, &base.state, state);
             *state = disk;
         }
+        let file = self.write(state)?;
+        *base = Some(Base {
+            state: state.clone(),
+            file,
+        });
+        Ok(())
+    }
+
+    /// Writes `state` (the state lock held); the file it is now.
+    fn write(&self, state: &SyncState) -> Result<Option<Seen>, SharedStateError> {
         state
             .save(&self.cache)
             .map_err(|source| SharedStateError::Io {
                 path: self.cache.join(STATE_FILE),
                 source,
             })?;
-        *base = Some(Base {
-            state: state.clone(),
-            file: Seen::open(&self.cache),
-        });
-        Ok(())
+        Ok(Seen::open(&self.cache))
     }
 }
 
