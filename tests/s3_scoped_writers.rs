@@ -454,6 +454,7 @@ fn waits_for_a_file_lock(pid: u32) -> bool {
 /// stays in the cache untracked, for a push to the second to upload.
 #[test]
 fn a_writer_for_another_remote_waits_for_a_fresh_caches_first_writer() {
+    use std::os::unix::process::CommandExt;
     use support::proxy::{Fault, Match, Rule};
 
     let (w, proxy) = World::behind_proxy("remote-race-a");
@@ -469,7 +470,21 @@ fn a_writer_for_another_remote_waits_for_a_fresh_caches_first_writer() {
     let download = Match::get().key_contains("/data/shared/");
     let earlier = proxy.count(&download);
     proxy.add(Rule::new(download.clone(), Fault::HoldUntilReleased).times(1));
-    let a = spawn_put(&w, home.path(), "shared", "v2 of a");
+    // A's held request must not time out and be retried unheld while B
+    // starts on a busy machine: A gets a long per-request timeout.
+    let input_a = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input_a.path(), "v2 of a").unwrap();
+    let a = w
+        .on(home.path())
+        .env("SWAMP_S3_TIMEOUT_SECS", "300")
+        .args(["--lock-timeout", "120", "data", "put", "shared", "--file"])
+        .arg(input_a.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn a");
+    let _a_group = GroupGuard(a.id());
     proxy.wait_for_arrivals(&download, earlier + 1, S3_DEADLINE);
 
     let input = tempfile::NamedTempFile::new().unwrap();
@@ -481,8 +496,10 @@ fn a_writer_for_another_remote_waits_for_a_fresh_caches_first_writer() {
         .arg(input.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("spawn b");
+    let _b_group = GroupGuard(b.id());
     // B must not get ahead of A's pull: it queues for the cache lock.
     // (Without the claim it pulled beside A, saved first and ended, and A
     // then failed, leaving its downloads untracked.)

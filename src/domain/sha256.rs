@@ -49,6 +49,10 @@ impl FromStr for Sha256 {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut bytes = [0u8; 32];
+        // Exactly 64 digits: const-hex would also take a `0x` prefix.
+        if s.len() != 64 {
+            return Err(NotASha256(s.to_string()));
+        }
         hex::decode_to_slice(s, &mut bytes).map_err(|_| NotASha256(s.to_string()))?;
         Ok(Self(bytes))
     }
@@ -117,6 +121,8 @@ mod tests {
             &EMPTY[..63],
             &format!("{EMPTY}0"),
             &EMPTY.replace('e', "g"),
+            &format!("0x{EMPTY}"),
+            &format!("0x{}", &EMPTY[2..]),
         ] {
             assert_eq!(
                 bad.parse::<Sha256>(),

@@ -108,13 +108,20 @@ impl SharedState {
                 other,
             }
         })?;
-        if state.is_empty() {
+        if file.is_none() {
             // Claimed before anything lands in the cache: a writer for
             // another remote that comes next finds the cache taken and waits
             // for the exclusive lock (then adopts the cache), instead of
             // pulling its files in beside ours, where no state would track
             // them once its save failed.
             file = self.write(&state)?;
+        } else if state.is_empty() && SyncState::load_raw(&self.cache).is_none() {
+            // Unreadable: whose it is cannot be told, so only an exclusive
+            // holder may replace it.
+            return Err(SharedStateError::OtherRemote {
+                cache: self.cache.clone(),
+                other: "an unreadable sync state".into(),
+            });
         }
         *self.base.lock().unwrap_or_else(|e| e.into_inner()) = Some(Base {
             state: state.clone(),
@@ -328,6 +335,22 @@ mod tests {
         sa.files.insert("data/a/1".into(), file(1));
         a.save(&mut sa).await.unwrap();
         assert_eq!(SyncState::load(dir.path(), REMOTE), sa);
+    }
+
+    /// An unreadable state file is nobody's to claim under the shared lock:
+    /// refused, so the writer takes the cache exclusively (and rebuilds).
+    #[tokio::test]
+    async fn an_unreadable_state_is_left_to_an_exclusive_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), b"{garbage").unwrap();
+        let a = SharedState::new(dir.path(), Duration::from_secs(5));
+        let err = a.load(REMOTE).await.unwrap_err();
+        assert!(matches!(err, SharedStateError::OtherRemote { .. }), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join(STATE_FILE)).unwrap(),
+            b"{garbage",
+            "left as it was"
+        );
     }
 
     #[tokio::test]

@@ -65,8 +65,28 @@ pub struct RepairReport {
     pub skipped: Vec<String>,
 }
 
-/// An object's size and SHA-256, if it exists.
-type ObjectContent = Option<(u64, Sha256)>;
+/// What an object holds: its size, SHA-256 and the index generation its
+/// upload recorded (none for another tool's upload).
+#[derive(Clone)]
+struct Content {
+    size: u64,
+    sha256: Sha256,
+    generation: Option<u64>,
+}
+
+impl Content {
+    /// The index entry for it.
+    fn entry(&self) -> IndexEntry {
+        IndexEntry {
+            size: self.size,
+            sha256: self.sha256,
+            parts: None,
+        }
+    }
+}
+
+/// An object's content, if it exists.
+type ObjectContent = Option<Content>;
 
 impl CacheSync {
     /// Rebuilds the index of this prefix (see the module doc).
@@ -103,10 +123,15 @@ impl CacheSync {
                                 salvaged.index.check_owner(&self.remote_name(), ours)?;
                             }
                             let lost = salvaged.lost.iter().filter(|l| **l).count();
-                            report.index_was = format!(
-                                "damaged ({lost} of {} shards gone or corrupt)",
-                                salvaged.lost.len()
-                            );
+                            report.index_was = match lost {
+                                // Every shard is good: they disagree (a path
+                                // conflict), which the rebuild resolves.
+                                0 => format!("unreadable ({e})"),
+                                lost => format!(
+                                    "damaged ({lost} of {} shards gone or corrupt)",
+                                    salvaged.lost.len()
+                                ),
+                            };
                             lost_slots = Some((salvaged.shard_bits, salvaged.lost));
                             (Some(salvaged.index), Some(meta.etag))
                         }
@@ -148,18 +173,8 @@ impl CacheSync {
         // What this cache last agreed on stands in where the index tells
         // nothing; the good shards of a damaged index still stand elsewhere
         // (this cache's view there may be older than theirs).
-        let agreed = state
-            .files
-            .iter()
-            .map(|(rel, f)| {
-                let entry = IndexEntry {
-                    size: f.size,
-                    sha256: f.sha256,
-                    parts: f.parts.clone(),
-                };
-                (rel.clone(), entry)
-            })
-            .chain(state.foreign.clone())
+        let agreed = super::index_write::index_files(&state)
+            .into_iter()
             .filter(|(rel, _)| untold(rel));
         let expected: BTreeMap<String, IndexEntry> = match readable {
             Some(mut index) => {
@@ -209,9 +224,20 @@ impl CacheSync {
             let there = contents_ok.get(rel).cloned().flatten();
             if there
                 .as_ref()
-                .is_some_and(|(size, sha)| *size == entry.size && *sha == entry.sha256)
+                .is_some_and(|c| c.size == entry.size && c.sha256 == entry.sha256)
             {
                 files.insert(rel.clone(), entry.clone());
+                continue;
+            }
+            // Where only this cache's view stands in, an object uploaded
+            // for a newer index than that view is newer than our copy:
+            // taken as it is, never overwritten with ours.
+            let newer = there
+                .as_ref()
+                .filter(|c| untold(rel) && c.generation.is_some_and(|g| g > state.generation));
+            if let Some(content) = newer {
+                report.relisted.push(rel.clone());
+                files.insert(rel.clone(), content.entry());
                 continue;
             }
             fence.check()?;
@@ -221,34 +247,18 @@ impl CacheSync {
             } else if !accept_bucket {
                 report.unresolved.push(rel.clone());
                 files.insert(rel.clone(), entry.clone());
-            } else if let Some((size, sha256)) = there {
+            } else if let Some(content) = there {
                 report.relisted.push(rel.clone());
-                let parts = None;
-                files.insert(
-                    rel.clone(),
-                    IndexEntry {
-                        size,
-                        sha256,
-                        parts,
-                    },
-                );
+                files.insert(rel.clone(), content.entry());
             } else {
                 report.lost.push(rel.clone());
             }
         }
         for rel in unexpected {
             if untold(&rel) {
-                if let Some((size, sha256)) = contents_ok.get(&rel).cloned().flatten() {
+                if let Some(content) = contents_ok.get(&rel).cloned().flatten() {
                     report.added.push(rel.clone());
-                    let parts = None;
-                    files.insert(
-                        rel,
-                        IndexEntry {
-                            size,
-                            sha256,
-                            parts,
-                        },
-                    );
+                    files.insert(rel, content.entry());
                 }
             } else {
                 report.orphans.push(rel);
@@ -307,10 +317,16 @@ impl CacheSync {
             None => Ok(None),
             Some(Head {
                 size,
-                recorded: Recorded {
-                    sha256: Some(sha), ..
-                },
-            }) => Ok(Some((size, sha))),
+                recorded:
+                    Recorded {
+                        sha256: Some(sha256),
+                        generation,
+                    },
+            }) => Ok(Some(Content {
+                size,
+                sha256,
+                generation,
+            })),
             Some(_) => {
                 let temp = temp_path_for(&self.cache().join("repair"));
                 let got = self.store.get_to_file(&key, &temp, CheckKind::Sha256).await;
@@ -327,7 +343,11 @@ impl CacheSync {
                 };
                 let _ = std::fs::remove_file(&temp);
                 let digest = digest.map_err(super::io_err(&temp))?;
-                Ok(Some((digest.size, digest.sha256)))
+                Ok(Some(Content {
+                    size: digest.size,
+                    sha256: digest.sha256,
+                    generation: None,
+                }))
             }
         }
     }

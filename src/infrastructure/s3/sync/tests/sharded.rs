@@ -274,7 +274,8 @@ async fn a_missing_or_damaged_shard_fails_with_one_line_and_repair_restores_it()
 /// shards list: a stale cache does not put its older copy back over what
 /// another machine pushed since, and only the lost slot falls back to this
 /// cache's state and the bucket's objects (a file only the lost shard
-/// listed is added from its object).
+/// listed is added from its object; one uploaded for a newer index than
+/// the cache's view is taken as it is, not overwritten with the cache's).
 #[tokio::test]
 async fn repair_keeps_the_good_shards_of_an_index_with_one_damaged_shard() {
     let (store, stale) = datastore(300).await;
@@ -292,6 +293,12 @@ async fn repair_keeps_the_good_shards_of_an_index_with_one_damaged_shard() {
         .find(|p| slot_of(p, bits) == victim_slot)
         .unwrap();
     write(newer.path(), &added, "only b has it");
+    // And one the stale cache knows, in the slot that will be lost.
+    let changed_in_lost = (0..300)
+        .map(|i| format!("data/item{i}/@versions/1.bin"))
+        .find(|p| slot_of(p, bits) == victim_slot)
+        .unwrap();
+    write(newer.path(), &changed_in_lost, "newer, in the lost slot");
     b.push(&fence()).await.unwrap();
     let r = root(&store);
     assert_eq!(r.shard_bits, bits);
@@ -318,6 +325,17 @@ async fn repair_keeps_the_good_shards_of_an_index_with_one_damaged_shard() {
     assert_eq!(
         store.object(&format!("p/{changed}")).unwrap(),
         b"newer, from b"
+    );
+    // In the lost slot the object, uploaded for a newer index than the
+    // stale cache's view, is taken as it is.
+    assert_eq!(
+        report.relisted,
+        std::slice::from_ref(&changed_in_lost),
+        "{report:?}"
+    );
+    assert_eq!(
+        store.object(&format!("p/{changed_in_lost}")).unwrap(),
+        b"newer, in the lost slot"
     );
     let cold = tempfile::tempdir().unwrap();
     machine(&store, cold.path()).pull(&fence()).await.unwrap();
