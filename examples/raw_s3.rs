@@ -14,6 +14,12 @@
 //! (the server's and the disk's), and prints
 //! `{"put_seconds":..,"get_seconds":..,"get_file_seconds":..,"bytes":..}`.
 //!
+//! One listing: `raw_s3 ENDPOINT BUCKET --list PREFIX START_AFTER [TIMES]`
+//! lists PREFIX from START_AFTER on (one ListObjectsV2 page, as swamp's lock
+//! acquisition does) once to warm up, then TIMES more (default 5), and prints
+//! `{"list_seconds":..,"keys":..}` with the median: the server's share of a
+//! command that lists the same prefix.
+//!
 //! Credentials and region come from the environment (AWS_ACCESS_KEY_ID,
 //! AWS_SECRET_ACCESS_KEY); addressing is path-style, region us-east-1.
 
@@ -27,7 +33,7 @@ use std::time::Instant;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: raw_s3 ENDPOINT BUCKET COUNT SIZE CONCURRENCY [PREFIX]\n       raw_s3 ENDPOINT BUCKET --big FILE [KEY] [PART_MIB] [PARTS_IN_FLIGHT]";
+const USAGE: &str = "usage: raw_s3 ENDPOINT BUCKET COUNT SIZE CONCURRENCY [PREFIX]\n       raw_s3 ENDPOINT BUCKET --big FILE [KEY] [PART_MIB] [PARTS_IN_FLIGHT]\n       raw_s3 ENDPOINT BUCKET --list PREFIX START_AFTER [TIMES]";
 
 async fn client(endpoint: &str) -> Client {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -262,6 +268,35 @@ async fn get_to_durable_file(
     Ok(writer.await??)
 }
 
+async fn list(client: &Client, bucket: &str, args: &[String]) -> Result<String, BoxError> {
+    let prefix: String = arg(args, 4, "PREFIX")?;
+    let start_after: String = arg(args, 5, "START_AFTER")?;
+    let times: usize = match args.get(6) {
+        Some(_) => arg::<usize>(args, 6, "TIMES")?.max(1),
+        None => 5,
+    };
+    let mut seconds = Vec::with_capacity(times);
+    let mut keys = 0;
+    for round in 0..=times {
+        let started = Instant::now();
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&prefix)
+            .start_after(&start_after)
+            .send()
+            .await?;
+        // Round 0 warms the connection up, as a command's earlier requests would.
+        if round > 0 {
+            seconds.push(started.elapsed().as_secs_f64());
+        }
+        keys = page.contents().len();
+    }
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds[seconds.len() / 2];
+    Ok(format!("{{\"list_seconds\":{median},\"keys\":{keys}}}"))
+}
+
 async fn run(args: Vec<String>) -> Result<String, BoxError> {
     if args.len() < 4 {
         return Err(USAGE.into());
@@ -270,6 +305,8 @@ async fn run(args: Vec<String>) -> Result<String, BoxError> {
     let bucket = &args[2];
     if args[3] == "--big" {
         big(&client, bucket, &args).await
+    } else if args[3] == "--list" {
+        list(&client, bucket, &args).await
     } else {
         small(&client, bucket, &args).await
     }
