@@ -446,6 +446,26 @@ fn waits_for_a_file_lock(pid: u32) -> bool {
     })
 }
 
+/// Spawns `cmd` as `data put NAME --file INPUT` in a process group of its
+/// own, with its output piped; the guard kills the group with the test.
+fn spawn_put_in_group(
+    mut cmd: std::process::Command,
+    name: &str,
+    input: &std::path::Path,
+) -> (std::process::Child, GroupGuard) {
+    use std::os::unix::process::CommandExt;
+    let child = cmd
+        .args(["--lock-timeout", "120", "data", "put", name, "--file"])
+        .arg(input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn data put {name}: {e}"));
+    let group = GroupGuard(child.id());
+    (child, group)
+}
+
 /// Two scoped writers of one machine's fresh cache for different remotes
 /// (one repo, its `.swamp.yaml` bucket and a `SWAMP_DATASTORE` override):
 /// the first claims the cache before its pull, so the second, arriving
@@ -454,7 +474,6 @@ fn waits_for_a_file_lock(pid: u32) -> bool {
 /// stays in the cache untracked, for a push to the second to upload.
 #[test]
 fn a_writer_for_another_remote_waits_for_a_fresh_caches_first_writer() {
-    use std::os::unix::process::CommandExt;
     use support::proxy::{Fault, Match, Rule};
 
     let (w, proxy) = World::behind_proxy("remote-race-a");
@@ -474,32 +493,16 @@ fn a_writer_for_another_remote_waits_for_a_fresh_caches_first_writer() {
     // starts on a busy machine: A gets a long per-request timeout.
     let input_a = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(input_a.path(), "v2 of a").unwrap();
-    let a = w
-        .on(home.path())
-        .env("SWAMP_S3_TIMEOUT_SECS", "300")
-        .args(["--lock-timeout", "120", "data", "put", "shared", "--file"])
-        .arg(input_a.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn a");
-    let _a_group = GroupGuard(a.id());
+    let mut a_cmd = w.on(home.path());
+    a_cmd.env("SWAMP_S3_TIMEOUT_SECS", "300");
+    let (a, _a_group) = spawn_put_in_group(a_cmd, "shared", input_a.path());
     proxy.wait_for_arrivals(&download, earlier + 1, S3_DEADLINE);
 
     let input = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(input.path(), "b's").unwrap();
     let mut b_cmd = w.on(home.path());
     on_b(&mut b_cmd);
-    let mut b = b_cmd
-        .args(["--lock-timeout", "120", "data", "put", "other", "--file"])
-        .arg(input.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn b");
-    let _b_group = GroupGuard(b.id());
+    let (mut b, _b_group) = spawn_put_in_group(b_cmd, "other", input.path());
     // B must not get ahead of A's pull: it queues for the cache lock.
     // (Without the claim it pulled beside A, saved first and ended, and A
     // then failed, leaving its downloads untracked.)
