@@ -46,7 +46,7 @@ Environment knobs:
   BENCH_TEAM_FILES  files in the team cases (default 3 000)
   BENCH_TEAM_HOLD   seconds machine A keeps the lock after the locked read of case 8 started (default 10)
   BENCH_FS_RUNS     runs of case 7 (default max(100, 30 x BENCH_RUNS))
-  BENCH_CONCURRENCY concurrency of the raw loop (default 32, swamp's default)
+  BENCH_CONCURRENCY concurrency of the raw loop (default 64, swamp's default)
   BENCH_S3S=1       also run against s3s-fs (BENCH_S3S_BIN or s3s-fs on PATH)
   BENCH_S3S_CASES   case groups run on s3s-fs (default small,big: the transfer ratios; the
                     no-op cases cost the same few requests on any server)
@@ -120,7 +120,7 @@ HUGE_N = env_int("BENCH_HUGE", 5000 if QUICK else HUGE_DEFAULT)
 HUGE_PEERS = os.environ.get("BENCH_HUGE_PEERS") == "1"
 BIG_MB = env_int("BENCH_BIG_MB", 64 if QUICK else 1024)
 FS_RUNS = env_int("BENCH_FS_RUNS", max(100, 30 * RUNS))
-CONCURRENCY = env_int("BENCH_CONCURRENCY", 32)
+CONCURRENCY = env_int("BENCH_CONCURRENCY", 64)
 FILE_SIZE = 4096
 DIRS = 40
 # Case 5's files spread over this many directories (the issue's 1 000).

@@ -158,7 +158,7 @@ pub enum DatastoreCommand {
         /// Only upload local changes.
         #[arg(long)]
         push: bool,
-        /// Concurrent transfers (default 32, or SWAMP_SYNC_CONCURRENCY).
+        /// Concurrent transfers (default 64, or SWAMP_SYNC_CONCURRENCY).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
         concurrency: Option<u16>,
     },

@@ -49,7 +49,7 @@ pub struct Settings {
     pub lock_timeout: Duration,
     /// `SWAMP_LOCK_TTL_MS`, or 30 s.
     pub lock_ttl: Duration,
-    /// `SWAMP_SYNC_CONCURRENCY` (or `sync --concurrency`), or 32.
+    /// `SWAMP_SYNC_CONCURRENCY` (or `sync --concurrency`), or 64.
     pub concurrency: usize,
     /// `SWAMP_PART_DOWNLOADS`, or 4.
     pub part_downloads: usize,

@@ -50,8 +50,9 @@ pub use scan::Unsyncable;
 /// count); the caller decides whether and when it is drawn.
 pub type TransferBars = Arc<dyn Fn(&'static str, u64) -> ProgressBar + Send + Sync>;
 
-/// Default number of concurrent transfers.
-pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Default number of concurrent transfers: 64 pulled 2 000 small files
+/// faster than 32 on SeaweedFS and s3s-fs, and 128 no faster (design doc).
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// Sync failures.
 #[derive(Debug, Error)]
