@@ -314,16 +314,22 @@ def measure_batch(jobs: list[tuple[list[str], dict]], server=None, parallel: boo
     command's release to its exit (one after another)."""
     before = server.settled_count() if server else None
 
-    def hold(batch: list[tuple[list[str], dict]]) -> tuple[list[Started], int]:
-        gate_r, gate_w = os.pipe()
+    def hold(batch: list[tuple[list[str], dict]]) -> tuple[list[Started], list[int]]:
+        # A gate pipe per command: bash reads a pipe a byte at a time, so
+        # commands sharing one would split each other's "go" lines.
         ready_r, ready_w = os.pipe()
         held: list[Started] = []
+        gates: list[int] = []
         try:
             try:
                 for argv, env in batch:
-                    held.append(start_gated(argv, env, gate_r, ready_w))
+                    gate_r, gate_w = os.pipe()
+                    gates.append(gate_w)
+                    try:
+                        held.append(start_gated(argv, env, gate_r, ready_w))
+                    finally:
+                        os.close(gate_r)
             finally:
-                os.close(gate_r)
                 os.close(ready_w)
             # One byte per command; one that dies first sends none (and the
             # others keep the pipe open), so poll the children meanwhile.
@@ -338,30 +344,32 @@ def measure_batch(jobs: list[tuple[list[str], dict]], server=None, parallel: boo
                     got += len(os.read(ready_r, len(held) - got))
         except BaseException:
             # Closed without "go": every held command exits unrun.
-            os.close(gate_w)
+            for gate_w in gates:
+                os.close(gate_w)
             for s in held:
                 finish(s)
             raise
         finally:
             os.close(ready_r)
-        return held, gate_w
+        return held, gates
 
-    def release(gate_w: int, count: int) -> float:
+    def release(gates: list[int]) -> float:
         t0 = time.perf_counter()
-        os.write(gate_w, b"go\n" * count)
-        os.close(gate_w)
+        for gate_w in gates:
+            os.write(gate_w, b"go\n")
+            os.close(gate_w)
         return t0
 
     if parallel:
-        held, gate_w = hold(jobs)
-        t0 = release(gate_w, len(held))
+        held, gates = hold(jobs)
+        t0 = release(gates)
         done = [finish(s) for s in held]
         wall = time.perf_counter() - t0
     else:
         done, wall = [], 0.0
         for job in jobs:
-            held, gate_w = hold([job])
-            t0 = release(gate_w, 1)
+            held, gates = hold([job])
+            t0 = release(gates)
             done.append(finish(held[0]))
             wall += time.perf_counter() - t0
     failed = [m for m in done if m.rc != 0]
