@@ -289,17 +289,18 @@ def measure(argv: list[str], env: dict, server=None, cwd=None) -> Measure:
     return m
 
 
-# Holds a command at a gate until the harness opens it: says it is ready
-# on fd READY, waits for a line on fd GATE, then execs the command — only
-# if that line is "go": a gate closed without one (the harness aborting)
-# ends the command unrun.
-GATE_SCRIPT = 'echo >&"$READY"; read -r -u "$GATE" go; [ "$go" = go ] || exit 125; exec {READY}>&- {GATE}<&-; exec "$@"'
+def gate_script(gate: int, ready: int) -> str:
+    """Holds a command at a gate until the harness opens it: says it is
+    ready on fd `ready`, waits for a line on fd `gate`, then execs the
+    command — only if that line is "go": a gate closed without one (the
+    harness aborting) ends the command unrun."""
+    return f'echo >&{ready}; read -r -u {gate} go; [ "$go" = go ] || exit 125; exec {ready}>&- {gate}<&-; exec "$@"'
 
 
 def start_gated(argv: list[str], env: dict, gate: int, ready: int) -> Started:
     """Starts argv held at the gate `gate` (a pipe's read end), saying so on `ready`."""
-    held = ["bash", "-c", GATE_SCRIPT.replace("{READY}", str(ready)).replace("{GATE}", str(gate)), "gate", *argv]
-    started = start(held, dict(env, READY=str(ready), GATE=str(gate)), pass_fds=(gate, ready))
+    held = ["bash", "-c", gate_script(gate, ready), "gate", *argv]
+    started = start(held, env, pass_fds=(gate, ready))
     started.argv = argv  # what a failure names
     return started
 
@@ -794,7 +795,7 @@ class Tools:
         (the prefix's top-level dot objects after the index shards), timed
         in-process by the raw SDK loop: the server's share of that request."""
         out = check_call(
-            [str(RAW), self.server.url, BUCKET, "--list", f"{prefix}/.", f"{prefix}/.datastore-index-shards/~"],
+            [str(RAW), self.server.url, BUCKET, "--list", f"{prefix}/.", f"{prefix}/{SHARDS_DIR}/~"],
             self.base,
             "raw_s3 --list",
         )
