@@ -172,6 +172,8 @@ class Measure:
     rc: int
     requests: int | None
     error: str = ""
+    # CPU seconds the S3 server's processes spent meanwhile (None: no server).
+    server_cpu: float | None = None
 
 
 class HarnessError(Exception):
@@ -274,6 +276,15 @@ def requests_since(server, before: int | None) -> int | None:
     return None if after is None else after - before
 
 
+def server_cpu_since(server, before: float | None) -> float | None:
+    """The server's CPU seconds since `before` (read after `requests_since`,
+    which waits for the server's log to settle)."""
+    if server is None or before is None:
+        return None
+    after = server.cpu()
+    return None if after is None else after - before
+
+
 def measure(argv: list[str], env: dict, server=None, cwd=None) -> Measure:
     """Runs argv once: wall time, CPU, peak RSS and S3 requests.
 
@@ -284,8 +295,10 @@ def measure(argv: list[str], env: dict, server=None, cwd=None) -> Measure:
     the fallback when GNU time is missing, and then a floor of ~25 MiB.
     """
     before = server.settled_count() if server else None
+    cpu_before = server.cpu() if server else None
     m = finish(start(argv, env, cwd))
     m.requests = requests_since(server, before)
+    m.server_cpu = server_cpu_since(server, cpu_before)
     return m
 
 
@@ -314,6 +327,7 @@ def measure_batch(jobs: list[tuple[list[str], dict]], server=None, parallel: boo
     release of all to the last exit (parallel), or is the sum of each
     command's release to its exit (one after another)."""
     before = server.settled_count() if server else None
+    cpu_before = server.cpu() if server else None
 
     def hold(batch: list[tuple[list[str], dict]]) -> tuple[list[Started], list[int]]:
         # A gate pipe per command: bash reads a pipe a byte at a time, so
@@ -382,6 +396,7 @@ def measure_batch(jobs: list[tuple[list[str], dict]], server=None, parallel: boo
         rc=failed[0].rc if failed else 0,
         requests=requests_since(server, before),
         error=f"{len(failed)} of {len(done)} failed: {failed[0].error}" if failed else "",
+        server_cpu=server_cpu_since(server, cpu_before),
     )
 
 
@@ -399,6 +414,8 @@ def check_call(argv: list[str], env: dict | None = None, what: str = "") -> str:
 class Server:
     name = "?"
     counts_requests = False
+    # Whether it computes on one core at a time, whatever the CPUs (moto: Python's GIL).
+    one_core = False
     # Settings swamp runs with on this server (printed in the table's notes).
     swamp_settings: dict[str, str] = {}
 
@@ -438,6 +455,31 @@ class Server:
     def count(self) -> int | None:
         return None
 
+    def cpu(self) -> float | None:
+        """User + system CPU seconds of the server's process and its
+        descendants so far, from /proc (None where it cannot be read)."""
+        if not self.proc or self.proc.poll() is not None:
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        total, todo, seen = 0, [self.proc.pid], set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            try:
+                # Fields after the ")" that closes the command name: utime and
+                # stime are the 12th and 13th (fields 14 and 15 of stat).
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                fields = stat[stat.rindex(")") + 2 :].split()
+                total += int(fields[11]) + int(fields[12])
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError, IndexError):
+                if pid == self.proc.pid:
+                    return None
+        return total / ticks
+
     def settled_count(self) -> int | None:
         """Request count once the server's log stopped growing."""
         if not self.counts_requests:
@@ -461,6 +503,7 @@ REQUEST_LINE = re.compile(rb'"[A-Z]+ \S+ HTTP/1\.[01]" \d{3}')
 class Moto(Server):
     name = "moto"
     counts_requests = True
+    one_core = True
     # moto copies the whole object for every ranged GET (a 1 GiB pull in 64
     # parts takes ~45 s), so swamp fetches large files with one plain GET here.
     swamp_settings = {"SWAMP_PART_DOWNLOADS": "1"}
@@ -900,6 +943,10 @@ class Row:
 
     def cpu_median(self) -> float | None:
         return statistics.median([m.user + m.sys for m in self.runs]) if self.runs else None
+
+    def server_cpu_median(self) -> float | None:
+        cpu = [m.server_cpu for m in self.runs if m.server_cpu is not None]
+        return statistics.median(cpu) if cpu else None
 
     def requests(self) -> int | None:
         reqs = [m.requests for m in self.runs] if self.runs else self.raw_requests
@@ -1531,8 +1578,8 @@ class Bench:
 def table(res: Results) -> list[str]:
     raw_for = {"push_small": "raw_put_small", "pull_small": "raw_get_small", "push_big": "raw_put_big", "pull_big": "raw_get_big"}
     lines = [
-        "| case | tool | runs | median | min | max | S3 requests | peak RSS MiB | CPU s | aws ÷ swamp | rclone ÷ swamp | tuned rclone ÷ swamp | s5cmd ÷ swamp | raw ÷ swamp |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | tool | runs | median | min | max | S3 requests | peak RSS MiB | CPU s | server CPU s | aws ÷ swamp | rclone ÷ swamp | tuned rclone ÷ swamp | s5cmd ÷ swamp | raw ÷ swamp |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res.rows:
         t = r.times()
@@ -1546,6 +1593,7 @@ def table(res: Results) -> list[str]:
             "n/a" if r.requests() is None else f"{r.requests():,}",
             "—" if r.rss() is None else f"{r.rss():.1f}",
             "—" if r.cpu_median() is None else f"{r.cpu_median():.2f}",
+            "—" if r.server_cpu_median() is None else f"{r.server_cpu_median():.2f}",
         ]
         if r.tool == "swamp":
             for peer in PEERS:
@@ -1567,19 +1615,51 @@ class Target:
     met: bool | None  # None: could not be evaluated
 
 
-def targets(res: Results) -> list[Target]:
+def writers_floor(seq_row: Row, par_row: Row, seq: float, server: "Server | None") -> str | None:
+    """What the CPU the puts need allows: the work of the puts one after
+    another (swamp's and the server's) spread over every CPU, and for a
+    server that computes on one core at a time, its own share alone; then what
+    the parallel run spent (the difference is the contention's)."""
+    cpu, server_cpu = seq_row.cpu_median(), seq_row.server_cpu_median()
+    if cpu is None or server_cpu is None:
+        return None
+    cpus = os.cpu_count() or 1
+    floor = (cpu + server_cpu) / cpus
+    text = (
+        f"one after another they used swamp {cpu:.2f} s + server {server_cpu:.2f} s of CPU: "
+        f"over {cpus} CPUs at best {fmt_s(floor)} = {floor / seq:.2f}× of one after another"
+    )
+    if server is not None and server.one_core:
+        text += f"; {server.name} runs on one core at a time (Python's GIL): its {server_cpu:.2f} s alone = {server_cpu / seq:.2f}×"
+    par_cpu, par_server = par_row.cpu_median(), par_row.server_cpu_median()
+    if par_cpu is not None and par_server is not None:
+        text += f"; all at once they used swamp {par_cpu:.2f} s + server {par_server:.2f} s"
+    return text
+
+
+def targets(res: Results, server: "Server | None" = None) -> list[Target]:
     out: list[Target] = []
 
     def med(key, tool):
         r = res.get(key, tool)
         return r.median() if r and r.ok and r.times() else None
 
-    def speedup(key, peer, want, what):
+    def speedup(key, peer, want, what, raw_key=None):
         s, p = med(key, "swamp"), med(key, peer)
         if s is None or p is None:
             out.append(Target(f"{what}: ≥ {want}× faster than {peer}", "not measured", None))
-        else:
-            out.append(Target(f"{what}: ≥ {want}× faster than {peer}", f"{p / s:.2f}× ({fmt_s(p)} vs {fmt_s(s)})", p / s >= want))
+            return
+        out.append(Target(f"{what}: ≥ {want}× faster than {peer}", f"{p / s:.2f}× ({fmt_s(p)} vs {fmt_s(s)})", p / s >= want))
+        raw = med(raw_key, "raw SDK") if raw_key else None
+        if p / s < want and raw is not None:
+            # Why: how far the server lets any client get ahead of the peer.
+            out.append(
+                Target(
+                    f"(why) {what} vs {peer}: the raw SDK loop of the same requests (no process start, no files)",
+                    f"{fmt_s(raw)}: {peer} ÷ raw loop = {p / raw:.2f}×, swamp ÷ raw loop = {s / raw:.2f}×",
+                    None,
+                )
+            )
 
     def requests(key, want, what):
         r = res.get(key, "swamp")
@@ -1686,9 +1766,10 @@ def targets(res: Results) -> list[Target]:
         speedup(key, "rclone", 2, what)
         speedup(key, "aws", 5, what)
         # Issue 16: the fastest peers, on the same server.
-        speedup(key, "s5cmd", 1.5, what)
-        speedup(key, "rclone-tuned", 1.5, what)
-        rate(key, "raw_put_small" if key.startswith("push") else "raw_get_small", 0.70, what)
+        raw_key = "raw_put_small" if key.startswith("push") else "raw_get_small"
+        speedup(key, "s5cmd", 1.5, what, raw_key)
+        speedup(key, "rclone-tuned", 1.5, what, raw_key)
+        rate(key, raw_key, 0.70, what)
     label = f"{BIG_MB / 1024:g} GiB" if BIG_MB >= 1024 else f"{BIG_MB} MiB"
     within("push_big", "raw_put_big", 1.3, f"push one {label} file")
     within("pull_big", "raw_get_big", 1.3, f"pull one {label} file")
@@ -1737,6 +1818,9 @@ def targets(res: Results) -> list[Target]:
     what = f"{TEAM_WRITERS} writers of distinct items from {TEAM_CACHES} caches in parallel: ≤ 0.4× the time of the same {TEAM_WRITERS} one after another"
     if seq is not None and par is not None:
         out.append(Target(what, f"{par / seq:.2f}× ({fmt_s(par)} vs {fmt_s(seq)})", par / seq <= 0.4))
+        floor = writers_floor(res.get("team_put_seq", "swamp"), res.get("team_put_par", "swamp"), seq, server)
+        if floor:
+            out.append(Target(f"(why) {TEAM_WRITERS} parallel writers: the CPU they need on this machine", floor, None))
     seq, par = med("fs_put_seq", "swamp"), med("fs_put_par", "swamp")
     if seq is not None and par is not None:
         out.append(
@@ -1827,7 +1911,9 @@ def report(benches: list[Bench], elapsed: float, failures: list[str]) -> str:
         "Columns: seconds of wall time per command (a fresh process each run, so process start is",
         "included), S3 requests counted from the server's access log between commands (median of the",
         "runs; n/a where the server does not log), peak RSS of the process (max of the runs), CPU =",
-        "user+sys seconds (median), and ratios = peer median ÷ swamp median (above 1: swamp is faster;",
+        "user+sys seconds (median; of all the commands of a batch), server CPU = the same of the S3",
+        "server's processes (from /proc) while the command ran — the server shares the machine's CPUs —,",
+        "and ratios = peer median ÷ swamp median (above 1: swamp is faster;",
         "for `raw`, the share of the raw-loop rate swamp reaches).",
         "",
     ]
@@ -1840,7 +1926,7 @@ def report(benches: list[Bench], elapsed: float, failures: list[str]) -> str:
         lines.append("")
         lines.append("| target | measured | |")
         lines.append("|---|---|---|")
-        for t in (t for t in targets(b.res) if t.measured != "not measured"):
+        for t in (t for t in targets(b.res, b.server) if t.measured != "not measured"):
             verdict = "n/a" if t.met is None else ("MET" if t.met else "**MISSED**")
             lines.append(f"| {t.text} | {t.measured} | {verdict} |")
         lines.append("")
