@@ -70,6 +70,9 @@ impl CacheLockMode {
 /// A held cache lock; dropping it releases it.
 pub(crate) struct CacheLock {
     _held: Flock<File>,
+    /// Whether another holder kept it first (so whatever it guards may
+    /// have changed meanwhile).
+    waited: bool,
 }
 
 impl CacheLock {
@@ -111,6 +114,11 @@ impl CacheLock {
         Self::acquire_file(cache, CACHE_LOCK_FILE, mode, timeout, CACHE_HOLDER).await
     }
 
+    /// Whether this lock had to be waited for: another process held it.
+    pub(crate) fn waited(&self) -> bool {
+        self.waited
+    }
+
     /// Waits up to `timeout` until this process alone may commit to the
     /// index among this machine's scoped writers: they would only refuse
     /// each other's conditional writes, so they queue here instead, and
@@ -142,7 +150,12 @@ impl CacheLock {
             source: Box::new(e),
         };
         let file = match Flock::lock(file, mode.nonblocking()) {
-            Ok(held) => return Ok(Self { _held: held }),
+            Ok(held) => {
+                return Ok(Self {
+                    _held: held,
+                    waited: false,
+                })
+            }
             Err((file, nix::errno::Errno::EWOULDBLOCK)) => file,
             Err((_, e)) => return Err(store_error(e.into())),
         };
@@ -169,7 +182,10 @@ impl CacheLock {
             return Err(store_error(e));
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Ok(held))) => Ok(Self { _held: held }),
+            Ok(Ok(Ok(held))) => Ok(Self {
+                _held: held,
+                waited: true,
+            }),
             Ok(Ok(Err(e))) => Err(store_error(e)),
             Ok(Err(_)) => Err(store_error(std::io::Error::other(
                 "the thread waiting for the cache lock ended",
@@ -242,9 +258,11 @@ mod tests {
         // The waiter is queued in the kernel, not sleeping between polls.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished());
+        assert!(!held.waited(), "the first holder found it free");
         let released = Instant::now();
         drop(held);
-        waiter.await.unwrap().expect("the lock");
+        let got = waiter.await.unwrap().expect("the lock");
+        assert!(got.waited(), "the second one had to wait for it");
         // No timed assertion here (the bench measures handoffs); shown for
         // whoever runs it with --nocapture.
         eprintln!("handed over in {:?}", released.elapsed());

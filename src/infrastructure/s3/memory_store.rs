@@ -55,6 +55,9 @@ pub struct MemoryStore {
     /// The next this many `put_bytes` are refused with `Precondition`
     /// unwritten, as if another writer had just changed the object.
     pub put_refusals: Mutex<u32>,
+    /// Conditional writes refused because the object had changed (412s
+    /// the store decided, not injected ones).
+    pub stale_writes: Mutex<u32>,
     counter: Mutex<u64>,
     /// The next `get_bytes` of each of these keys answers these bytes (what
     /// a reader saw before a write it raced with).
@@ -173,13 +176,15 @@ impl MemoryStore {
         sha: Option<Sha256>,
     ) -> Result<ETag, StoreError> {
         let mut objects = self.objects.lock().unwrap();
-        match (&mode, objects.get(key)) {
-            (Some(PutMode::Create), Some(_)) => return Err(StoreError::Precondition(key.into())),
+        let stale = match (&mode, objects.get(key)) {
+            (Some(PutMode::Create), Some(_)) => true,
             (Some(PutMode::Update(_)), None) => return Err(StoreError::NotFound(key.into())),
-            (Some(PutMode::Update(want)), Some(o)) if &o.etag != want => {
-                return Err(StoreError::Precondition(key.into()))
-            }
-            _ => {}
+            (Some(PutMode::Update(want)), Some(o)) => &o.etag != want,
+            _ => false,
+        };
+        if stale {
+            *self.stale_writes.lock().unwrap() += 1;
+            return Err(StoreError::Precondition(key.into()));
         }
         let etag = self.next_etag();
         objects.insert(

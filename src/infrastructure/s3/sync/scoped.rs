@@ -8,10 +8,16 @@
 //! reader's partial pull, the cache is not made current) and keeps the index
 //! it read as the base of the commit. `merge_index` applies only this
 //! writer's own changes — the entries of the files it uploaded or deleted —
-//! to that base and writes it `If-Match` the base's ETag; on 412 it reads
-//! the index again and re-applies, with jittered backoff, a bounded number of
-//! times. Changes to disjoint scopes commute, so no writer drops another's
-//! entries. A commit over other writers' commits leaves the cache's index
+//! to that base and writes it `If-Match` the base's ETag; on 412 it pauses
+//! (jittered backoff), reads the index again and re-applies, a bounded
+//! number of times. Changes to disjoint scopes commute, so no writer drops
+//! another's entries. The root is read after the pause, never before it: a
+//! pause inside the window between reading the base and writing onto it
+//! only lets more commits land there, and a writer that kept losing would
+//! back off ever longer and lose ever more (its machine's other writers
+//! queued behind it). For the same reason a writer that waited for its
+//! machine's commit lock checks its base first (a conditional GET): the
+//! writer before it has most likely committed onto it. A commit over other writers' commits leaves the cache's index
 //! ETag as it was: the next full pull fetches what they changed.
 
 use super::index_write::{index_entry, index_files};
@@ -133,7 +139,11 @@ impl CacheSync {
             Some(shared) => Some(CacheLock::acquire_commit(self.cache(), shared.timeout()).await?),
             None => None,
         };
+        let waited = _commit.as_ref().is_some_and(CacheLock::waited);
         let outcome = async {
+            if waited {
+                base = self.refresh_base(&changes, base).await?;
+            }
             for attempt in 1..=MERGE_ATTEMPTS {
                 // A retry whose base already holds every change: an earlier
                 // attempt landed with its reply lost, and another writer
@@ -226,24 +236,52 @@ impl CacheSync {
         }
     }
 
+    /// `base`, or the index that replaced it (the shards `changes` touch):
+    /// one conditional GET of the root, 304 while it stands.
+    async fn refresh_base(
+        &self,
+        changes: &[(String, Option<SyncedFile>)],
+        base: Base,
+    ) -> Result<Base, SyncError> {
+        let Some(etag) = base.etag.clone() else {
+            // No index yet: the commit creates it, conditionally.
+            return Ok(base);
+        };
+        let groups = groups_of(changes);
+        match self
+            .index_store()
+            .read(Some(&etag), groups.as_deref())
+            .await?
+        {
+            IndexRead::NotModified => Ok(base),
+            read => self.base_of(read),
+        }
+    }
+
     /// The index as it stands now (the shards `changes` touch), for the
     /// next merging attempt.
-    /// `known` is the root a refused write read back: only its shards are
-    /// fetched then.
+    /// `known` is the root a refused write read back: a conditional GET
+    /// checks that it still stands (it was read before the pause), and then
+    /// only its shards are fetched.
     async fn read_base(
         &self,
         changes: &[(String, Option<SyncedFile>)],
         known: Option<(IndexRoot, ETag)>,
     ) -> Result<Base, SyncError> {
         let groups = groups_of(changes);
+        let store = self.index_store();
         let read = match known {
-            Some((root, etag)) => {
-                self.index_store()
-                    .read_known(root, etag, groups.as_deref())
-                    .await?
-            }
-            None => self.index_store().read(None, groups.as_deref()).await?,
+            Some((root, etag)) => match store.read(Some(&etag), groups.as_deref()).await? {
+                IndexRead::NotModified => store.read_known(root, etag, groups.as_deref()).await?,
+                newer => newer,
+            },
+            None => store.read(None, groups.as_deref()).await?,
         };
+        self.base_of(read)
+    }
+
+    /// The base a read found.
+    fn base_of(&self, read: IndexRead) -> Result<Base, SyncError> {
         match read {
             IndexRead::Found(loaded) => {
                 if let Some(ours) = &self.owner {
@@ -381,6 +419,67 @@ mod tests {
         a.pull(&fence()).await.unwrap();
         assert!(!da.path().join("outputs/kept").exists());
         assert!(da.path().join("data/a/1").is_file());
+    }
+
+    /// Whether a process blocks in `flock` on the file `path`: /proc/locks
+    /// lists a waiter as a `->` line naming the file's inode.
+    fn someone_waits_for(path: &std::path::Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(path).unwrap().ino().to_string();
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains("->"))
+            .any(|line| {
+                line.split_whitespace().any(|field| {
+                    field.matches(':').count() == 2 && field.ends_with(&format!(":{inode}"))
+                })
+            })
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_waited_for_the_commit_lock_checks_its_base_before_writing_onto_it() {
+        use crate::infrastructure::s3::cache_lock::COMMIT_LOCK_FILE;
+        let (store, dir, _) = scoped_writer_over_one_agreed_file().await;
+        let b = shared(&store, dir.path());
+        b.pull_scope(&fence(), &scope("data/b")).await.unwrap();
+        write(dir.path(), "data/b/1", "from b");
+        // This machine's previous committer holds the commit lock while b
+        // comes to commit...
+        let held = CacheLock::acquire_commit(dir.path(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let lock_file = dir.path().join(COMMIT_LOCK_FILE);
+        let other = tempfile::tempdir().unwrap();
+        // ...and meanwhile another machine commits onto the index b pulled.
+        let meanwhile = async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !someone_waits_for(&lock_file) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "b never queued for the commit lock"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let c = machine(&store, other.path());
+            c.pull_scope(&fence(), &scope("data/c")).await.unwrap();
+            write(other.path(), "data/c/1", "from c");
+            c.push_scope(&fence(), &scope("data/c")).await.unwrap();
+            let refused = *store.stale_writes.lock().unwrap();
+            drop(held);
+            refused
+        };
+        let (b_fence, b_scope) = (fence(), scope("data/b"));
+        let (pushed, refused) = tokio::join!(b.push_scope(&b_fence, &b_scope), meanwhile);
+        pushed.unwrap();
+        assert_eq!(
+            *store.stale_writes.lock().unwrap(),
+            refused,
+            "b read the index as it stands before its first write, so nothing of it was refused"
+        );
+        let files = index(&store).files;
+        assert!(files.contains_key("data/b/1") && files.contains_key("data/c/1"));
+        assert!(files.contains_key("outputs/kept"));
     }
 
     #[tokio::test]
