@@ -473,11 +473,21 @@ class Server:
                 stat = Path(f"/proc/{pid}/stat").read_text()
                 fields = stat[stat.rindex(")") + 2 :].split()
                 total += int(fields[11]) + int(fields[12])
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    todo += [int(c) for c in (task / "children").read_text().split()]
             except (OSError, ValueError, IndexError):
                 if pid == self.proc.pid:
                     return None
+                continue  # a descendant that just ended
+            try:
+                tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            except OSError:
+                continue
+            for task in tasks:
+                # A thread may end between the listing and the read (moto
+                # runs one per connection): its children are none then.
+                try:
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+                except (OSError, ValueError):
+                    pass
         return total / ticks
 
     def settled_count(self) -> int | None:
@@ -1623,7 +1633,7 @@ def writers_floor(seq_row: Row, par_row: Row, seq: float, server: "Server | None
     cpu, server_cpu = seq_row.cpu_median(), seq_row.server_cpu_median()
     if cpu is None or server_cpu is None:
         return None
-    cpus = os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0)) or 1  # the CPUs this run may use
     floor = (cpu + server_cpu) / cpus
     text = (
         f"one after another they used swamp {cpu:.2f} s + server {server_cpu:.2f} s of CPU: "

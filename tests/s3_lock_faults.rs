@@ -22,7 +22,7 @@ struct Proxied {
 }
 
 /// Requests on a lock object: the whole-datastore lock, or the scoped
-/// record (`.locks/{id}.lock`) an item writer (`data put`) holds, which
+/// record (`.locks/{scope}~{id}.lock`) an item writer (`data put`) holds, which
 /// follows the same rules.
 fn lock_key() -> Match {
     Match::any().key_suffix(".lock")

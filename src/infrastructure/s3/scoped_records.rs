@@ -120,7 +120,12 @@ fn scope_named(rel: &str) -> Option<LockScope> {
             .map(|p| p.replace("%2C", ",").replace("%25", "%"))
             .collect(),
         None => {
-            let (encoded, _) = inner.strip_suffix(".lock")?.rsplit_once('~')?;
+            let (encoded, id) = inner.strip_suffix(".lock")?.rsplit_once('~')?;
+            // swamp's ids are hex: anything else was not named by swamp,
+            // so its key says nothing (the record is read instead).
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+                return None;
+            }
             encoded
                 .split(',')
                 .map(|p| {
@@ -343,6 +348,8 @@ mod tests {
 
     #[test]
     fn a_record_key_names_its_scope_unless_too_long() {
+        // An id as swamp makes them (a v4 UUID, simple form).
+        const ID: &str = "084c96c067174781b67541b80ce3fdf1";
         let rows: [(&[&str], Option<&[&str]>); 5] = [
             (&["data/a,b%/@versions"], Some(&["data/a,b%/@versions"])),
             (&["data/x", "outputs/y"], Some(&["data/x", "outputs/y"])),
@@ -352,17 +359,20 @@ mod tests {
         ];
         for (paths, named) in rows {
             let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
-            let rel = record_rel("id", &paths);
+            let rel = record_rel(ID, &paths);
             let want = named.map(|n| LockScope::Paths(n.iter().map(|p| p.to_string()).collect()));
             assert_eq!(scope_named(&rel), want, "{rel}");
-            assert!(is_scoped_lock_key(&rel) && rel.ends_with("id.lock"));
+            assert!(is_scoped_lock_key(&rel) && rel.ends_with(&format!("{ID}.lock")));
             // Flat: deleting it leaves no directory behind on a store that
             // keeps objects as files.
             assert!(!rel[".locks/".len()..].contains('/'), "{rel}");
         }
         let long = vec!["d".repeat(600)];
-        assert_eq!(record_rel("id", &long), ".locks/id.lock");
+        assert_eq!(record_rel(ID, &long), format!(".locks/{ID}.lock"));
         assert_eq!(scope_named(".locks/id.lock"), None);
+        // A key swamp did not name says nothing: its record is read.
+        assert_eq!(scope_named(".locks/data%2Fa~.lock"), None);
+        assert_eq!(scope_named(".locks/data%2Fa~not-an-id!.lock"), None);
         // An older swamp's record names its scope as directories.
         assert_eq!(
             scope_named(".locks/data/a%2Cb/@versions,outputs/y/id.lock"),

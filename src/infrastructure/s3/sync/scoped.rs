@@ -17,8 +17,9 @@
 //! back off ever longer and lose ever more (its machine's other writers
 //! queued behind it). For the same reason a writer that waited for its
 //! machine's commit lock checks its base first (a conditional GET): the
-//! writer before it has most likely committed onto it. A commit over other writers' commits leaves the cache's index
-//! ETag as it was: the next full pull fetches what they changed.
+//! writer before it has most likely committed onto it. A commit over other
+//! writers' commits leaves the cache's index ETag as it was: the next full
+//! pull fetches what they changed.
 
 use super::index_write::{index_entry, index_files};
 use super::{CacheSync, SyncError};
@@ -237,23 +238,23 @@ impl CacheSync {
     }
 
     /// `base`, or the index that replaced it (the shards `changes` touch):
-    /// one conditional GET of the root, 304 while it stands.
+    /// one conditional GET of the root, 304 while it stands (a plain GET,
+    /// 404 while there is none, when the base is that no index exists).
     async fn refresh_base(
         &self,
         changes: &[(String, Option<SyncedFile>)],
         base: Base,
     ) -> Result<Base, SyncError> {
-        let Some(etag) = base.etag.clone() else {
-            // No index yet: the commit creates it, conditionally.
-            return Ok(base);
-        };
+        let etag = base.etag.clone();
         let groups = groups_of(changes);
         match self
             .index_store()
-            .read(Some(&etag), groups.as_deref())
+            .read(etag.as_ref(), groups.as_deref())
             .await?
         {
             IndexRead::NotModified => Ok(base),
+            // Still no index: the commit creates it (conditionally).
+            IndexRead::Absent if etag.is_none() => Ok(base),
             read => self.base_of(read),
         }
     }
@@ -427,7 +428,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let inode = std::fs::metadata(path).unwrap().ino().to_string();
         std::fs::read_to_string("/proc/locks")
-            .unwrap()
+            .expect("this test needs /proc/locks (Linux) to see a process wait in flock")
             .lines()
             .filter(|line| line.contains("->"))
             .any(|line| {
@@ -441,7 +442,8 @@ mod tests {
     async fn a_writer_that_waited_for_the_commit_lock_checks_its_base_before_writing_onto_it() {
         use crate::infrastructure::s3::cache_lock::COMMIT_LOCK_FILE;
         let (store, dir, _) = scoped_writer_over_one_agreed_file().await;
-        let b = shared(&store, dir.path());
+        // A commit-lock timeout as generous as the wait below (a busy machine).
+        let b = machine(&store, dir.path()).sharing_cache(Duration::from_secs(60));
         b.pull_scope(&fence(), &scope("data/b")).await.unwrap();
         write(dir.path(), "data/b/1", "from b");
         // This machine's previous committer holds the commit lock while b
@@ -480,6 +482,25 @@ mod tests {
         let files = index(&store).files;
         assert!(files.contains_key("data/b/1") && files.contains_key("data/c/1"));
         assert!(files.contains_key("outputs/kept"));
+    }
+
+    #[tokio::test]
+    async fn after_a_refusal_the_root_read_back_is_checked_before_it_is_written_onto() {
+        let (store, dir, a) = scoped_writer_over_one_agreed_file().await;
+        write(dir.path(), "data/a/1", "from a");
+        // The first write is refused, and its read-back sees a root that no
+        // longer stands by the time the pause is over (ETag "stale").
+        let root_key = crate::domain::sync_index::object_key("p", INDEX_KEY);
+        let standing = store.object(&root_key).unwrap();
+        *store.put_refusals.lock().unwrap() = 1;
+        store.serve_once(&root_key, standing);
+        a.push_scope(&fence(), &scope("data/a")).await.unwrap();
+        assert_eq!(
+            *store.stale_writes.lock().unwrap(),
+            0,
+            "the retry wrote onto the root that stands, not onto the one read back"
+        );
+        assert!(index(&store).files.contains_key("data/a/1"));
     }
 
     #[tokio::test]
