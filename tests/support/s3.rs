@@ -241,13 +241,24 @@ impl S3Server {
     }
 
     /// Runs `python3` with the arguments `args` adds for a free port, in its
-    /// own process group, and waits until it answers.
-    fn spawn_moto(what: &str, args: impl FnOnce(&mut Command, &str)) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .unwrap()
-            .port();
+    /// own process group, and waits until it answers — on another port if
+    /// it could not have this one.
+    fn spawn_moto(what: &str, args: impl Fn(&mut Command, &str)) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let port = free_port_below_ephemeral();
+            match Self::try_moto(what, port, &args) {
+                Ok(server) => return server,
+                Err(why) => failures.push(format!("port {port}: {why}")),
+            }
+        }
+        panic!("moto did not start: {failures:#?}");
+    }
+
+    /// One attempt at moto on `port`: ready when it answers from its own
+    /// listening socket (a port-0 listener of a parallel test, or a server
+    /// of another test binary, may have taken the port since it was free).
+    fn try_moto(what: &str, port: u16, args: &impl Fn(&mut Command, &str)) -> Result<Self, String> {
         let mut cmd = Command::new("python3");
         args(&mut cmd, &port.to_string());
         die_with_test(&mut cmd);
@@ -258,14 +269,25 @@ impl S3Server {
             .process_group(0)
             .spawn()
             .expect("start moto (pip install 'moto[server]')");
-        let moto = S3Server {
+        let mut moto = S3Server {
             child,
             port,
             kind: S3Kind::Moto,
             data: None,
         };
-        wait_until(what, || moto.request("GET", "/", b"").is_some());
-        moto
+        let start = Instant::now();
+        loop {
+            if let Some(status) = moto.child.try_wait().expect("try_wait moto") {
+                return Err(format!("{what}: moto exited ({status})"));
+            }
+            if moto.request("GET", "/", b"").is_some() && listens_on(moto.child.id(), port) {
+                return Ok(moto);
+            }
+            if start.elapsed() > DEADLINE {
+                return Err(format!("{what}: no answer in {DEADLINE:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Starts `weed mini` on a port range of its own (retrying on another
@@ -545,6 +567,29 @@ fn free_seaweedfs_range() -> u16 {
         });
         if all_free {
             return base;
+        }
+    }
+}
+
+/// A port free right now in 30 005..32 767: above SeaweedFS's ranges and
+/// below the ephemeral range, so a port-0 listener (a test's fake server)
+/// never takes it between this check and the server's own bind. The walk
+/// starts at a different place in each process.
+fn free_port_below_ephemeral() -> u16 {
+    const FIRST: u32 = 30_005;
+    const COUNT: u32 = 32_767 - FIRST;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
+    let _ = NEXT.compare_exchange(u32::MAX, seed % COUNT, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
         }
     }
 }
