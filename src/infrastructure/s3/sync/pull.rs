@@ -35,7 +35,9 @@ use crate::infrastructure::s3::index_store::{IndexIoError, IndexRead, IndexWrite
 use crate::infrastructure::s3::store::{PutMode, StoreError};
 use crate::infrastructure::s3::sync_times::{SyncTimes, Synced};
 use futures::stream::{self, StreamExt};
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Whether a pull may take an object newer than its index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,14 +302,20 @@ impl CacheSync {
             state.files.remove(&rel_text);
         }
         let generation = remote.generation;
+        let mut seen_dirs = HashSet::new();
         for (rel, path, _) in &wanted {
-            self.clear_the_way(rel, path, state.files.get(rel.as_str()), &mut report)
+            let agreed = state.files.get(rel.as_str());
+            self.clear_the_way(rel, path, agreed, &mut seen_dirs, &mut report)
                 .await?;
         }
         let _bar = self.start_progress("pull", wanted.len() as u64);
+        let made_dirs = Mutex::new(HashSet::new());
+        let made_dirs = &made_dirs;
         let results: Vec<_> = stream::iter(wanted)
             .map(|(rel, path, entry)| async move {
-                let outcome = self.download(&rel, &path, &entry, generation, heal).await;
+                let outcome = self
+                    .download(&rel, &path, &entry, generation, heal, made_dirs)
+                    .await;
                 self.tick();
                 (rel, entry, outcome)
             })
@@ -472,11 +480,15 @@ impl CacheSync {
     /// directory, a directory or link where it has a file, or a file changed
     /// since `agreed` — is moved aside as a conflict copy. A link where the
     /// remote has a directory is an error naming it.
+    /// `seen_dirs` holds the ancestors this pass already found to be
+    /// directories: a pull of many files in few directories looks at each
+    /// directory once, not once per file.
     async fn clear_the_way(
         &self,
         rel: &SafeRelativePath,
         path: &Path,
         agreed: Option<&SyncedFile>,
+        seen_dirs: &mut HashSet<String>,
         report: &mut SyncReport,
     ) -> Result<(), SyncError> {
         let mut above = String::new();
@@ -486,12 +498,17 @@ impl CacheSync {
                 above.push('/');
             }
             above.push_str(segment);
+            if seen_dirs.contains(&above) {
+                continue;
+            }
             let Ok(ancestor) = SafeRelativePath::parse(&above) else {
                 return Ok(());
             };
             let at = ancestor.under(self.cache());
             match std::fs::symlink_metadata(&at) {
-                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.is_dir() => {
+                    seen_dirs.insert(above.clone());
+                }
                 // Agreed files may sit behind a link: moving it aside would
                 // make them look deleted, so the user decides.
                 Ok(meta) if meta.is_symlink() => {
@@ -545,6 +562,9 @@ impl CacheSync {
         synced.map_err(io_err(self.cache()))
     }
 
+    /// Downloads `rel` into `path`. `made_dirs` holds the parents this pull
+    /// already created and checked: the first file of a directory makes it
+    /// and checks the way to it, the others only write into it.
     async fn download(
         &self,
         rel: &SafeRelativePath,
@@ -552,11 +572,20 @@ impl CacheSync {
         entry: &IndexEntry,
         index_generation: u64,
         heal: Heal,
+        made_dirs: &Mutex<HashSet<PathBuf>>,
     ) -> Result<Arrival, SyncError> {
         let parent = path.parent().unwrap_or(self.cache());
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-        // Re-check after creating directories: a symlink may not sit in the way.
-        safe_cache_path(self.cache(), rel).map_err(io_err(path))?;
+        let known = made_dirs.lock().is_ok_and(|dirs| dirs.contains(parent));
+        if !known {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            // Re-check after creating directories: a symlink may not sit in
+            // the way. (A link at `path` itself is harmless: the rename
+            // below replaces it, never follows it.)
+            safe_cache_path(self.cache(), rel).map_err(io_err(path))?;
+            if let Ok(mut dirs) = made_dirs.lock() {
+                dirs.insert(parent.to_path_buf());
+            }
+        }
         let temp = temp_path_for(path);
         let key = self.key(rel.as_str());
         let check = match &entry.parts {
