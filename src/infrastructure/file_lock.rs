@@ -9,8 +9,16 @@
 //! mtime and content hash — or its token), and otherwise link it straight back.
 //! So a stale takeover can only ever remove the exact stale record it judged, a
 //! release only our own record, and two takers cannot both win: after removal
-//! they race on the same create-if-absent. See design/datastores.md for the
-//! residual windows.
+//! they race on the same create-if-absent.
+//!
+//! Every change to a record (takeover, renewal, release) is also made under an
+//! exclusive `flock` of the directory's mutex file, held for the few syscalls
+//! of the change. Without it, a taker that had judged a stale record could move
+//! aside the *fresh* record another taker had just created, and a third
+//! process could create its own before the record was linked back: two
+//! holders (seen with 6 processes racing on a busy 2-core machine). Under the
+//! mutex a taker judges the record it then moves, and nothing else changes it
+//! in between. See design/datastores.md for the residual windows.
 
 use crate::domain::lock::{
     is_stale, Attempt, DistributedLock, Lease, LockError, LockInfo, LockObservation, LockVersion,
@@ -19,18 +27,29 @@ use crate::infrastructure::atomic_file::TEMP_MARKER;
 use crate::infrastructure::hashing::sha256_bytes;
 use crate::infrastructure::scoped_lock::ScopedRecords;
 use async_trait::async_trait;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The lock file name inside the datastore directory.
 pub const LOCK_FILE: &str = ".datastore.lock";
 
 /// The directory of scoped lock records inside the datastore directory.
 pub const SCOPED_DIR: &str = ".locks";
+
+/// The file in a lock's directory whose `flock` serializes every change to a
+/// record there (its content is never read).
+pub const MUTEX_FILE: &str = ".swamp-lock-mutex";
+
+/// How long a change waits for another process's change to finish: changes
+/// take microseconds, so only a process stopped in the middle of one holds
+/// the mutex this long.
+const MUTEX_WAIT: Duration = Duration::from_secs(5);
 
 /// What `move_aside_if` found.
 enum MoveOutcome {
@@ -94,6 +113,40 @@ impl FileLock {
     /// A fresh record for this process, naming this lock's scope.
     fn fresh_info(&self, ttl: Duration) -> LockInfo {
         LockInfo::for_this_process_holding(ttl, self.scope.as_ref())
+    }
+
+    /// Holds the directory's mutex for one change to a record (see the
+    /// module doc), waiting for another process's change to finish.
+    async fn changing(&self) -> io::Result<Flock<fs::File>> {
+        fs::create_dir_all(self.dir())?;
+        let path = self.dir().join(MUTEX_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let deadline = Instant::now() + MUTEX_WAIT;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(held) => return Ok(held),
+                Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    file = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "{} has been held for {} s by another swamp (stopped in the middle of a lock change?)",
+                            path.display(),
+                            MUTEX_WAIT.as_secs()
+                        ),
+                    ))
+                }
+                Err((_, errno)) => return Err(errno.into()),
+            }
+        }
     }
 
     fn store_err(&self, e: io::Error) -> LockError {
@@ -319,16 +372,19 @@ impl DistributedLock for FileLock {
     }
 
     async fn try_acquire(&self, ttl: Duration) -> Result<Attempt, LockError> {
+        let _changing = self.changing().await.map_err(|e| self.store_err(e))?;
         self.try_acquire_sync(ttl).map_err(|e| self.store_err(e))
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Lease, LockError> {
-        // A racer's move-aside empties the lock path for a moment; look again
-        // before concluding the record is gone.
+        // An older swamp's move-aside (made without the mutex) empties the
+        // lock path for a moment; look again before concluding it is gone.
         for _ in 0..5 {
+            let changing = self.changing().await.map_err(|e| self.store_err(e))?;
             if let Some(renewed) = self.renew_sync(lease)? {
                 return Ok(renewed);
             }
+            drop(changing);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Err(LockError::Lost(
@@ -337,6 +393,7 @@ impl DistributedLock for FileLock {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), LockError> {
+        let _changing = self.changing().await.map_err(|e| self.store_err(e))?;
         let token = lease.info.token.clone();
         self.move_aside_if("release", |moved| {
             moved.info.as_ref().map(|i| &i.token) == Some(&token)
@@ -351,6 +408,7 @@ impl DistributedLock for FileLock {
     }
 
     async fn force_release(&self) -> Result<Option<LockObservation>, LockError> {
+        let _changing = self.changing().await.map_err(|e| self.store_err(e))?;
         match self
             .move_aside_if("forced", |_| true)
             .map_err(|e| self.store_err(e))?
@@ -422,6 +480,66 @@ mod tests {
         let now = lock.inspect().await.unwrap().unwrap();
         assert_eq!(now.info.unwrap().token, fresh.info.token);
         assert!(lock.renew(&fresh).await.is_ok());
+    }
+
+    /// Holds the mutex of `dir` as another process would (its own open file).
+    fn hold_mutex(dir: &Path) -> Flock<fs::File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(MUTEX_FILE))
+            .unwrap();
+        Flock::lock(file, FlockArg::LockExclusiveNonblock).unwrap()
+    }
+
+    #[tokio::test]
+    async fn no_record_changes_while_another_process_changes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(LOCK_FILE), b"garbage").unwrap();
+        let lock = FileLock::new(dir.path(), Duration::from_millis(50));
+        while !lock.inspect().await.unwrap().unwrap().stale {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let held = hold_mutex(dir.path());
+        // Without the mutex the takeover takes microseconds.
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(300),
+            lock.try_acquire(Duration::from_secs(30)),
+        )
+        .await;
+        assert!(waiting.is_err(), "took over while another change was made");
+        assert_eq!(fs::read(dir.path().join(LOCK_FILE)).unwrap(), b"garbage");
+        drop(held);
+        let Attempt::Acquired(lease) = lock.try_acquire(Duration::from_secs(30)).await.unwrap()
+        else {
+            panic!("not taken over once the change ended")
+        };
+        // Renewal and release wait the same way.
+        let held = hold_mutex(dir.path());
+        let renewing = tokio::time::timeout(Duration::from_millis(300), lock.renew(&lease)).await;
+        assert!(renewing.is_err(), "renewed while another change was made");
+        let releasing =
+            tokio::time::timeout(Duration::from_millis(300), lock.release(&lease)).await;
+        assert!(releasing.is_err(), "released while another change was made");
+        assert!(lock.inspect().await.unwrap().is_some());
+        drop(held);
+        lock.release(&lease).await.unwrap();
+        assert!(lock.inspect().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_change_held_up_past_the_wait_is_an_error_naming_the_mutex() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = FileLock::new(dir.path(), Duration::from_secs(30));
+        let _held = hold_mutex(dir.path());
+        let Err(LockError::Backend { source, .. }) =
+            lock.try_acquire(Duration::from_secs(30)).await
+        else {
+            panic!("acquired while the mutex was held")
+        };
+        assert!(source.to_string().contains(MUTEX_FILE), "{source}");
     }
 
     #[tokio::test]

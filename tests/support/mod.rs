@@ -316,14 +316,15 @@ pub fn append_config(repo: &Path, text: &str) {
     std::fs::write(repo.join(".swamp.yaml"), current).unwrap();
 }
 
-/// Every regular file under `root` (symlinks are not followed), as sorted
+/// Every regular file under `root` (symlinks are not followed) but the lock
+/// mutexes (`LOCK_MUTEX_FILE`), as sorted
 /// `/`-joined relative paths; empty if `root` does not exist.
 pub fn files_under(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     if root.exists() {
         for entry in walkdir::WalkDir::new(root) {
             let entry = entry.unwrap();
-            if entry.file_type().is_file() {
+            if entry.file_type().is_file() && entry.file_name() != LOCK_MUTEX_FILE {
                 let rel = entry.path().strip_prefix(root).unwrap();
                 out.push(
                     rel.components()
@@ -337,6 +338,11 @@ pub fn files_under(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The empty file whose `flock` serializes changes to a filesystem
+/// datastore's lock records (one next to `.datastore.lock`, one in
+/// `.locks/`): swamp's own, made once and kept, never content.
+pub const LOCK_MUTEX_FILE: &str = ".swamp-lock-mutex";
 
 /// Every regular file under `root` with its content, by `/`-joined relative path.
 pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
