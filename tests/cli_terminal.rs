@@ -126,7 +126,9 @@ fn on_a_terminal_the_wait_shows_a_spinner_that_is_cleared_afterwards() {
     });
     std::fs::write(marks.path().join("go"), "").unwrap();
     assert!(wait_child(&mut holder).success());
-    wait_until("the waiter finished", || repo.path().join("code").exists());
+    wait_until("the waiter finished", || {
+        whole_line(&repo.path().join("code")).is_some()
+    });
     assert_eq!(
         std::fs::read_to_string(repo.path().join("code")).unwrap(),
         "exit:0\n"
@@ -170,6 +172,14 @@ fn colour_on_a_terminal_unless_no_color() {
             "NO_COLOR={no_color:?}: {screen:?}"
         );
     }
+}
+
+/// The content of `path` once the shell has written it whole (`echo ... >`
+/// creates the file before it writes the line).
+fn whole_line(path: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .filter(|text| text.ends_with('\n'))
 }
 
 /// `cmd` as a shell command line: its environment changes, then its argv.
@@ -232,9 +242,9 @@ fn the_guards_own_pull_shows_a_bar_on_a_terminal_once_it_takes_a_while() {
         wait_until("the command finished", || {
             let screen = tmux.screen(false);
             saw_bar |= screen.contains("pull [") && screen.contains("/600 files");
-            done.exists()
+            whole_line(&done).is_some()
         });
-        assert_eq!(std::fs::read_to_string(&done).unwrap(), "exit:0\n");
+        assert_eq!(whole_line(&done).as_deref(), Some("exit:0\n"));
         assert_eq!(saw_bar, !quiet, "a bar while pulling, none under -q");
         let screen = tmux.screen(false);
         assert!(!screen.contains("pull ["), "the bar is cleared: {screen}");
