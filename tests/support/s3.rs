@@ -544,18 +544,23 @@ fn weed_binary() -> PathBuf {
     .clone()
 }
 
+/// A number that differs per process (and per start): where a port walk begins.
+fn per_process_seed() -> u32 {
+    std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    )
+}
+
 /// A base port P for `weed mini` with P..P+4 and their gRPC ports
 /// P+10000..P+10004 free right now. Bases step through 10 000..20 000 from a
 /// start that differs per process, so the gRPC ports stay below the
 /// ephemeral range (32 768+) and parallel tests rarely even try one range.
 fn free_seaweedfs_range() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos(),
-    );
+    let seed = per_process_seed();
     let _ = NEXT.compare_exchange(u32::MAX, seed % 2000, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let slot = NEXT.fetch_add(1, Ordering::SeqCst) % 2000;
@@ -579,12 +584,7 @@ fn free_port_below_ephemeral() -> u16 {
     const FIRST: u32 = 30_005;
     const COUNT: u32 = 32_767 - FIRST;
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos(),
-    );
+    let seed = per_process_seed();
     let _ = NEXT.compare_exchange(u32::MAX, seed % COUNT, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
