@@ -51,6 +51,52 @@ pub const MUTEX_FILE: &str = ".swamp-lock-mutex";
 /// the mutex this long.
 const MUTEX_WAIT: Duration = Duration::from_secs(5);
 
+/// How one change to a record is serialized (`FileLock::changing`).
+enum Changing {
+    /// The directory's mutex, held until this is dropped.
+    Held(#[allow(dead_code)] Flock<fs::File>),
+    /// No mutex: the directory does not exist (so it holds no record), or
+    /// its filesystem has no working `flock`.
+    Without,
+    /// Another process has held the mutex (at this path) for `MUTEX_WAIT`:
+    /// one stopped in the middle of a change.
+    HeldUp(PathBuf),
+}
+
+impl Changing {
+    /// The error of a change that could not wait any longer.
+    fn held_up(path: &Path) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "{p} is held by a swamp stopped in the middle of a lock change: find it with `fuser -v {p}`, resume it (kill -CONT) or end it, then retry",
+                p = path.display()
+            ),
+        )
+    }
+}
+
+/// Opens (or creates) the mutex file. Created readable and writable by all
+/// (less the umask), so teammates sharing a group-writable datastore can
+/// all open it; one made by another user is opened for reading, which a
+/// local `flock` accepts as well.
+fn open_mutex(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o666)
+        .open(path);
+    match opened {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            OpenOptions::new().read(true).open(path)
+        }
+        other => other,
+    }
+}
+
 /// What `move_aside_if` found.
 enum MoveOutcome {
     /// The expected record was removed.
@@ -115,34 +161,37 @@ impl FileLock {
         LockInfo::for_this_process_holding(ttl, self.scope.as_ref())
     }
 
-    /// Holds the directory's mutex for one change to a record (see the
-    /// module doc), waiting for another process's change to finish.
-    async fn changing(&self) -> io::Result<Flock<fs::File>> {
-        fs::create_dir_all(self.dir())?;
+    /// Takes the directory's mutex for one change to a record (see the
+    /// module doc), waiting up to `MUTEX_WAIT` for another process's change
+    /// to finish. `create_dir`: the change may create the directory (an
+    /// acquire); otherwise a missing directory holds no record to change.
+    async fn changing(&self, create_dir: bool) -> io::Result<Changing> {
+        if create_dir {
+            fs::create_dir_all(self.dir())?;
+        }
         let path = self.dir().join(MUTEX_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let mut file = match open_mutex(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create_dir => {
+                return Ok(Changing::Without)
+            }
+            Err(e) => return Err(e),
+        };
         let deadline = Instant::now() + MUTEX_WAIT;
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(held) => return Ok(held),
+                Ok(held) => return Ok(Changing::Held(held)),
                 Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
                     file = back;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((_, Errno::EWOULDBLOCK)) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        format!(
-                            "{} has been held for {} s by another swamp (stopped in the middle of a lock change?)",
-                            path.display(),
-                            MUTEX_WAIT.as_secs()
-                        ),
-                    ))
+                Err((_, Errno::EWOULDBLOCK)) => return Ok(Changing::HeldUp(path)),
+                // A mount without a lock manager (NFS without lockd, some
+                // FUSE filesystems): rename and link alone, as before the
+                // mutex, rather than no lock at all.
+                Err((_, Errno::ENOLCK | Errno::EOPNOTSUPP | Errno::ENOSYS | Errno::EINVAL)) => {
+                    tracing::debug!(mutex = %path.display(), "no flock on this filesystem");
+                    return Ok(Changing::Without);
                 }
                 Err((_, errno)) => return Err(errno.into()),
             }
@@ -372,7 +421,22 @@ impl DistributedLock for FileLock {
     }
 
     async fn try_acquire(&self, ttl: Duration) -> Result<Attempt, LockError> {
-        let _changing = self.changing().await.map_err(|e| self.store_err(e))?;
+        let changing = self.changing(true).await.map_err(|e| self.store_err(e))?;
+        if let Changing::HeldUp(path) = &changing {
+            // Busy, not failed: the command keeps waiting up to its lock
+            // timeout, which then names the record's holder or the mutex.
+            let observed = self.observe(&self.lock_path());
+            return match observed.map_err(|e| self.store_err(e))? {
+                Some(obs) if !obs.stale => Ok(Attempt::Busy(obs)),
+                _ => Ok(Attempt::Busy(LockObservation {
+                    info: None,
+                    corrupt: Some(Changing::held_up(path).to_string()),
+                    age: Duration::ZERO,
+                    stale: false,
+                    version: LockVersion(String::new()),
+                })),
+            };
+        }
         self.try_acquire_sync(ttl).map_err(|e| self.store_err(e))
     }
 
@@ -380,7 +444,10 @@ impl DistributedLock for FileLock {
         // An older swamp's move-aside (made without the mutex) empties the
         // lock path for a moment; look again before concluding it is gone.
         for _ in 0..5 {
-            let changing = self.changing().await.map_err(|e| self.store_err(e))?;
+            let changing = self.changing(false).await.map_err(|e| self.store_err(e))?;
+            if let Changing::HeldUp(path) = &changing {
+                return Err(self.store_err(Changing::held_up(path)));
+            }
             if let Some(renewed) = self.renew_sync(lease)? {
                 return Ok(renewed);
             }
@@ -393,7 +460,10 @@ impl DistributedLock for FileLock {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), LockError> {
-        let _changing = self.changing().await.map_err(|e| self.store_err(e))?;
+        let changing = self.changing(false).await.map_err(|e| self.store_err(e))?;
+        if let Changing::HeldUp(path) = &changing {
+            return Err(self.store_err(Changing::held_up(path)));
+        }
         let token = lease.info.token.clone();
         self.move_aside_if("release", |moved| {
             moved.info.as_ref().map(|i| &i.token) == Some(&token)
@@ -408,7 +478,9 @@ impl DistributedLock for FileLock {
     }
 
     async fn force_release(&self) -> Result<Option<LockObservation>, LockError> {
-        let _changing = self.changing().await.map_err(|e| self.store_err(e))?;
+        // Forced: after the wait it goes ahead without the mutex, so it also
+        // clears a lock whose mutex a stopped process holds.
+        let _changing = self.changing(false).await.map_err(|e| self.store_err(e))?;
         match self
             .move_aside_if("forced", |_| true)
             .map_err(|e| self.store_err(e))?
@@ -529,17 +601,49 @@ mod tests {
         assert!(lock.inspect().await.unwrap().is_none());
     }
 
+    /// A process stopped inside a change: an acquirer is busy (it keeps
+    /// waiting, up to its lock timeout) with the mutex named, a renewal
+    /// fails naming it, and a forced release goes ahead without it.
     #[tokio::test]
-    async fn a_change_held_up_past_the_wait_is_an_error_naming_the_mutex() {
+    async fn a_change_held_up_past_the_wait_is_busy_or_fails_naming_the_mutex() {
         let dir = tempfile::tempdir().unwrap();
         let lock = FileLock::new(dir.path(), Duration::from_secs(30));
-        let _held = hold_mutex(dir.path());
-        let Err(LockError::Backend { source, .. }) =
-            lock.try_acquire(Duration::from_secs(30)).await
-        else {
-            panic!("acquired while the mutex was held")
+        let Attempt::Acquired(lease) = acquire(&lock, Duration::from_secs(30)) else {
+            panic!()
+        };
+        let other = FileLock::new(dir.path(), Duration::from_secs(30));
+        let held = hold_mutex(dir.path());
+        let Attempt::Busy(obs) = other.try_acquire(Duration::from_secs(30)).await.unwrap() else {
+            panic!("acquired while the lock was held")
+        };
+        assert_eq!(obs.info.unwrap().token, lease.info.token);
+        let Err(LockError::Backend { source, .. }) = lock.renew(&lease).await else {
+            panic!("renewed while the mutex was held")
         };
         assert!(source.to_string().contains(MUTEX_FILE), "{source}");
+        assert!(source.to_string().contains("fuser -v"), "{source}");
+        let forced = lock.force_release().await.unwrap();
+        assert_eq!(forced.unwrap().info.unwrap().token, lease.info.token);
+        assert!(lock.inspect().await.unwrap().is_none());
+        // No record at all: the acquirer is busy with the mutex named.
+        let Attempt::Busy(obs) = other.try_acquire(Duration::from_secs(30)).await.unwrap() else {
+            panic!("acquired while the mutex was held")
+        };
+        assert!(obs.corrupt.unwrap().contains(MUTEX_FILE));
+        drop(held);
+        assert!(matches!(
+            other.try_acquire(Duration::from_secs(30)).await.unwrap(),
+            Attempt::Acquired(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn changes_in_a_directory_that_does_not_exist_create_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("not-here");
+        let lock = FileLock::new(&missing, Duration::from_secs(30));
+        assert!(lock.force_release().await.unwrap().is_none());
+        assert!(!missing.exists());
     }
 
     #[tokio::test]

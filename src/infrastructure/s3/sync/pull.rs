@@ -579,8 +579,8 @@ impl CacheSync {
         if !known {
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
             // Re-check after creating directories: a symlink may not sit in
-            // the way. (A link at `path` itself is harmless: the rename
-            // below replaces it, never follows it.)
+            // the way. Later files of this directory skip the walk: the way
+            // to it was checked, and their temp names are created new.
             safe_cache_path(self.cache(), rel).map_err(io_err(path))?;
             if let Ok(mut dirs) = made_dirs.lock() {
                 dirs.insert(parent.to_path_buf());
